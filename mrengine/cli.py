@@ -1,0 +1,225 @@
+"""The `mrengine` command: run, master, worker, status. Thin: parse, call, map errors to exit codes."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import sys
+
+import click
+
+from .errors import MrEngineError, TaskFailedError, UsageError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'64MiB', '1k', '4096' -> bytes (K/M/G/T are powers of 1024)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a size (try 4096, 64k, 64MiB, 1G)")
+    scale = 1024 ** " kmgt".index(m.group(2).lower() or " ")
+    size = int(float(m.group(1)) * scale)
+    if size <= 0:
+        raise ValueError("size must be positive")
+    return size
+
+
+def parse_param(text: str) -> tuple[str, object]:
+    """'epochs=20' -> ('epochs', 20); values that read as JSON are typed, the rest stay strings."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"{text!r} is not NAME=VALUE")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+class _Size(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _Pair(click.ParamType):
+    name = "name=value"
+
+    def __init__(self, typed: bool):
+        self.typed = typed
+
+    def convert(self, value, param, ctx):
+        try:
+            name, parsed = parse_param(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return name, parsed if self.typed else value.partition("=")[2]
+
+
+def read_secret(path: str | None) -> bytes:
+    if path is None:
+        return b""
+    try:
+        with open(path, "rb") as f:
+            secret = f.read().strip()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--secret-file")
+    if not secret:
+        raise click.BadParameter(f"{path} is empty", param_hint="--secret-file")
+    return secret
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _fail(exc: MrEngineError) -> None:
+    click.echo(f"mrengine: error: {exc.message}", err=True)
+    if isinstance(exc, TaskFailedError) and exc.traceback:
+        click.echo(exc.traceback, err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group()
+@click.version_option(package_name="mrengine")
+def main() -> None:
+    """mrengine: MapReduce jobs written as plain Python files."""
+
+
+@main.command()
+@click.argument("job_file", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output directory (local path or fsspec URL).")
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="Worker processes of the embedded cluster (ignored with --master).")
+@click.option("--reducers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Reduce tasks for steps whose job file does not set num_reducers.")
+@click.option("--split-size", type=_Size(), default="64MiB", show_default=True, help="Bytes per input split.")
+@click.option("-p", "--param", "params", type=_Pair(typed=True), multiple=True, help="NAME=VALUE, seen by the job as ctx.params.")
+@click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
+              help="KEY=VALUE passed to fsspec for inputs and outputs (e.g. endpoint_url=...).")
+@click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
+@click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Memory for map output before it spills to disk.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
+@click.option("--master", default=None, help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--verbose", is_flag=True, help="Show the embedded cluster's logs.")
+def run(job_file, inputs, output, workers, reducers, split_size, params, storage_options, overwrite,
+        sort_buffer_mb, max_attempts, master, secret_file, verbose):
+    """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
+    from .cluster import EmbeddedCluster
+    from .driver import Driver, RunOptions
+    from .job import load_job
+
+    opts = RunOptions(reducers=reducers, split_size=split_size, params=dict(params), storage_options=dict(storage_options),
+                      sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
+    try:
+        job = load_job(job_file)
+        if job.main is not None and not job.steps:
+            raise UsageError(f"{job_file} defines main(ctx); iterative jobs are not supported yet")
+        if master:
+            summary = Driver(master, read_secret(secret_file)).run(job, list(inputs), output, opts)
+        else:
+            with EmbeddedCluster(workers, verbose=verbose) as cluster:
+                summary = Driver(cluster.address, cluster.secret).run(job, list(inputs), output, opts)
+    except MrEngineError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("mrengine: interrupted", err=True)
+        sys.exit(130)
+    for line in summary.lines():
+        click.echo(line, err=True)
+
+
+@main.command("master")
+@click.option("--bind", default="127.0.0.1:7070", show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback).")
+@click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds of silence after which a worker is declared dead.")
+@click.option("--ready-file", default=None, hidden=True)
+def master_cmd(bind, secret_file, worker_timeout, ready_file):
+    """Run a master: it schedules jobs onto the workers that connect to it."""
+    from . import master
+    from .comm import parse_address
+
+    try:
+        host, port = parse_address(bind)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bind")
+    secret = read_secret(secret_file)
+    if not secret and not _is_loopback(host):
+        raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
+                                 param_hint="--bind")
+    try:
+        master.main(host, port, secret, worker_timeout, ready_file)
+    except MrEngineError as exc:
+        _fail(exc)
+
+
+@main.command("worker")
+@click.option("--master", "master_address", required=True, help="HOST:PORT of the master.")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--slots", type=click.IntRange(min=1), default=1, show_default=True, help="Attempts run at once (one process each).")
+@click.option("--work-dir", default=None, help="Directory for map outputs (default ./mrengine-work).")
+@click.option("--bind", "bind_host", default=None, help="Address to serve map outputs on (default: the one that reaches the master).")
+def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
+    """Run a worker: it takes tasks from the master and serves its map outputs to reducers."""
+    from . import worker
+    from .comm import parse_address
+
+    try:
+        master_host, _ = parse_address(master_address)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--master")
+    secret = read_secret(secret_file)
+    host = bind_host or ("127.0.0.1" if _is_loopback(master_host) else "0.0.0.0")
+    if not secret and not _is_loopback(host):
+        raise click.BadParameter("serving map outputs off loopback needs --secret-file", param_hint="--bind")
+    try:
+        worker.main(master_address, secret, slots, work_dir, host)
+    except MrEngineError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, help="HOST:PORT of the master.")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
+def status(master_address, secret_file, as_json):
+    """Show a master's workers and jobs."""
+    from . import comm
+
+    try:
+        conn = comm.connect(master_address, read_secret(secret_file))
+        try:
+            reply = conn.request({"type": "status"})
+        finally:
+            conn.close()
+    except MrEngineError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(reply, indent=1))
+        return
+    click.echo(f"workers ({sum(w['alive'] for w in reply['workers'])} alive):")
+    for w in reply["workers"]:
+        state = "alive" if w["alive"] else "dead"
+        click.echo(f"  {w['id']:6} {state:5} {w['host']} shuffle {w['shuffle']} slots {w['slots']} running {len(w['running'])}")
+    click.echo("jobs:")
+    for j in reply["jobs"]:
+        c = j["counts"]
+        click.echo(f"  {j['id']} {j['name']} step {j['step']} {j['state']}: map {c['maps_done']}/{c['maps']} "
+                   f"reduce {c['reduces_done']}/{c['reduces']} attempts {c['attempts']} {j['elapsed']}s")

@@ -1,0 +1,106 @@
+"""The embedded cluster behind `mrengine run`: a master and N workers as local processes on loopback.
+
+They are the same `mrengine master` / `mrengine worker` programs a multi-host cluster runs, started
+in their own session (so a Ctrl-C reaches only the driver, which then stops them in order) with a
+fresh random secret, and stopped and cleaned up when the job ends, succeeds or fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from .errors import ClusterError
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class EmbeddedCluster:
+    def __init__(self, workers: int, worker_timeout: float | None = None, verbose: bool = False):
+        self.num_workers = workers
+        self.worker_timeout = worker_timeout
+        self.verbose = verbose
+        self.procs: list[subprocess.Popen] = []
+        self.address = ""
+        self.secret = b""
+        self.tmp = ""
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = None if self.verbose else open(os.path.join(self.tmp, f"{name}.log"), "wb")
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "mrengine", *args], stdin=subprocess.DEVNULL,
+                                    stdout=log or None, stderr=subprocess.STDOUT if log else None, start_new_session=True)
+        finally:
+            if log:
+                log.close()
+        proc.name = name
+        self.procs.append(proc)
+        return proc
+
+    def __enter__(self) -> "EmbeddedCluster":
+        self.tmp = tempfile.mkdtemp(prefix="mrengine-")
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.secret = secrets.token_hex(32).encode()  # as `read_secret` will read it back from the file
+        secret_file = os.path.join(self.tmp, "secret")
+        with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(self.secret)
+        ready = os.path.join(self.tmp, "master.address")
+        args = ["master", "--bind", "127.0.0.1:0", "--secret-file", secret_file, "--ready-file", ready]
+        if self.worker_timeout:
+            args += ["--worker-timeout", str(self.worker_timeout)]
+        master = self._spawn("master", args)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not os.path.exists(ready):
+            if master.poll() is not None:
+                raise ClusterError(f"the master did not start (exit code {master.returncode}):\n{self.log_tail('master')}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the master did not start within {START_TIMEOUT:.0f}s")
+            time.sleep(0.01)
+        with open(ready) as f:
+            self.address = f.read().strip()
+        for i in range(self.num_workers):
+            self._spawn(f"worker-{i}", ["worker", "--master", self.address, "--secret-file", secret_file,
+                                        "--work-dir", os.path.join(self.tmp, "work")])
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            with open(os.path.join(self.tmp, f"{name}.log"), errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        # Workers first (they say goodbye to the master), then the master.
+        workers = [p for p in self.procs if p.name != "master"]
+        masters = [p for p in self.procs if p.name == "master"]
+        for group in (workers, masters):
+            for p in group:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            for p in group:
+                try:
+                    p.wait(max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        self.procs = []
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,257 @@
+"""TCP connections between drivers, the master and workers.
+
+Before anything else, both ends prove they hold the cluster's secret (mutual HMAC-SHA256
+challenge-response, compared in constant time); only then is a single frame read. So a peer without
+the secret can never make anyone decode a frame, let alone unpickle job code. After that, messages
+are `protocol` frames; map output segments follow a header frame as raw bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import socket
+import threading
+from typing import BinaryIO, Callable
+
+from . import protocol
+from .errors import ClusterError, MrEngineError, ProtocolError
+
+log = logging.getLogger("mrengine.comm")
+
+_MAGIC = b"MRE" + bytes([protocol.VERSION])
+_NONCE = 32
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class ConnectionClosed(ProtocolError):
+    """The peer went away."""
+
+
+def _mac(secret: bytes, role: bytes, a: bytes, b: bytes) -> bytes:
+    return hmac.new(secret, role + a + b, hashlib.sha256).digest()
+
+
+class Connection:
+    """One authenticated TCP connection carrying frames."""
+
+    def __init__(self, sock: socket.socket, peer: str, max_frame: int = protocol.DEFAULT_MAX_FRAME):
+        self.sock = sock
+        self.peer = peer
+        self.max_frame = max_frame
+        self._send_lock = threading.Lock()
+
+    # ------------------------------------------------------------ raw bytes
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            except socket.timeout:
+                raise ConnectionClosed(f"{self.peer}: timed out") from None
+            except OSError as exc:
+                raise ConnectionClosed(f"{self.peer}: {exc}") from None
+            if not chunk:
+                raise ConnectionClosed(f"{self.peer} closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def _send_all(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise ConnectionClosed(f"{self.peer}: {exc}") from None
+
+    # ------------------------------------------------------------ handshake
+
+    def authenticate_as_server(self, secret: bytes) -> None:
+        nonce = os.urandom(_NONCE)
+        self._send_all(_MAGIC + nonce)
+        reply = self._recv_exact(_NONCE + 32)
+        client_nonce, client_mac = reply[:_NONCE], reply[_NONCE:]
+        if not hmac.compare_digest(client_mac, _mac(secret, b"C", nonce, client_nonce)):
+            raise ProtocolError(f"{self.peer} failed authentication (wrong or missing secret)")
+        self._send_all(_mac(secret, b"S", client_nonce, nonce))
+
+    def authenticate_as_client(self, secret: bytes) -> None:
+        hello = self._recv_exact(len(_MAGIC) + _NONCE)
+        if hello[: len(_MAGIC)] != _MAGIC:
+            raise ProtocolError(f"{self.peer} is not an mrengine endpoint of protocol version {protocol.VERSION}")
+        nonce = hello[len(_MAGIC):]
+        mine = os.urandom(_NONCE)
+        self._send_all(mine + _mac(secret, b"C", nonce, mine))
+        try:
+            server_mac = self._recv_exact(32)
+        except ConnectionClosed:
+            raise ProtocolError(f"{self.peer} refused our credentials: the cluster secret differs") from None
+        if not hmac.compare_digest(server_mac, _mac(secret, b"S", mine, nonce)):
+            raise ProtocolError(f"{self.peer} failed to prove it holds the cluster secret")
+
+    # ------------------------------------------------------------ frames
+
+    def send(self, msg: dict) -> None:
+        data = protocol.encode(msg, self.max_frame)
+        with self._send_lock:
+            self._send_all(data)
+
+    def recv(self) -> dict:
+        length = protocol.frame_length(self._recv_exact(protocol.HEADER.size), self.max_frame)
+        return protocol.decode(self._recv_exact(length))
+
+    def request(self, msg: dict) -> dict:
+        """Send a request and return its reply; an error reply is raised as the error it names."""
+        self.send(msg)
+        reply = self.recv()
+        if reply["type"] == "error":
+            raise remote_error(reply)
+        return reply
+
+    def send_file_range(self, f: BinaryIO, offset: int, length: int) -> None:
+        with self._send_lock:
+            try:
+                self.sock.sendfile(f, offset, length)
+            except OSError as exc:
+                raise ConnectionClosed(f"{self.peer}: {exc}") from None
+
+    def recv_to_file(self, out: BinaryIO, length: int) -> None:
+        remaining = length
+        while remaining:
+            chunk = self._recv_exact(min(remaining, 1 << 20))
+            out.write(chunk)
+            remaining -= len(chunk)
+
+    def settimeout(self, seconds: float | None) -> None:
+        self.sock.settimeout(seconds)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def remote_error(reply: dict) -> MrEngineError:
+    from . import errors
+
+    cls = getattr(errors, reply.get("error", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, MrEngineError)):
+        cls = MrEngineError
+    args = reply.get("args") or [reply.get("message", "remote error")]
+    return cls(*args)
+
+
+def parse_address(address: str, default_port: int | None = None) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise ValueError(f"address {address!r} needs a port (HOST:PORT)")
+        return address, default_port
+    try:
+        return host.strip("[]") or "127.0.0.1", int(port)
+    except ValueError:
+        raise ValueError(f"address {address!r} has a bad port") from None
+
+
+def connect(address: str, secret: bytes, timeout: float = 10.0, max_frame: int = protocol.DEFAULT_MAX_FRAME) -> Connection:
+    """Open an authenticated connection to HOST:PORT."""
+    host, port = parse_address(address)
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise ClusterError(f"cannot connect to {address}: {exc.strerror or exc}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = Connection(sock, address, max_frame)
+    try:
+        conn.settimeout(HANDSHAKE_TIMEOUT)
+        conn.authenticate_as_client(secret)
+        conn.settimeout(timeout)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class Server:
+    """Accepts connections, authenticates each, and hands it to `handler(conn)` on its own thread.
+
+    A connection that fails authentication or sends a bad frame is closed and logged; the server
+    keeps serving everyone else.
+    """
+
+    def __init__(self, host: str, port: int, secret: bytes, handler: Callable[[Connection], None], name: str,
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME):
+        self.secret = secret
+        self.handler = handler
+        self.name = name
+        self.max_frame = max_frame
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise ClusterError(f"{name} cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        self.sock.listen(128)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self._conns: set[Connection] = set()
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._accept_loop, name=f"{name}-accept", daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> "Server":
+        self._thread.start()
+        return self
+
+    def _accept_loop(self) -> None:
+        while not self._stopped:
+            try:
+                sock, addr = self.sock.accept()
+            except OSError:
+                return  # closed by stop()
+            threading.Thread(target=self._serve, args=(sock, addr), name=f"{self.name}-conn", daemon=True).start()
+
+    def _serve(self, sock: socket.socket, addr) -> None:
+        peer = f"{addr[0]}:{addr[1]}"
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(sock, peer, self.max_frame)
+        with self._lock:
+            if self._stopped:
+                conn.close()
+                return
+            self._conns.add(conn)
+        try:
+            conn.settimeout(HANDSHAKE_TIMEOUT)
+            conn.authenticate_as_server(self.secret)
+            conn.settimeout(None)
+            self.handler(conn)
+        except ConnectionClosed:
+            pass
+        except ProtocolError as exc:
+            log.warning("%s: refused connection from %s: %s", self.name, peer, exc)
+        except Exception:
+            log.exception("%s: connection from %s failed", self.name, peer)
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            conns = list(self._conns)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        for conn in conns:
+            conn.close()

@@ -1,0 +1,148 @@
+"""Submitting a job to a master and following it to the end.
+
+A job of several steps runs as one master job per step, each step reading the previous one's output
+(msgpack files under the output's `_temporary/`). Progress goes to stderr: one updating line on a
+terminal, a line per change (at most one a second) otherwise.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import comm, outputs
+from .errors import TaskFailedError
+from .inputs import DEFAULT_SPLIT_SIZE, input_format
+from .job import JobSpec
+
+POLL_SECONDS = 0.05
+
+
+@dataclass
+class RunOptions:
+    reducers: int = 2
+    split_size: int = DEFAULT_SPLIT_SIZE
+    params: dict = field(default_factory=dict)
+    storage_options: dict = field(default_factory=dict)
+    sort_buffer_mb: int = 100
+    max_attempts: int = 4
+    overwrite: bool = False
+
+
+@dataclass
+class Summary:
+    job: str
+    output: str
+    elapsed: float = 0.0
+    maps: int = 0
+    reduces: int = 0
+    attempts: int = 0
+    counters: Counter = field(default_factory=Counter)
+    parts: dict = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        c = self.counters
+        out = [
+            f"job {self.job} succeeded in {self.elapsed:.2f}s -> {self.output}",
+            f"  tasks: {self.maps} map, {self.reduces} reduce ({self.attempts} attempts)",
+            f"  input: {c['mrengine', 'map_input_records']} records, {c['mrengine', 'map_input_bytes']} bytes",
+            f"  output: {sum(p['records'] for p in self.parts.values())} records, "
+            f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
+        ]
+        user = sorted((g, n, v) for (g, n), v in c.items() if g != "mrengine")
+        if user:
+            out.append("  counters:")
+            out += [f"    {g}/{n} = {v}" for g, n, v in user]
+        return out
+
+
+class Progress:
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last = ""
+        self._last_time = 0.0
+
+    def update(self, label: str, status: dict) -> None:
+        c = status["counts"]
+        line = (f"[{label}] map {c['maps_done']}/{c['maps']}  reduce {c['reduces_done']}/{c['reduces']}  "
+                f"workers {status['workers']}  {status['elapsed']:.1f}s")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(len(self._last)))
+            self.stream.flush()
+            self._last = line
+        else:
+            now = time.monotonic()
+            changed = line.rsplit("  ", 1)[0] != self._last.rsplit("  ", 1)[0]
+            if changed and (now - self._last_time >= 1.0 or status["state"] != "running") or not self._last:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+                self._last, self._last_time = line, now
+
+    def done(self) -> None:
+        if self.tty and self._last:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._last = ""
+
+
+class Driver:
+    def __init__(self, master: str, secret: bytes, progress: Progress | None = None):
+        self.master = master
+        self.secret = secret
+        self.progress = progress or Progress()
+
+    def run(self, job: JobSpec, inputs: list[str], output: str, opts: RunOptions) -> Summary:
+        outputs.check_output_dir(output, opts.overwrite, opts.storage_options)
+        summary = Summary(job.name, output)
+        started = time.monotonic()
+        conn = comm.connect(self.master, self.secret)
+        try:
+            step_inputs = inputs
+            for i, step in enumerate(job.steps):
+                last = i == len(job.steps) - 1
+                step_output = output if last else outputs.step_dir(output, i)
+                status = self._run_step(conn, job, i, step_inputs, step_output, opts, last)
+                summary.maps += status["counts"]["maps"]
+                summary.reduces += status["counts"]["reduces"]
+                summary.attempts += status["counts"]["attempts"]
+                for g, n, v in status["counters"]:
+                    if g != "mrengine" or i == 0 or not n.startswith("map_input"):
+                        summary.counters[g, n] += v
+                step_inputs = [step_output]
+            summary.parts = status["manifest"]["parts"]
+        finally:
+            conn.close()
+            if len(job.steps) > 1:
+                outputs.remove_step_dirs(output, len(job.steps) - 1, opts.storage_options)
+        summary.elapsed = time.monotonic() - started
+        return summary
+
+    def _run_step(self, conn, job: JobSpec, index: int, inputs: list[str], output: str, opts: RunOptions, last: bool) -> dict:
+        step = job.steps[index]
+        fmt = job.input_format if index == 0 else "msgpack"
+        reply = conn.request({
+            "type": "submit", "job_bytes": job.dumps(), "job_name": job.name, "step": index,
+            "inputs": inputs, "input_format": None if index == 0 else "msgpack",
+            "splittable": input_format(fmt).splittable, "output": output,
+            "output_format": job.output_format if last else "msgpack",
+            "num_reducers": step.num_reducers or opts.reducers, "split_size": opts.split_size,
+            "params": opts.params, "storage_options": opts.storage_options,
+            "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
+        })
+        label = job.name if len(job.steps) == 1 else f"{job.name} step {index + 1}/{len(job.steps)}"
+        try:
+            while True:
+                status = conn.request({"type": "job_status", "job_id": reply["job_id"]})
+                self.progress.update(label, status)
+                if status["state"] != "running":
+                    break
+                time.sleep(POLL_SECONDS)
+        finally:
+            self.progress.done()
+        if status["state"] == "failed":
+            error = status["error"]
+            raise TaskFailedError(f"job {job.name} failed: {error['message']}", label, 0, error.get("traceback", ""))
+        return status

@@ -1,0 +1,198 @@
+"""Running one task attempt: a map (records → mapper → buffer → sorted partition file) or a reduce
+(fetch → merge → group → reducer → attempt output file).
+
+Exceptions raised by a job's own code become `UserCodeError`, carrying the user's traceback (their
+file and line, without mrengine's frames) and where it happened: the split and the record's offset,
+or the reduce key.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Iterator
+
+from . import context, outputs
+from .errors import FetchFailedError, MrEngineError
+from .inputs import Split, input_format
+from .job import JobSpec, Step, user_traceback
+from .shuffle.buffer import MapOutputBuffer
+from .shuffle.fetch import fetch_segment
+from .shuffle.merge import group_by_key, merge_sorted
+from .shuffle.partition import checked_partitioner
+from .shuffle.runs import read_segment
+
+ENGINE = "mrengine"
+
+
+class UserCodeError(MrEngineError):
+    """A job's function raised; args: (message, traceback)."""
+
+
+def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
+    hint = ""
+    if isinstance(exc, (TypeError, ValueError)) and "unpack" in str(exc) or "not iterable" in str(exc):
+        hint = f" ({function} must yield or return (key, value) pairs)"
+    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}\n  at {where}", user_traceback(exc))
+
+
+def _counter_list(ctx: context.TaskContext, engine: Counter) -> list:
+    merged = [[ENGINE, name, n] for name, n in sorted(engine.items()) if n]
+    merged += [[g, n, v] for (g, n), v in sorted(ctx.counters.items())]
+    return merged
+
+
+def _pairs(result: Any) -> Any:
+    if result is None:
+        return ()
+    if isinstance(result, Mapping):
+        return result.items()
+    return result
+
+
+# ---------------------------------------------------------------- map
+
+
+def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
+    """Run one map attempt; returns {"path", "segments", "counters"}. The file stays in work_dir."""
+    split = Split(*task["split"])
+    engine: Counter = Counter()
+    ctx = context.TaskContext(task["params"], split=split)
+    num_partitions = task["num_partitions"]
+    attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
+    os.makedirs(attempt_dir, exist_ok=True)
+    buffer = MapOutputBuffer(
+        num_partitions,
+        checked_partitioner(step.partitioner, num_partitions),
+        step.combiner,
+        task["sort_buffer_bytes"],
+        attempt_dir,
+        engine,
+    )
+    fmt = input_format(task["input_format"] if task["input_format"] is not None else job.input_format)
+    blocks = fmt.read(split, task["storage_options"])
+    context.activate(ctx)
+    try:
+        if step.map_split is not None:
+            _map_split(step, blocks, buffer, engine, split)
+        else:
+            _map_records(step, blocks, buffer, engine, split)
+        path = os.path.join(attempt_dir, "map.out")
+        segments = buffer.close(path)
+    finally:
+        context.activate(None)
+    engine["map_input_bytes"] += max(split.end - split.start, 0) if split.end >= 0 else 0
+    return {"path": path, "segments": [list(s) for s in segments], "counters": _counter_list(ctx, engine)}
+
+
+def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
+    mapper, add = step.mapper, buffer.add
+    where = f"split {split.describe()}"
+    if step.mapper_init is not None:
+        _call_hook(step.mapper_init, "mapper_init", where, buffer)
+    records = 0
+    for block in blocks:
+        i = -1
+        try:
+            for i, (key, value) in enumerate(block.pairs()):
+                for out_key, out_value in mapper(key, value):
+                    add(out_key, out_value)
+        except MrEngineError:
+            raise
+        except Exception as exc:
+            raise _user_error(exc, "mapper", f"split {split.describe()}, record {block.locate(i)}") from None
+        records += len(block.values)
+    engine["map_input_records"] += records
+    if step.mapper_final is not None:
+        _call_hook(step.mapper_final, "mapper_final", where, buffer)
+
+
+def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
+    try:
+        buffer.add_all(_pairs(hook()))
+    except MrEngineError:
+        raise
+    except Exception as exc:
+        raise _user_error(exc, name, where) from None
+
+
+def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
+    seen = [0]
+
+    def records():
+        for block in blocks:
+            seen[0] += len(block.values)
+            yield from block.values
+
+    try:
+        buffer.add_all(_pairs(step.map_split(records())))
+    except MrEngineError:
+        raise
+    except Exception as exc:
+        raise _user_error(exc, "map_split", f"split {split.describe()}, within its first {seen[0]} records") from None
+    engine["map_input_records"] += seen[0]
+
+
+# ---------------------------------------------------------------- reduce
+
+
+def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes) -> dict:
+    """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}."""
+    engine: Counter = Counter()
+    ctx = context.TaskContext(task["params"])
+    partition = task["index"]
+    attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
+    os.makedirs(attempt_dir, exist_ok=True)
+    try:
+        files = _fetch_all(task, partition, attempt_dir, secret, engine)
+        runs = [read_segment(f, length, f.name, map_index) for f, length, map_index in files]
+        groups = group_by_key(merge_sorted(runs)) if runs else iter(())
+        out_path = outputs.attempt_path(task["output"], task["job_id"], task["attempt_id"], partition)
+        context.activate(ctx)
+        try:
+            stats = outputs.write_pairs(out_path, task["output_format"], _reduce(step, groups, engine, partition), task["storage_options"])
+        finally:
+            context.activate(None)
+        for f, _, _ in files:
+            f.close()
+    finally:
+        shutil.rmtree(attempt_dir, ignore_errors=True)
+    engine["reduce_output_records"] += stats["records"]
+    engine["output_bytes"] += stats["bytes"]
+    return {**stats, "counters": _counter_list(ctx, engine)}
+
+
+def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes, engine: Counter) -> list:
+    files = []
+    for map_index, address, attempt_id, length, records in task["sources"]:
+        if not length:
+            continue
+        engine["reduce_input_records"] += records
+        path = os.path.join(attempt_dir, f"m{map_index:05d}.run")
+        with open(path, "wb") as out:
+            got = fetch_segment(address, secret, task["job_id"], attempt_id, partition, map_index, out)
+        if got != length:
+            raise FetchFailedError(f"map output {attempt_id} from {address} has {got} bytes, expected {length}", map_index)
+        engine["shuffle_bytes"] += got
+        files.append((open(path, "rb"), length, map_index))
+    return files
+
+
+def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> Iterator[tuple]:
+    reducer = step.reducer
+    key: Any = None
+    try:
+        for key, values in groups:
+            engine["reduce_input_groups"] += 1
+            if reducer is None:
+                for value in values:
+                    yield key, value
+            else:
+                for out_key, out_value in reducer(key, values):
+                    yield out_key, out_value
+    except MrEngineError:
+        raise
+    except Exception as exc:
+        raise _user_error(exc, "reducer", f"reduce partition {partition}, key {key!r}") from None

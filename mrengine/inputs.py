@@ -1,0 +1,334 @@
+"""Input files → splits → records.
+
+Paths are fsspec URLs (local paths, `s3://...`, `memory://...`). A pattern may name a file, a
+directory (every file below it, skipping names that start with `_` or `.` as Hadoop does) or a glob.
+
+Text files are cut into byte-range splits of about `split_size` bytes. Hadoop's line rule makes every
+line belong to exactly one split: a split that does not start at byte 0 skips the partial line it
+starts in, and every split reads the line that straddles its end. Said precisely, a split [start, end)
+owns the lines that begin at an offset p with start < p <= end (and p = 0 for the first split).
+Compressed files (.gz, .bz2, ...) cannot be cut and are one split each.
+
+Text is UTF-8. Bytes that do not decode stop the task with a `RecordError` naming the file and the
+byte offset: silently replacing them would change counts without anyone noticing. A line ends at
+`\\n`; a `\\r` before it is dropped, so CRLF files read like LF files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Any, Callable, Iterator, NamedTuple
+
+import fsspec
+from fsspec.utils import infer_compression
+
+from . import serde
+from .errors import RecordError, StorageError
+
+DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024
+_GLOB_CHARS = "*?["
+
+
+class InputFile(NamedTuple):
+    url: str
+    size: int
+
+
+class Split(NamedTuple):
+    """A piece of one input file: bytes [start, end) under the line rule, or the whole file."""
+
+    index: int
+    url: str
+    start: int
+    end: int
+    compression: str | None
+
+    def describe(self) -> str:
+        if self.compression or (self.start == 0 and self.end < 0):
+            return f"{self.url} (whole file)"
+        return f"{self.url} bytes {self.start}-{self.end}"
+
+
+@dataclass
+class Block:
+    """Records read in one go: `values[i]` came with key `keys[i]`; `locate(i)` says where it was."""
+
+    keys: Any  # a list, or itertools.repeat of one key
+    values: list
+    locate: Callable[[int], str]
+
+    def pairs(self) -> Iterator[tuple]:
+        return zip(self.keys, self.values)
+
+
+# ---------------------------------------------------------------- listing and splitting
+
+
+def _is_hidden(relative_path: str) -> bool:
+    return any(part.startswith(("_", ".")) for part in relative_path.split("/") if part)
+
+
+def list_inputs(patterns: list[str], storage_options: dict | None = None) -> list[InputFile]:
+    """Every file the patterns name, sorted by URL; raises StorageError for a missing path or an empty match."""
+    found: dict[str, int] = {}
+    for pattern in patterns:
+        try:
+            fs, path = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+            matches = _expand(fs, path, pattern)
+        except StorageError:
+            raise
+        except FileNotFoundError:
+            raise StorageError(f"input path {pattern!r} does not exist") from None
+        except PermissionError as exc:
+            raise StorageError(f"input path {pattern!r} cannot be read: permission denied ({exc})") from None
+        except (OSError, ValueError, ImportError) as exc:
+            raise StorageError(f"input path {pattern!r} cannot be listed: {exc}") from None
+        for path, size in matches:
+            found[_to_url(fs, path, pattern)] = size
+    return [InputFile(url, size) for url, size in sorted(found.items())]
+
+
+def _expand(fs, path: str, pattern: str) -> list[tuple[str, int]]:
+    if any(ch in path for ch in _GLOB_CHARS):
+        entries = fs.glob(path, detail=True)
+        files = [(p, info) for p, info in entries.items() if info.get("type") != "directory"]
+        if not files:
+            raise StorageError(f"input pattern {pattern!r} matched no files")
+        return [(p, int(info.get("size") or 0)) for p, info in files]
+    info = fs.info(path)
+    if info.get("type") != "directory":
+        return [(path, int(info.get("size") or 0))]
+    root = path.rstrip("/")
+    files = [
+        (p, int(i.get("size") or 0))
+        for p, i in fs.find(root, detail=True).items()
+        if i.get("type") != "directory" and not _is_hidden(p[len(root):])
+    ]
+    if not files:
+        raise StorageError(f"input directory {pattern!r} holds no input files")
+    return files
+
+
+def _to_url(fs, path: str, pattern: str) -> str:
+    if "://" not in pattern:
+        return path  # keep local paths plain: they read better in messages
+    return fs.unstrip_protocol(path)
+
+
+def make_splits(files: list[InputFile], split_size: int = DEFAULT_SPLIT_SIZE, splittable: bool = True) -> list[Split]:
+    """Cut files into splits; compressed files and unsplittable formats give one split per file."""
+    if split_size <= 0:
+        raise ValueError("split size must be positive")
+    splits: list[Split] = []
+    for f in files:
+        if f.size == 0:
+            continue  # holds no records
+        compression = infer_compression(f.url)
+        if compression or not splittable:
+            splits.append(Split(len(splits), f.url, 0, -1, compression))
+            continue
+        for start in range(0, f.size, split_size):
+            splits.append(Split(len(splits), f.url, start, min(start + split_size, f.size), None))
+    return splits
+
+
+def open_input(url: str, storage_options: dict | None, compression: str | None = None):
+    """An fsspec file opened for binary reading; close it with `with`."""
+    try:
+        return fsspec.open(url, "rb", compression=compression, **(storage_options or {})).open()
+    except FileNotFoundError:
+        raise StorageError(f"input file {url!r} no longer exists") from None
+    except OSError as exc:
+        raise StorageError(f"input file {url!r} cannot be opened: {exc}") from None
+
+
+# ---------------------------------------------------------------- reading lines
+
+
+def _read_line_chunks(f, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(file offset, bytes holding whole lines) for the lines a split owns; see the module docstring.
+
+    `end < 0` means read to the end of the stream (whole-file splits).
+    """
+    limit = end if end >= 0 else float("inf")
+    if start > 0:
+        f.seek(start)
+        base = start
+        while True:  # skip to just past the first newline at or after `start`
+            data = f.read(_READ_CHUNK)
+            if not data:
+                return
+            nl = data.find(b"\n")
+            if nl >= 0:
+                base += nl + 1
+                carry = data[nl + 1:]
+                break
+            base += len(data)
+    else:
+        base, carry = 0, b""
+    while base <= limit:
+        data = f.read(_READ_CHUNK)
+        if not data:
+            if not carry:
+                return
+            # End of file: what is left may lack its final newline; add it so the rule below applies.
+            data = b"" if carry.endswith(b"\n") else b"\n"
+        buf = carry + data if carry else data
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            carry = buf
+            continue
+        if base + cut >= limit:  # the line holding byte `end` is our last one
+            stop = buf.find(b"\n", max(int(limit - base), 0))
+            yield base, buf[: stop + 1]
+            return
+        yield base, buf[: cut + 1]
+        base += cut + 1
+        carry = buf[cut + 1:]
+
+
+def _decode(chunk: bytes, offset: int, url: str) -> str:
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(
+            f"{url}: bytes at offset {offset + exc.start} are not valid UTF-8 ({exc.reason}); "
+            "mrengine reads text input as UTF-8 - convert the file, or read it with a custom input_format"
+        ) from None
+
+
+def _split_lines(text: str) -> list[str]:
+    if text.endswith("\n"):
+        text = text[:-1]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if text.endswith("\r"):
+            text = text[:-1]
+    return text.split("\n")
+
+
+def _line_locator(url: str, offset: int, chunk: bytes) -> Callable[[int], str]:
+    def locate(i: int) -> str:  # only called when reporting an error, so the re-split is fine
+        before = chunk.split(b"\n", i)[:i]
+        return f"{url} line at byte offset {offset + sum(len(b) + 1 for b in before)}"
+
+    return locate
+
+
+def iter_text_lines(split: Split, storage_options: dict | None) -> Iterator[tuple[int, bytes, list[str]]]:
+    """(offset, raw chunk, decoded lines) for every chunk of lines the split owns."""
+    with open_input(split.url, storage_options, split.compression) as f:
+        for offset, chunk in _read_line_chunks(f, split.start, split.end):
+            yield offset, chunk, _split_lines(_decode(chunk, offset, split.url))
+
+
+# ---------------------------------------------------------------- formats
+
+
+class InputFormat:
+    """How a format's files become records: `read(split, storage_options)` yields `Block`s."""
+
+    name = "?"
+    splittable = False
+
+    def read(self, split: Split, storage_options: dict | None) -> Iterator[Block]:
+        raise NotImplementedError
+
+
+class TextInput(InputFormat):
+    """One record per line: key = the file's URL, value = the line without its newline."""
+
+    name = "text"
+    splittable = True
+
+    def read(self, split, storage_options):
+        keys = repeat(split.url)
+        for offset, chunk, lines in iter_text_lines(split, storage_options):
+            yield Block(keys, lines, _line_locator(split.url, offset, chunk))
+
+
+class JsonLinesInput(InputFormat):
+    """One JSON document per line: key = the file's URL, value = the parsed document."""
+
+    name = "jsonlines"
+    splittable = True
+
+    def read(self, split, storage_options):
+        keys = repeat(split.url)
+        for offset, chunk, lines in iter_text_lines(split, storage_options):
+            locate = _line_locator(split.url, offset, chunk)
+            values = []
+            for i, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                try:
+                    values.append(json.loads(line))
+                except ValueError as exc:
+                    raise RecordError(f"{locate(i)} is not valid JSON: {exc}") from None
+            yield Block(keys, values, locate)
+
+
+class MsgpackInput(InputFormat):
+    """(key, value) records as the msgpack output format writes them: a stream of 2-element arrays."""
+
+    name = "msgpack"
+    splittable = False
+    batch = 4096
+
+    def read(self, split, storage_options):
+        with open_input(split.url, storage_options, split.compression) as f:
+            unpacker = serde.unpacker(f)
+            count = 0
+            while True:
+                keys, values = [], []
+                for key, value in unpacker:
+                    keys.append(key)
+                    values.append(value)
+                    if len(keys) == self.batch:
+                        break
+                if not keys:
+                    return
+                base = count
+                yield Block(keys, values, lambda i, b=base: f"{split.url} record #{b + i}")
+                count += len(keys)
+
+
+class CustomInput(InputFormat):
+    """A user's reader: `input_format(file, url)` gets a binary file and yields values; key = URL."""
+
+    splittable = False
+    batch = 1024
+
+    def __init__(self, reader: Callable):
+        self.reader = reader
+        self.name = getattr(reader, "__name__", "custom")
+
+    def read(self, split, storage_options):
+        keys = repeat(split.url)
+        with open_input(split.url, storage_options, split.compression) as f:
+            values: list = []
+            count = 0
+            for value in self.reader(f, split.url):
+                values.append(value)
+                if len(values) == self.batch:
+                    yield Block(keys, values, lambda i, b=count: f"{split.url} record #{b + i}")
+                    count += len(values)
+                    values = []
+            if values:
+                yield Block(keys, values, lambda i, b=count: f"{split.url} record #{b + i}")
+
+
+INPUT_FORMATS: dict[str, type[InputFormat]] = {
+    cls.name: cls for cls in (TextInput, JsonLinesInput, MsgpackInput)
+}
+
+
+def input_format(spec: str | Callable) -> InputFormat:
+    """The format a job names (a name from INPUT_FORMATS, or a reader function)."""
+    if callable(spec):
+        return CustomInput(spec)
+    return INPUT_FORMATS[spec]()

@@ -1,0 +1,216 @@
+"""Loading a job file and checking what it defines.
+
+A job file is a plain Python module. It defines `mapper(key, value)` (or `map_split(records)`) and
+usually `reducer(key, values)`; optionally `combiner`, `partitioner(key, n)`, `num_reducers`,
+`mapper_init()`/`mapper_final()`, `input_format`/`output_format`, a list of `steps`, or `main(ctx)`
+for iterative drivers. Mistakes are reported as `JobDefinitionError` in one paragraph.
+
+>>> step = Step(mapper=lambda k, v: [(v, 1)], reducer=lambda k, vs: [(k, sum(vs))])
+>>> step.num_reducers is None
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import inspect
+import itertools
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import cloudpickle
+
+from .errors import JobDefinitionError
+from .inputs import INPUT_FORMATS
+from .outputs import OUTPUT_FORMATS
+
+# name -> number of positional arguments the function must accept
+_STEP_FUNCTIONS = {
+    "mapper": 2,
+    "map_split": 1,
+    "reducer": 2,
+    "combiner": 2,
+    "partitioner": 2,
+    "mapper_init": 0,
+    "mapper_final": 0,
+}
+_STEP_VALUES = ("num_reducers",)
+_JOB_NAMES = ("input_format", "output_format", "steps", "main")
+KNOWN_NAMES = frozenset(_STEP_FUNCTIONS) | frozenset(_STEP_VALUES) | frozenset(_JOB_NAMES)
+
+
+@dataclass
+class Step:
+    """One map/reduce step. A job file names its functions at top level, or lists `steps = [Step(...), ...]`.
+
+    With no reducer the step's output is the sorted map output, one line per (key, value).
+    """
+
+    mapper: Callable | None = None
+    reducer: Callable | None = None
+    combiner: Callable | None = None
+    partitioner: Callable | None = None
+    num_reducers: int | None = None
+    mapper_init: Callable | None = None
+    mapper_final: Callable | None = None
+    map_split: Callable | None = None
+
+    def __post_init__(self):
+        _check_step(self, "Step")
+
+
+@dataclass
+class JobSpec:
+    """A loaded job: its steps (or `main`), formats, and where it came from."""
+
+    path: str
+    source: str
+    steps: list[Step] = field(default_factory=list)
+    input_format: Any = "text"
+    output_format: str = "text"
+    main: Callable | None = None
+
+    @property
+    def name(self) -> str:
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+    def dumps(self) -> bytes:
+        """The job's functions, pickled by value so workers need no copy of the file."""
+        return cloudpickle.dumps(self)
+
+
+def _check_step(step: Step, where: str) -> None:
+    for name, nargs in _STEP_FUNCTIONS.items():
+        fn = getattr(step, name)
+        if fn is not None:
+            _check_callable(fn, name, nargs, where)
+    if step.mapper is not None and step.map_split is not None:
+        raise JobDefinitionError(f"{where}: can't define both mapper and map_split; map_split replaces mapper for a whole split")
+    if step.mapper is None and step.map_split is None:
+        raise JobDefinitionError(f"{where} defines no mapper: define mapper(key, value) or map_split(records)")
+    if step.map_split is not None and (step.mapper_init or step.mapper_final):
+        raise JobDefinitionError(f"{where}: mapper_init/mapper_final go with mapper, not with map_split (which sees the whole split in one call)")
+    n = step.num_reducers
+    if n is not None and (type(n) is not int or n < 1):
+        raise JobDefinitionError(f"{where}: num_reducers must be a positive int, not {n!r}")
+
+
+def _check_callable(fn: Any, name: str, nargs: int, where: str) -> None:
+    if not callable(fn):
+        raise JobDefinitionError(f"{where}: {name} must be a function, not {type(fn).__name__}")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins without signatures: trust them
+    try:
+        sig.bind(*range(nargs))
+    except TypeError:
+        expected = {0: "no arguments", 1: "one argument", 2: "two arguments"}[nargs]
+        raise JobDefinitionError(f"{where}: {name}{sig} must take {expected}") from None
+
+
+def load_job(path: str) -> JobSpec:
+    """Import a job file and check it; every problem becomes a JobDefinitionError."""
+    if not os.path.isfile(path):
+        raise JobDefinitionError(f"job file {path!r} does not exist")
+    path = os.path.abspath(path)
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    module = _import(path, source)
+    return _spec_from_module(module, path, source)
+
+
+_counter = itertools.count()
+
+
+def _import(path: str, source: str):
+    name = f"mrengine_job_{os.getpid()}_{next(_counter)}"
+    try:
+        compile(source, path, "exec")
+    except SyntaxError as exc:
+        line = (exc.text or "").rstrip()
+        raise JobDefinitionError(f"job file {path} has a syntax error at line {exc.lineno}: {exc.msg}\n    {line}") from None
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    job_dir = os.path.dirname(path)
+    sys.path.insert(0, job_dir)  # so a job can import helpers that sit beside it
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise JobDefinitionError(f"job file {path} failed to import:\n{user_traceback(exc)}") from None
+    finally:
+        sys.path.remove(job_dir)
+    cloudpickle.register_pickle_by_value(module)
+    return module
+
+
+def _spec_from_module(module, path: str, source: str) -> JobSpec:
+    where = f"job file {path}"
+    defined = {n: v for n, v in vars(module).items() if not n.startswith("_")}
+    _check_misspellings(module, defined, where)
+    spec = JobSpec(path=path, source=source)
+    spec.input_format = defined.get("input_format", "text")
+    spec.output_format = defined.get("output_format", "text")
+    _check_formats(spec, where)
+    spec.main = defined.get("main")
+    if spec.main is not None:
+        _check_callable(spec.main, "main", 1, where)
+    steps = defined.get("steps")
+    top = {n: defined[n] for n in (*_STEP_FUNCTIONS, *_STEP_VALUES) if n in defined}
+    if steps is not None:
+        if top:
+            raise JobDefinitionError(f"{where}: can't define both steps and top-level {', '.join(sorted(top))}; put them in a Step")
+        if not isinstance(steps, (list, tuple)) or not steps or not all(isinstance(s, Step) for s in steps):
+            raise JobDefinitionError(f"{where}: steps must be a non-empty list of mrengine.Step(...)")
+        spec.steps = list(steps)
+    elif top:
+        spec.steps = [_step_from(top, where)]
+    elif spec.main is None:
+        raise JobDefinitionError(f"{where} defines no mapper: define mapper(key, value) or map_split(records) (and usually reducer(key, values)), a list of steps, or main(ctx)")
+    return spec
+
+
+def _step_from(names: dict, where: str) -> Step:
+    step = Step.__new__(Step)
+    for f in Step.__dataclass_fields__:
+        setattr(step, f, names.get(f))
+    _check_step(step, where)
+    return step
+
+
+def _check_misspellings(module, defined: dict, where: str) -> None:
+    for name, value in defined.items():
+        if name in KNOWN_NAMES or inspect.ismodule(value):
+            continue
+        if getattr(value, "__module__", module.__name__) != module.__name__ and callable(value):
+            continue  # imported from elsewhere, not the user's own name
+        close = difflib.get_close_matches(name, KNOWN_NAMES, n=1, cutoff=0.8)
+        if close:
+            raise JobDefinitionError(f"{where} defines {name!r}, which mrengine does not know; did you mean {close[0]!r}?")
+
+
+def _check_formats(spec: JobSpec, where: str) -> None:
+    fmt = spec.input_format
+    if not callable(fmt) and fmt not in INPUT_FORMATS:
+        raise JobDefinitionError(f"{where}: input_format must be one of {', '.join(INPUT_FORMATS)} or a reader function, not {fmt!r}")
+    if spec.output_format not in OUTPUT_FORMATS:
+        raise JobDefinitionError(f"{where}: output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {spec.output_format!r}")
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an exception raised in user code, without mrengine's own frames."""
+    package_dir = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frames = [
+        fs for fs in traceback.extract_tb(exc.__traceback__)
+        if not os.path.abspath(fs.filename).startswith(package_dir) and "importlib._bootstrap" not in fs.filename
+    ]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()
