@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import re
+import signal
 import sys
 
 import click
@@ -86,6 +87,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _fail(exc: MrEngineError) -> None:
     click.echo(f"mrengine: error: {exc.message}", err=True)
     if isinstance(exc, TaskFailedError) and exc.traceback:
@@ -125,6 +130,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
     from .driver import Driver, RunOptions
     from .job import load_job
 
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
     opts = RunOptions(reducers=reducers, split_size=split_size, params=dict(params), storage_options=dict(storage_options),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
     try:

@@ -2,7 +2,8 @@
 
 They are the same `mrengine master` / `mrengine worker` programs a multi-host cluster runs, started
 in their own session (so a Ctrl-C reaches only the driver, which then stops them in order) with a
-fresh random secret, and stopped and cleaned up when the job ends, succeeds or fails.
+fresh random secret, and stopped and cleaned up when the job ends, succeeds or fails. Should the
+driver itself be killed, they get SIGTERM from the kernel (PR_SET_PDEATHSIG) and stop on their own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 import time
 
 from .errors import ClusterError
+from .procutil import die_with_parent
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -36,7 +38,8 @@ class EmbeddedCluster:
         log = None if self.verbose else open(os.path.join(self.tmp, f"{name}.log"), "wb")
         try:
             proc = subprocess.Popen([sys.executable, "-m", "mrengine", *args], stdin=subprocess.DEVNULL,
-                                    stdout=log or None, stderr=subprocess.STDOUT if log else None, start_new_session=True)
+                                    stdout=log or None, stderr=subprocess.STDOUT if log else None, start_new_session=True,
+                                    preexec_fn=lambda: die_with_parent(signal.SIGTERM))
         finally:
             if log:
                 log.close()

@@ -102,7 +102,7 @@ def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: 
         except MrEngineError:
             raise
         except Exception as exc:
-            raise _user_error(exc, "mapper", f"split {split.describe()}, record {block.locate(i)}") from None
+            raise _user_error(exc, "mapper", f"split {split.describe()}, {block.locate(i)}") from None
         records += len(block.values)
     engine["map_input_records"] += records
     if step.mapper_final is not None:

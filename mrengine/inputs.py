@@ -214,7 +214,7 @@ def _split_lines(text: str) -> list[str]:
 def _line_locator(url: str, offset: int, chunk: bytes) -> Callable[[int], str]:
     def locate(i: int) -> str:  # only called when reporting an error, so the re-split is fine
         before = chunk.split(b"\n", i)[:i]
-        return f"{url} line at byte offset {offset + sum(len(b) + 1 for b in before)}"
+        return f"line at byte offset {offset + sum(len(b) + 1 for b in before)}"
 
     return locate
 
@@ -268,7 +268,7 @@ class JsonLinesInput(InputFormat):
                 try:
                     values.append(json.loads(line))
                 except ValueError as exc:
-                    raise RecordError(f"{locate(i)} is not valid JSON: {exc}") from None
+                    raise RecordError(f"{split.url}: {locate(i)} is not valid JSON: {exc}") from None
             yield Block(keys, values, locate)
 
 
@@ -293,7 +293,7 @@ class MsgpackInput(InputFormat):
                 if not keys:
                     return
                 base = count
-                yield Block(keys, values, lambda i, b=base: f"{split.url} record #{b + i}")
+                yield Block(keys, values, lambda i, b=base: f"record #{b + i}")
                 count += len(keys)
 
 
@@ -315,11 +315,11 @@ class CustomInput(InputFormat):
             for value in self.reader(f, split.url):
                 values.append(value)
                 if len(values) == self.batch:
-                    yield Block(keys, values, lambda i, b=count: f"{split.url} record #{b + i}")
+                    yield Block(keys, values, lambda i, b=count: f"record #{b + i}")
                     count += len(values)
                     values = []
             if values:
-                yield Block(keys, values, lambda i, b=count: f"{split.url} record #{b + i}")
+                yield Block(keys, values, lambda i, b=count: f"record #{b + i}")
 
 
 INPUT_FORMATS: dict[str, type[InputFormat]] = {

@@ -153,10 +153,10 @@ class Master:
 
     def _assign(self, worker: WorkerInfo, free: int) -> list:
         assigned: list = []
-        alone = sum(w.alive for w in self.workers.values()) <= 1
+        live = frozenset(w.id for w in self.workers.values() if w.alive)
         for job in [j for j in self.jobs.values() if j.state == "running"]:
             while len(assigned) < free:
-                actions = job.tasks.handle(WorkerReady(worker.id, time.monotonic(), alone))
+                actions = job.tasks.handle(WorkerReady(worker.id, time.monotonic(), live))
                 if not actions:
                     break
                 for action in actions:

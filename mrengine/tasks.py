@@ -83,11 +83,11 @@ class Task:
 
 @dataclass
 class WorkerReady:
-    """A worker has a free slot. `alone`: no other live worker could take a retry instead."""
+    """A worker has a free slot. `live`: every worker alive now (a retry prefers one that has not failed it)."""
 
     worker: str
     now: float
-    alone: bool = True
+    live: frozenset = frozenset()
 
 
 @dataclass
@@ -200,9 +200,7 @@ class JobTasks:
     def _worker_ready(self, ev: WorkerReady) -> list:
         phase = self.maps if not self.maps_done() else self.reduces
         pending = [t for t in phase if t.state is TaskState.PENDING]
-        choice = next((t for t in pending if ev.worker not in t.failed_on), None)
-        if choice is None and ev.alone and pending:
-            choice = pending[0]
+        choice = next((t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on), None)
         if choice is None:
             return []
         kind = "m" if choice.kind == MAP else "r"

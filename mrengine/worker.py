@@ -12,7 +12,6 @@ die with their worker (PR_SET_PDEATHSIG), so no process outlives a killed worker
 
 from __future__ import annotations
 
-import ctypes
 import linecache
 import logging
 import multiprocessing
@@ -31,6 +30,7 @@ import cloudpickle
 
 from . import comm
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
+from .procutil import die_with_parent
 from .executor import UserCodeError, run_map, run_reduce
 from .tasks import MAP
 
@@ -43,14 +43,6 @@ MASTER_RETRY_SECONDS = 10.0
 # ---------------------------------------------------------------- slot processes
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the parent's EOF on the pipe still ends us between attempts
-
-
 def _prime_linecache(path: str, source: str) -> None:
     # Tracebacks show the user's source lines even on hosts without the job file.
     if not os.path.exists(path):
@@ -58,7 +50,7 @@ def _prime_linecache(path: str, source: str) -> None:
 
 
 def slot_main(conn, secret: bytes, work_dir: str) -> None:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     jobs: dict = {}
