@@ -88,6 +88,55 @@ class Progress:
         self._last = ""
 
 
+def step_label(job: JobSpec, index: int) -> str:
+    return job.name if len(job.steps) == 1 else f"{job.name} step {index + 1}/{len(job.steps)}"
+
+
+def step_submission(job: JobSpec, index: int, inputs: list[str], output: str, opts: RunOptions) -> dict:
+    """What one step of a job runs on: the same for every runner, so every runner gets the same bytes out."""
+    step = job.steps[index]
+    last = index == len(job.steps) - 1
+    fmt = job.input_format if index == 0 else "msgpack"
+    return {
+        "job_bytes": job.dumps(), "job_name": job.name, "step": index,
+        "inputs": inputs, "input_format": None if index == 0 else "msgpack",
+        "splittable": input_format(fmt).splittable, "output": output,
+        "output_format": job.output_format if last else "msgpack",
+        "num_reducers": step.num_reducers or opts.reducers, "split_size": opts.split_size,
+        "params": opts.params, "storage_options": opts.storage_options,
+        "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
+    }
+
+
+def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, run_step) -> Summary:
+    """Run a job's steps one after another, each reading the previous one's output.
+
+    `run_step(submission, label)` runs one step to the end and returns its status: {"counts",
+    "counters", "manifest"} as the master reports them. Every runner chains steps through here.
+    """
+    outputs.check_output_dir(output, opts.overwrite, opts.storage_options)
+    summary = Summary(job.name, output)
+    started = time.monotonic()
+    try:
+        step_inputs = inputs
+        for i in range(len(job.steps)):
+            step_output = output if i == len(job.steps) - 1 else outputs.step_dir(output, i)
+            status = run_step(step_submission(job, i, step_inputs, step_output, opts), step_label(job, i))
+            summary.maps += status["counts"]["maps"]
+            summary.reduces += status["counts"]["reduces"]
+            summary.attempts += status["counts"]["attempts"]
+            for g, n, v in status["counters"]:
+                if g != "mrengine" or i == 0 or not n.startswith("map_input"):
+                    summary.counters[g, n] += v
+            step_inputs = [step_output]
+        summary.parts = status["manifest"]["parts"]
+    finally:
+        if len(job.steps) > 1:
+            outputs.remove_step_dirs(output, len(job.steps) - 1, opts.storage_options)
+    summary.elapsed = time.monotonic() - started
+    return summary
+
+
 class Driver:
     def __init__(self, master: str, secret: bytes, progress: Progress | None = None):
         self.master = master
@@ -95,44 +144,14 @@ class Driver:
         self.progress = progress or Progress()
 
     def run(self, job: JobSpec, inputs: list[str], output: str, opts: RunOptions) -> Summary:
-        outputs.check_output_dir(output, opts.overwrite, opts.storage_options)
-        summary = Summary(job.name, output)
-        started = time.monotonic()
         conn = comm.connect(self.master, self.secret)
         try:
-            step_inputs = inputs
-            for i, step in enumerate(job.steps):
-                last = i == len(job.steps) - 1
-                step_output = output if last else outputs.step_dir(output, i)
-                status = self._run_step(conn, job, i, step_inputs, step_output, opts, last)
-                summary.maps += status["counts"]["maps"]
-                summary.reduces += status["counts"]["reduces"]
-                summary.attempts += status["counts"]["attempts"]
-                for g, n, v in status["counters"]:
-                    if g != "mrengine" or i == 0 or not n.startswith("map_input"):
-                        summary.counters[g, n] += v
-                step_inputs = [step_output]
-            summary.parts = status["manifest"]["parts"]
+            return run_steps(job, inputs, output, opts, lambda sub, label: self._run_step(conn, sub, label))
         finally:
             conn.close()
-            if len(job.steps) > 1:
-                outputs.remove_step_dirs(output, len(job.steps) - 1, opts.storage_options)
-        summary.elapsed = time.monotonic() - started
-        return summary
 
-    def _run_step(self, conn, job: JobSpec, index: int, inputs: list[str], output: str, opts: RunOptions, last: bool) -> dict:
-        step = job.steps[index]
-        fmt = job.input_format if index == 0 else "msgpack"
-        reply = conn.request({
-            "type": "submit", "job_bytes": job.dumps(), "job_name": job.name, "step": index,
-            "inputs": inputs, "input_format": None if index == 0 else "msgpack",
-            "splittable": input_format(fmt).splittable, "output": output,
-            "output_format": job.output_format if last else "msgpack",
-            "num_reducers": step.num_reducers or opts.reducers, "split_size": opts.split_size,
-            "params": opts.params, "storage_options": opts.storage_options,
-            "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
-        })
-        label = job.name if len(job.steps) == 1 else f"{job.name} step {index + 1}/{len(job.steps)}"
+    def _run_step(self, conn, sub: dict, label: str) -> dict:
+        reply = conn.request({"type": "submit", **sub})
         try:
             while True:
                 status = conn.request({"type": "job_status", "job_id": reply["job_id"]})
@@ -144,5 +163,5 @@ class Driver:
             self.progress.done()
         if status["state"] == "failed":
             error = status["error"]
-            raise TaskFailedError(f"job {job.name} failed: {error['message']}", label, 0, error.get("traceback", ""))
+            raise TaskFailedError(f"job {sub['job_name']} failed: {error['message']}", label, 0, error.get("traceback", ""))
         return status

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import traceback
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Iterator
@@ -38,6 +39,15 @@ def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
     return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}\n  at {where}", user_traceback(exc))
 
 
+def error_report(exc: BaseException) -> dict:
+    """A failed attempt's error as it travels to whoever decides on retries: {"message", "traceback"}."""
+    if isinstance(exc, UserCodeError):
+        return {"message": exc.args[0], "traceback": exc.args[1]}
+    if isinstance(exc, MrEngineError):
+        return {"message": str(exc), "traceback": ""}
+    return {"message": f"internal error: {type(exc).__name__}: {exc}", "traceback": "".join(traceback.format_exception(exc))}
+
+
 def _counter_list(ctx: context.TaskContext, engine: Counter) -> list:
     merged = [[ENGINE, name, n] for name, n in sorted(engine.items()) if n]
     merged += [[g, n, v] for (g, n), v in sorted(ctx.counters.items())]
@@ -57,22 +67,31 @@ def _pairs(result: Any) -> Any:
 
 def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
     """Run one map attempt; returns {"path", "segments", "counters"}. The file stays in work_dir."""
-    split = Split(*task["split"])
-    engine: Counter = Counter()
-    ctx = context.TaskContext(task["params"], split=split)
-    num_partitions = task["num_partitions"]
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
+    fmt = task["input_format"] if task["input_format"] is not None else job.input_format
+    path, segments, counters = map_to_file(step, Split(*task["split"]), fmt, task["params"], task["storage_options"],
+                                           task["num_partitions"], task["sort_buffer_bytes"], attempt_dir)
+    return {"path": path, "segments": [list(s) for s in segments], "counters": counters}
+
+
+def map_to_file(step: Step, split: Split, fmt: Any, params: dict, storage_options: dict | None, num_partitions: int,
+                sort_buffer_bytes: int, attempt_dir: str) -> tuple[str, list, list]:
+    """Map one split into `attempt_dir/map.out`, one sorted segment per partition (both runners call this).
+
+    Returns (path, segments, counters).
+    """
+    engine: Counter = Counter()
+    ctx = context.TaskContext(params, split=split)
     buffer = MapOutputBuffer(
         num_partitions,
         checked_partitioner(step.partitioner, num_partitions),
         step.combiner,
-        task["sort_buffer_bytes"],
+        sort_buffer_bytes,
         attempt_dir,
         engine,
     )
-    fmt = input_format(task["input_format"] if task["input_format"] is not None else job.input_format)
-    blocks = fmt.read(split, task["storage_options"])
+    blocks = input_format(fmt).read(split, storage_options)
     context.activate(ctx)
     try:
         if step.map_split is not None:
@@ -84,7 +103,7 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
     finally:
         context.activate(None)
     engine["map_input_bytes"] += max(split.end - split.start, 0) if split.end >= 0 else 0
-    return {"path": path, "segments": [list(s) for s in segments], "counters": _counter_list(ctx, engine)}
+    return path, segments, _counter_list(ctx, engine)
 
 
 def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
@@ -141,24 +160,34 @@ def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Co
 def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes) -> dict:
     """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}."""
     engine: Counter = Counter()
-    ctx = context.TaskContext(task["params"])
     partition = task["index"]
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
     try:
         files = _fetch_all(task, partition, attempt_dir, secret, engine)
         runs = [read_segment(f, length, f.name, map_index) for f, length, map_index in files]
-        groups = group_by_key(merge_sorted(runs)) if runs else iter(())
         out_path = outputs.attempt_path(task["output"], task["job_id"], task["attempt_id"], partition)
-        context.activate(ctx)
-        try:
-            stats = outputs.write_pairs(out_path, task["output_format"], _reduce(step, groups, engine, partition), task["storage_options"])
-        finally:
-            context.activate(None)
+        result = reduce_to_file(step, runs, partition, out_path, task["output_format"], task["params"],
+                                task["storage_options"], engine)
         for f, _, _ in files:
             f.close()
     finally:
         shutil.rmtree(attempt_dir, ignore_errors=True)
+    return result
+
+
+def reduce_to_file(step: Step, runs: list, partition: int, out_path: str, output_format: str, params: dict,
+                   storage_options: dict | None, engine: Counter) -> dict:
+    """Merge one partition's sorted runs (given in map-index order), reduce each key group and write
+    `out_path` (both runners call this). Returns {"bytes", "records", "crc32", "counters"}.
+    """
+    ctx = context.TaskContext(params)
+    groups = group_by_key(merge_sorted(runs)) if runs else iter(())
+    context.activate(ctx)
+    try:
+        stats = outputs.write_pairs(out_path, output_format, _reduce(step, groups, engine, partition), storage_options)
+    finally:
+        context.activate(None)
     engine["reduce_output_records"] += stats["records"]
     engine["output_bytes"] += stats["bytes"]
     return {**stats, "counters": _counter_list(ctx, engine)}

@@ -23,7 +23,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 import uuid
 
 import cloudpickle
@@ -31,7 +30,7 @@ import cloudpickle
 from . import comm
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .procutil import die_with_parent
-from .executor import UserCodeError, run_map, run_reduce
+from .executor import error_report, run_map, run_reduce
 from .tasks import MAP
 
 log = logging.getLogger("mrengine.worker")
@@ -77,13 +76,8 @@ def _run_attempt(task: dict, jobs: dict, secret: bytes, work_dir: str) -> dict:
         return {**reply, "ok": True, "result": result}
     except FetchFailedError as exc:
         return {**reply, "ok": False, "fetch_failed": exc.map_index, "error": {"message": str(exc), "traceback": ""}}
-    except UserCodeError as exc:
-        return {**reply, "ok": False, "error": {"message": exc.args[0], "traceback": exc.args[1]}}
-    except MrEngineError as exc:
-        return {**reply, "ok": False, "error": {"message": str(exc), "traceback": ""}}
     except Exception as exc:
-        return {**reply, "ok": False, "error": {"message": f"internal error: {type(exc).__name__}: {exc}",
-                                                "traceback": traceback.format_exc()}}
+        return {**reply, "ok": False, "error": error_report(exc)}
 
 
 class Slot:
