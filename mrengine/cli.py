@@ -122,10 +122,21 @@ def main() -> None:
 @click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
 @click.option("--master", default=None, help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
-@click.option("--verbose", is_flag=True, help="Show the embedded cluster's logs.")
+@click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
+@click.option("--runner", type=click.Choice(["native", "spark"]), default="native", show_default=True,
+              help="native: mrengine's own master and workers; spark: Apache Spark (pip install 'mrengine[spark]').")
+@click.option("--spark-master", default=None, help="Spark master URL for --runner spark: local[N], spark://HOST:PORT, yarn, "
+              "k8s://... (default local[*]).")
+@click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
+              help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, storage_options, overwrite,
-        sort_buffer_mb, max_attempts, master, secret_file, verbose):
+        sort_buffer_mb, max_attempts, master, secret_file, verbose, runner, spark_master, spark_conf):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
+    if runner != "spark" and (spark_master or spark_conf):
+        raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
+    if runner == "spark" and master:
+        raise click.BadParameter("can't give both --master (a native cluster) and --runner spark; "
+                                 "use --spark-master for Spark's", param_hint="--master")
     from .cluster import EmbeddedCluster
     from .driver import Driver, RunOptions
     from .job import load_job
@@ -137,7 +148,13 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
         job = load_job(job_file)
         if job.main is not None and not job.steps:
             raise UsageError(f"{job_file} defines main(ctx); iterative jobs are not supported yet")
-        if master:
+        if runner == "spark":
+            from .spark import SparkRunner
+
+            with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {job.name}",
+                             verbose) as spark:
+                summary = spark.run(job, list(inputs), output, opts)
+        elif master:
             summary = Driver(master, read_secret(secret_file)).run(job, list(inputs), output, opts)
         else:
             with EmbeddedCluster(workers, verbose=verbose) as cluster:

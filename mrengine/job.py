@@ -16,6 +16,7 @@ import difflib
 import importlib.util
 import inspect
 import itertools
+import linecache
 import os
 import sys
 import traceback
@@ -201,6 +202,12 @@ def _check_formats(spec: JobSpec, where: str) -> None:
         raise JobDefinitionError(f"{where}: input_format must be one of {', '.join(INPUT_FORMATS)} or a reader function, not {fmt!r}")
     if spec.output_format not in OUTPUT_FORMATS:
         raise JobDefinitionError(f"{where}: output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {spec.output_format!r}")
+
+
+def prime_linecache(job: JobSpec) -> None:
+    """Let tracebacks show the job's source lines on hosts that have no copy of the job file."""
+    if not os.path.exists(job.path):
+        linecache.cache[job.path] = (len(job.source), None, job.source.splitlines(True), job.path)
 
 
 def user_traceback(exc: BaseException) -> str:

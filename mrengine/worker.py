@@ -12,7 +12,6 @@ die with their worker (PR_SET_PDEATHSIG), so no process outlives a killed worker
 
 from __future__ import annotations
 
-import linecache
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -31,6 +30,7 @@ from . import comm
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .procutil import die_with_parent
 from .executor import error_report, run_map, run_reduce
+from .job import prime_linecache
 from .tasks import MAP
 
 log = logging.getLogger("mrengine.worker")
@@ -40,12 +40,6 @@ MASTER_RETRY_SECONDS = 10.0
 
 
 # ---------------------------------------------------------------- slot processes
-
-
-def _prime_linecache(path: str, source: str) -> None:
-    # Tracebacks show the user's source lines even on hosts without the job file.
-    if not os.path.exists(path):
-        linecache.cache[path] = (len(source), None, source.splitlines(True), path)
 
 
 def slot_main(conn, secret: bytes, work_dir: str) -> None:
@@ -67,7 +61,7 @@ def _run_attempt(task: dict, jobs: dict, secret: bytes, work_dir: str) -> dict:
         job = jobs.get(task["job_id"])
         if job is None:
             job = jobs[task["job_id"]] = cloudpickle.loads(task["job_bytes"])
-            _prime_linecache(job.path, job.source)
+            prime_linecache(job)
         step = job.steps[task["step"]]
         if task["kind"] == MAP:
             result = run_map(job, step, task, work_dir)

@@ -1,0 +1,178 @@
+"""Running a job's steps on Spark: splits in, one Spark job per step, the native commit protocol out.
+
+For each step the driver lists inputs and cuts splits with the native splitter, and hands Spark an
+RDD with one split descriptor per partition. The map tasks and reduce tasks (see `tasks`) return, per
+reduce partition, the attempt that wrote its file, that file's bytes, records and CRC, and counters.
+Spark keeps the result of one successful attempt per partition; the driver commits exactly those
+attempts' files as `part-NNNNN`, waits for any attempt still running (a speculative copy, say) to end,
+then writes `_SUCCESS` and removes `_temporary/`, losers' files included.
+
+Counters are summed on the driver from those results: each reduce partition's from its winning
+attempt, each map task's from the one output of it that reduce partition 0 read. So a retried or
+re-run task counts once, which accumulators updated inside Spark transformations do not guarantee.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+from .. import outputs
+from ..driver import Progress, RunOptions, Summary, run_steps
+from ..errors import ClusterError, StorageError, TaskFailedError
+from ..inputs import list_inputs, make_splits
+from ..job import JobSpec
+from . import tasks
+from .session import DEFAULT_MASTER, Spark, java_message
+
+POLL_SECONDS = 0.2
+DRAIN_TIMEOUT = 60.0  # seconds to wait for attempts Spark is still killing before cleaning up
+
+
+class SparkRunner:
+    """`with SparkRunner(master) as runner: summary = runner.run(job, inputs, output, opts)`."""
+
+    def __init__(self, master: str = DEFAULT_MASTER, conf: dict | None = None, max_attempts: int = 4,
+                 app_name: str = "mrengine", verbose: bool = False, progress: Progress | None = None):
+        self.spark = Spark(master, conf, max_attempts, app_name, verbose)
+        self.progress = progress or Progress()
+
+    def __enter__(self) -> "SparkRunner":
+        self.spark.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.spark.__exit__(*exc)
+
+    def run(self, job: JobSpec, inputs: list[str], output: str, opts: RunOptions) -> Summary:
+        return run_steps(job, inputs, output, opts, self.run_step)
+
+    def run_step(self, sub: dict, label: str) -> dict:
+        """Run one step (a driver.step_submission) on Spark; returns its status like the master's."""
+        files = list_inputs(sub["inputs"], sub["storage_options"])
+        splits = make_splits(files, sub["split_size"], sub["splittable"])
+        reducers = sub["num_reducers"]
+        job_id = f"spark-{uuid.uuid4().hex[:12]}"
+        sc = self.spark.sc
+        rdd = (sc.parallelize([list(s) for s in splits], max(len(splits), 1))
+               .mapPartitionsWithIndex(tasks.map_task(sub, reducers))
+               .partitionBy(reducers, tasks.partition_of)
+               .mapPartitionsWithIndex(tasks.reduce_task(sub, job_id)))
+        try:
+            results, counts = self._collect(rdd, job_id, label, len(splits), reducers)
+            return self._commit(sub, job_id, splits, results, counts)
+        except BaseException:
+            try:
+                outputs.abort_job(sub["output"], job_id, [], sub["storage_options"])
+            except Exception:
+                pass  # the error that got us here is the one to report
+            raise
+
+    # ------------------------------------------------------------ running and following a Spark job
+
+    def _collect(self, rdd, job_id: str, label: str, maps: int, reducers: int) -> tuple[list, dict]:
+        from pyspark import InheritableThread
+
+        sc = self.spark.sc
+        outcome: dict = {}
+
+        def action() -> None:
+            sc.setJobGroup(job_id, label, interruptOnCancel=True)
+            try:
+                outcome["results"] = rdd.collect()
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        started = time.monotonic()
+        thread = InheritableThread(target=action, name=f"spark-{job_id}", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(POLL_SECONDS)
+                self.progress.update(label, self._status(job_id, maps, reducers, started, thread.is_alive()))
+        except KeyboardInterrupt:
+            sc.cancelJobGroup(job_id)
+            thread.join(DRAIN_TIMEOUT)
+            raise
+        finally:
+            self.progress.done()
+        if "error" in outcome:
+            raise self._failure(outcome["error"], label)
+        self._drain(job_id)
+        return outcome["results"], self._status(job_id, maps, reducers, started, False)["counts"]
+
+    def _stages(self, job_id: str) -> list:
+        tracker = self.spark.sc.statusTracker()
+        stages = []
+        for spark_job in tracker.getJobIdsForGroup(job_id):
+            info = tracker.getJobInfo(spark_job)
+            for stage_id in info.stageIds if info else ():
+                stage = tracker.getStageInfo(stage_id)
+                if stage is not None:
+                    stages.append(stage)
+        return sorted(stages, key=lambda s: s.stageId)
+
+    def _status(self, job_id: str, maps: int, reducers: int, started: float, running: bool) -> dict:
+        """The master's job_status shape, so the native Progress line prints it."""
+        stages = self._stages(job_id)
+        map_stage = stages[0] if len(stages) > 1 else None  # the shuffle's map side comes first
+        reduce_stage = stages[-1] if stages else None
+        counts = {
+            "maps": maps, "reduces": reducers,
+            "maps_done": min(map_stage.numCompletedTasks, maps) if map_stage else 0,
+            "reduces_done": min(reduce_stage.numCompletedTasks, reducers) if reduce_stage else 0,
+            "attempts": sum(s.numCompletedTasks + s.numFailedTasks for s in stages),
+        }
+        if not running and reduce_stage is not None:
+            counts["maps_done"] = maps
+        return {"state": "running" if running else "done", "counts": counts, "workers": self.spark.executors(),
+                "elapsed": time.monotonic() - started}
+
+    def _drain(self, job_id: str) -> None:
+        # Spark returns as soon as every partition has one result; it kills other attempts (speculative
+        # copies) afterwards. Let them end before the temporary files are removed, or one could write after.
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while any(s.numActiveTasks for s in self._stages(job_id)) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+
+    def _failure(self, exc: BaseException, label: str) -> Exception:
+        text = str(exc.java_exception.toString()) if hasattr(exc, "java_exception") else str(exc)
+        report = tasks.find_report(text)
+        if report is not None:
+            return TaskFailedError(
+                f"job {label} failed: {report['task']} failed on all {report['attempt'] + 1} attempts; "
+                f"the last error: {report['message']}", label, report["attempt"] + 1, report["traceback"])
+        return ClusterError(f"job {label} failed in Spark: {java_message(exc)}; Spark's log is in {self.spark.log_path}")
+
+    # ------------------------------------------------------------ the commit
+
+    def _commit(self, sub: dict, job_id: str, splits: list, results: list, counts: dict) -> dict:
+        out, options = sub["output"], sub["storage_options"]
+        total: Counter = Counter()
+        parts = {}
+        map_counters: dict = {}
+        for partition, _, result, from_maps in results:
+            parts[outputs.part_name(partition)] = {k: result[k] for k in ("bytes", "records", "crc32")}
+            map_counters.update(from_maps)
+            for group, name, n in result["counters"]:
+                total[group, name] += n
+        if len(parts) != sub["num_reducers"] or sorted(map_counters) != [s.index for s in splits]:
+            raise ClusterError(f"Spark returned results for {len(parts)} of {sub['num_reducers']} reduce tasks and "
+                               f"{len(map_counters)} of {len(splits)} map tasks")
+        for counters in map_counters.values():
+            for group, name, n in counters:
+                total[group, name] += n
+        committed = []
+        try:
+            for partition, attempt_id, _, _ in sorted(results, key=lambda r: r[0]):
+                outputs.commit_task(out, job_id, attempt_id, partition, options)
+                committed.append(partition)
+            manifest = {"job": sub["job_name"], "step": sub["step"], "parts": dict(sorted(parts.items())),
+                        "maps": len(splits), "reduces": sub["num_reducers"],
+                        "counters": [[g, n, v] for (g, n), v in sorted(total.items())]}
+            outputs.commit_job(out, job_id, manifest, options)
+        except Exception as exc:
+            outputs.abort_job(out, job_id, committed, options)
+            raise StorageError(f"committing the output to {out} failed: {exc}") from None
+        return {"counts": counts, "counters": manifest["counters"], "manifest": manifest}

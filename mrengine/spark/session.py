@@ -1,0 +1,226 @@
+"""Starting and stopping Spark for one `mrengine run`, and saying in one paragraph why it would not start.
+
+Before any JVM starts, the runner checks what it can check quickly: that pyspark imports, that there
+is a `java` (where Spark's own launcher looks: `$JAVA_HOME/bin/java`, else `java` on PATH), and for a
+`spark://` master that a TCP connection reaches it. Spark itself would take a minute of retries to
+give up on an unreachable master; a connection attempt takes seconds.
+
+Spark's own output (the JVM's log and the executors' Python stderr) goes to a log file, not to the
+user's terminal; an error message names the file. `--verbose` lets it through instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import zipfile
+
+from ..errors import ClusterError
+
+DEFAULT_MASTER = "local[*]"
+CONNECT_TIMEOUT = 10.0  # seconds to reach a spark:// master
+START_TIMEOUT = 180.0  # seconds for the SparkContext to come up once the JVM runs
+STOP_TIMEOUT = 30.0
+
+_LOCAL = re.compile(r"^local(\[(\*|\d+)\])?$")  # local, local[N], local[*]: no retries unless given
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _import_pyspark():
+    try:
+        import pyspark
+        from pyspark.java_gateway import launch_gateway
+    except ImportError as exc:
+        raise ClusterError(
+            f"--runner spark needs pyspark, which cannot be imported here ({exc}); install it with "
+            "pip install 'mrengine[spark]' (Spark also needs Java 17 or newer)"
+        ) from None
+    return pyspark, launch_gateway
+
+
+def find_java() -> str:
+    """The java Spark's launcher will run; ClusterError if there is none."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = os.path.join(home, "bin", "java")
+        if not os.access(java, os.X_OK):
+            raise ClusterError(
+                f"--runner spark needs Java 17 or newer, but JAVA_HOME is {home!r}, which holds no bin/java; "
+                "point JAVA_HOME at a Java installation (or unset it to use java from PATH)"
+            )
+        return java
+    java = shutil.which("java")
+    if java is None:
+        raise ClusterError(
+            "--runner spark needs Java 17 or newer, and there is no java on PATH and no JAVA_HOME; install a "
+            "JDK or JRE (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME"
+        )
+    return java
+
+
+def check_master(master: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """For spark://HOST:PORT[,HOST:PORT...] masters, check that one of them accepts a connection."""
+    if not master.startswith("spark://"):
+        return
+    errors = []
+    for address in master[len("spark://"):].split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ClusterError(f"--spark-master {master!r} is not spark://HOST:PORT")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            return
+        except OSError as exc:
+            errors.append(f"{address}: {exc.strerror or exc}")
+    raise ClusterError(
+        f"cannot reach the Spark master {master} ({'; '.join(errors)}); check that the master runs and that "
+        "this host can reach it, or give another --spark-master"
+    )
+
+
+def settings(master: str, user_conf: dict, max_attempts: int, app_name: str) -> dict:
+    """The Spark configuration a run starts with; the user's --spark-conf wins over every default."""
+    conf = {
+        "spark.master": master,
+        "spark.app.name": app_name,
+        "spark.ui.showConsoleProgress": "false",  # the runner prints its own progress line
+        "spark.task.maxFailures": str(max_attempts),
+    }
+    m = _LOCAL.match(master)
+    if m:
+        # Local mode ignores spark.task.maxFailures; local[N,F] is how it retries.
+        conf["spark.master"] = f"local[{m.group(2) or 1},{user_conf.get('spark.task.maxFailures', max_attempts)}]"
+        conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
+    conf.update(user_conf)
+    return conf
+
+
+class Spark:
+    """A SparkContext for one run, as a context manager: `with Spark(...) as spark: spark.sc...`."""
+
+    def __init__(self, master: str = DEFAULT_MASTER, conf: dict | None = None, max_attempts: int = 4,
+                 app_name: str = "mrengine", verbose: bool = False):
+        self.conf = settings(master, dict(conf or {}), max_attempts, app_name)
+        self.master = master
+        self.verbose = verbose
+        self.sc = None
+        self.log_path = ""
+        self._tmp = ""
+        self._proc = None
+
+    # ------------------------------------------------------------ starting
+
+    def __enter__(self) -> "Spark":
+        pyspark, launch_gateway = _import_pyspark()
+        find_java()
+        check_master(self.master)
+        self._tmp = tempfile.mkdtemp(prefix="mrengine-spark-")
+        try:
+            self._start(pyspark, launch_gateway)
+        except BaseException:
+            self.stop(keep_log=True)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop(keep_log=exc_type is not None)
+
+    def _start(self, pyspark, launch_gateway) -> None:
+        os.environ["PYSPARK_PYTHON"] = self.conf.get("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        conf = pyspark.SparkConf(loadDefaults=False).setAll(list(self.conf.items()))
+        fd, self.log_path = tempfile.mkstemp(prefix="mrengine-spark-", suffix=".log")
+        with os.fdopen(fd, "wb") as log:
+            popen = {} if self.verbose else {"stdout": log, "stderr": log}
+            try:
+                gateway = launch_gateway(conf, popen_kwargs=popen)
+            except Exception as exc:
+                raise self.error("Spark's JVM did not start", exc) from None
+        self._proc = gateway.proc
+        started: dict = {}
+
+        def create() -> None:
+            try:
+                started["sc"] = pyspark.SparkContext(conf=conf, gateway=gateway)
+            except BaseException as exc:
+                started["error"] = exc
+
+        thread = threading.Thread(target=create, name="spark-start", daemon=True)
+        thread.start()
+        thread.join(START_TIMEOUT)
+        if thread.is_alive():
+            raise ClusterError(f"Spark did not start within {START_TIMEOUT:.0f}s on master {self.conf['spark.master']}; "
+                               f"its log is in {self.log_path}")
+        if "error" in started:
+            raise self.error(f"Spark did not start on master {self.conf['spark.master']}", started["error"]) from None
+        self.sc = started["sc"]
+        self.sc.setLogLevel("WARN")
+        self.sc.addPyFile(self._package_zip())
+
+    def _package_zip(self) -> str:
+        """mrengine itself as a zip for the executors: a cluster needs only mrengine's dependencies installed."""
+        path = os.path.join(self._tmp, "mrengine.zip")
+        root = os.path.dirname(_PACKAGE_DIR)
+        with zipfile.ZipFile(path, "w") as z:
+            for folder, _, files in os.walk(_PACKAGE_DIR):
+                for name in files:
+                    if name.endswith(".py"):
+                        full = os.path.join(folder, name)
+                        z.write(full, os.path.relpath(full, root))
+        return path
+
+    # ------------------------------------------------------------ errors
+
+    def error(self, what: str, exc: BaseException) -> ClusterError:
+        """One paragraph for a failure inside Spark: the Java exception's first line, not its stack."""
+        return ClusterError(f"{what}: {java_message(exc)}; Spark's log is in {self.log_path}")
+
+    @property
+    def local(self) -> bool:
+        return self.conf["spark.master"].startswith("local")
+
+    def executors(self) -> int:
+        infos = self.sc.statusTracker().getExecutorInfos()
+        return len(infos) if self.local else max(len(infos) - 1, 0)  # the driver is listed too
+
+    # ------------------------------------------------------------ stopping
+
+    def stop(self, keep_log: bool = False) -> None:
+        """Stop the context and its JVM; the log file stays only when something went wrong."""
+        from pyspark import SparkContext
+
+        if self.sc is not None:
+            try:
+                self.sc.stop()
+            except Exception:
+                keep_log = True
+            self.sc = None
+        if self._proc is not None:
+            gateway = SparkContext._gateway
+            if gateway is not None:
+                gateway.shutdown()
+            SparkContext._gateway = SparkContext._jvm = None  # a later Spark() starts a fresh JVM
+            self._proc.stdin.close()  # Spark's launcher ends the JVM when its stdin closes
+            try:
+                self._proc.wait(STOP_TIMEOUT)
+            except Exception:
+                self._proc.kill()
+                self._proc.wait(STOP_TIMEOUT)
+            self._proc = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        if self.log_path and not keep_log:
+            os.unlink(self.log_path)
+            self.log_path = ""
+
+
+def java_message(exc: BaseException) -> str:
+    """The message of a Py4J/Java exception without the Java stack: its first line, class name dropped."""
+    java = getattr(exc, "java_exception", None)
+    text = str(java.getMessage() if java is not None else exc) or type(exc).__name__
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
+    return re.sub(r"^(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error): ", "", line)

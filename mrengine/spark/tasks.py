@@ -1,0 +1,179 @@
+"""What runs in Spark's executors: one map task per split, one reduce task per partition.
+
+Both call the native engine's functions — `executor.map_to_file` reads, maps, combines, partitions
+and sorts a split exactly as a native map attempt does; `executor.reduce_to_file` merges, groups,
+reduces and writes exactly as a native reduce attempt does — so the bytes out are the same. Spark
+only moves each map's sorted segments to their reducer, as opaque chunks of the native run format.
+
+Shuffle records are `(partition, value)`, the value one of
+    ("run", map_index, offset, length, records, data)  a chunk of map `map_index`'s segment
+    ("counters", map_index, counters)                  a map task's counters, sent to partition 0
+Spark serves a reducer one output of each map task, so partition 0 sees the counters of exactly one
+successful attempt of every map, however often a map was re-run.
+
+A reducer spools each map's chunks to a local file at their offsets, then merges the files in map
+order, as the native reducer merges fetched runs: values of one key arrive in map-index order, and
+in the order the map (or its combiner) emitted them within one map.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from typing import Iterator
+
+import cloudpickle
+
+from .. import outputs
+from ..executor import error_report, map_to_file, reduce_to_file
+from ..inputs import Split
+from ..job import JobSpec, prime_linecache
+from ..shuffle.runs import read_segment
+
+CHUNK_BYTES = 1 << 20  # a shuffle record's share of a segment: Spark batches a few dozen records at once
+
+_RUN, _COUNTERS = "run", "counters"
+_job_cache: dict = {}
+
+
+def _load(job_bytes: bytes) -> JobSpec:
+    # Python workers are reused across tasks: unpickle each job once per process.
+    key = hash(job_bytes)
+    job = _job_cache.get(key)
+    if job is None:
+        _job_cache.clear()
+        job = _job_cache[key] = cloudpickle.loads(job_bytes)
+        prime_linecache(job)
+    return job
+
+
+def _local_dir() -> str:
+    # Executors point Python workers at Spark's own scratch space.
+    dirs = os.environ.get("SPARK_LOCAL_DIRS")
+    return dirs.split(",")[0] if dirs else tempfile.gettempdir()
+
+
+def _attempt() -> tuple[int, str]:
+    from pyspark import TaskContext
+
+    tc = TaskContext.get()
+    return tc.attemptNumber(), f"t{tc.taskAttemptId()}-a{tc.attemptNumber()}"
+
+
+# ---------------------------------------------------------------- errors
+
+
+class TaskError(Exception):
+    """Carries a failed attempt's report to the driver inside the exception text Spark passes on."""
+
+    mark = "mrengine-task-error:"
+
+    def __init__(self, task: str, exc: BaseException):
+        report = {**error_report(exc), "task": task, "attempt": _attempt()[0]}
+        encoded = base64.b64encode(json.dumps(report).encode()).decode()
+        super().__init__(f"{task} failed: {report['message'].splitlines()[0]} {self.mark}{encoded};")
+
+
+def find_report(text: str) -> dict | None:
+    """The report a TaskError put in `text` (Spark's message for a failed job), if there is one."""
+    m = re.search(re.escape(TaskError.mark) + r"([A-Za-z0-9+/=]+);", text)
+    return json.loads(base64.b64decode(m.group(1))) if m else None
+
+
+# ---------------------------------------------------------------- map
+
+
+def partition_of(partition: int) -> int:
+    """Spark's partitionFunc: the map task already chose the partition with the job's partitioner."""
+    return partition
+
+
+def map_task(sub: dict, num_partitions: int):
+    """The function Spark runs over a partition of split descriptors (one split each)."""
+
+    def run(_: int, rows: Iterator[list]) -> Iterator[tuple]:
+        for row in rows:
+            split = Split(*row)
+            try:
+                yield from _map_one(sub, split, num_partitions)
+            except Exception as exc:
+                raise TaskError(f"map task {split.index} (split {split.describe()})", exc) from None
+
+    return run
+
+
+def _map_one(sub: dict, split: Split, num_partitions: int) -> Iterator[tuple]:
+    job = _load(sub["job_bytes"])
+    fmt = sub["input_format"] if sub["input_format"] is not None else job.input_format
+    with tempfile.TemporaryDirectory(prefix="mrengine-map-", dir=_local_dir()) as tmp:
+        path, segments, counters = map_to_file(job.steps[sub["step"]], split, fmt, sub["params"], sub["storage_options"],
+                                               num_partitions, sub["sort_buffer_bytes"], tmp)
+        with open(path, "rb") as f:
+            for partition, seg in enumerate(segments):
+                f.seek(seg.offset)
+                for offset in range(0, seg.length, CHUNK_BYTES):
+                    data = f.read(min(CHUNK_BYTES, seg.length - offset))
+                    yield partition, (_RUN, split.index, offset, seg.length, seg.records, data)
+    yield 0, (_COUNTERS, split.index, counters)
+
+
+# ---------------------------------------------------------------- reduce
+
+
+def reduce_task(sub: dict, job_id: str):
+    """The function Spark runs over one shuffled partition; yields [partition, attempt_id, result, map counters]."""
+
+    def run(partition: int, records: Iterator[tuple]) -> Iterator[list]:
+        _, attempt_id = _attempt()
+        try:
+            result, map_counters = _reduce_one(sub, job_id, attempt_id, partition, records)
+        except Exception as exc:
+            raise TaskError(f"reduce task {partition}", exc) from None
+        yield [partition, attempt_id, result, map_counters]
+
+    return run
+
+
+def _reduce_one(sub: dict, job_id: str, attempt_id: str, partition: int, records: Iterator[tuple]) -> tuple[dict, dict]:
+    job = _load(sub["job_bytes"])
+    engine: Counter = Counter()
+    map_counters: dict = {}
+    spools: dict = {}  # map index -> [fd, path, length, records, bytes received]
+    with tempfile.TemporaryDirectory(prefix="mrengine-reduce-", dir=_local_dir()) as tmp:
+        try:
+            for _, value in records:
+                if value[0] == _COUNTERS:
+                    map_counters[value[1]] = value[2]
+                    continue
+                _, map_index, offset, length, count, data = value
+                spool = spools.get(map_index)
+                if spool is None:
+                    path = os.path.join(tmp, f"m{map_index:05d}.run")
+                    spool = spools[map_index] = [os.open(path, os.O_WRONLY | os.O_CREAT), path, length, count, 0]
+                os.pwrite(spool[0], data, offset)
+                spool[4] += len(data)
+        finally:
+            for spool in spools.values():
+                os.close(spool[0])
+        runs, files = [], []
+        try:
+            for map_index in sorted(spools):
+                _, path, length, count, received = spools[map_index]
+                if received != length:
+                    raise RuntimeError(f"map output {map_index} arrived with {received} of its {length} bytes")
+                engine["reduce_input_records"] += count
+                engine["shuffle_bytes"] += length
+                f = open(path, "rb")
+                files.append(f)
+                runs.append(read_segment(f, length, path, map_index))
+            out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
+            result = reduce_to_file(job.steps[sub["step"]], runs, partition, out_path, sub["output_format"], sub["params"],
+                                    sub["storage_options"], engine)
+        finally:
+            for f in files:
+                f.close()
+    return result, map_counters
