@@ -50,24 +50,32 @@ class SparkRunner:
 
     def run_step(self, sub: dict, label: str) -> dict:
         """Run one step (a driver.step_submission) on Spark; returns its status like the master's."""
+        from py4j.protocol import Py4JError
+
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
         reducers = sub["num_reducers"]
         job_id = f"spark-{uuid.uuid4().hex[:12]}"
         sc = self.spark.sc
-        rdd = (sc.parallelize([list(s) for s in splits], max(len(splits), 1))
-               .mapPartitionsWithIndex(tasks.map_task(sub, reducers))
-               .partitionBy(reducers, tasks.partition_of)
-               .mapPartitionsWithIndex(tasks.reduce_task(sub, job_id)))
         try:
+            rdd = (sc.parallelize([list(s) for s in splits], max(len(splits), 1))
+                   .mapPartitionsWithIndex(tasks.map_task(sub, reducers))
+                   .partitionBy(reducers, tasks.partition_of)
+                   .mapPartitionsWithIndex(tasks.reduce_task(sub, job_id)))
             results, counts = self._collect(rdd, job_id, label, len(splits), reducers)
             return self._commit(sub, job_id, splits, results, counts)
+        except Py4JError as exc:  # Spark itself failed (its JVM died, the context stopped)
+            self._abort(sub, job_id)
+            raise self.spark.error(f"job {label} failed in Spark", exc) from None
         except BaseException:
-            try:
-                outputs.abort_job(sub["output"], job_id, [], sub["storage_options"])
-            except Exception:
-                pass  # the error that got us here is the one to report
+            self._abort(sub, job_id)
             raise
+
+    def _abort(self, sub: dict, job_id: str) -> None:
+        try:
+            outputs.abort_job(sub["output"], job_id, [], sub["storage_options"])
+        except Exception:
+            pass  # the error that got us here is the one to report
 
     # ------------------------------------------------------------ running and following a Spark job
 
@@ -90,7 +98,10 @@ class SparkRunner:
         try:
             while thread.is_alive():
                 thread.join(POLL_SECONDS)
-                self.progress.update(label, self._status(job_id, maps, reducers, started, thread.is_alive()))
+                if thread.is_alive():
+                    self.progress.update(label, self._status(job_id, maps, reducers, started, "running"))
+            final = self._status(job_id, maps, reducers, started, "failed" if "error" in outcome else "succeeded")
+            self.progress.update(label, final)
         except KeyboardInterrupt:
             sc.cancelJobGroup(job_id)
             thread.join(DRAIN_TIMEOUT)
@@ -100,7 +111,7 @@ class SparkRunner:
         if "error" in outcome:
             raise self._failure(outcome["error"], label)
         self._drain(job_id)
-        return outcome["results"], self._status(job_id, maps, reducers, started, False)["counts"]
+        return outcome["results"], final["counts"]
 
     def _stages(self, job_id: str) -> list:
         tracker = self.spark.sc.statusTracker()
@@ -113,7 +124,7 @@ class SparkRunner:
                     stages.append(stage)
         return sorted(stages, key=lambda s: s.stageId)
 
-    def _status(self, job_id: str, maps: int, reducers: int, started: float, running: bool) -> dict:
+    def _status(self, job_id: str, maps: int, reducers: int, started: float, state: str) -> dict:
         """The master's job_status shape, so the native Progress line prints it."""
         stages = self._stages(job_id)
         map_stage = stages[0] if len(stages) > 1 else None  # the shuffle's map side comes first
@@ -124,10 +135,9 @@ class SparkRunner:
             "reduces_done": min(reduce_stage.numCompletedTasks, reducers) if reduce_stage else 0,
             "attempts": sum(s.numCompletedTasks + s.numFailedTasks for s in stages),
         }
-        if not running and reduce_stage is not None:
-            counts["maps_done"] = maps
-        return {"state": "running" if running else "done", "counts": counts, "workers": self.spark.executors(),
-                "elapsed": time.monotonic() - started}
+        if state == "succeeded":  # a re-run map stage reports only its re-run tasks
+            counts["maps_done"], counts["reduces_done"] = maps, reducers
+        return {"state": state, "counts": counts, "workers": self.spark.executors(), "elapsed": time.monotonic() - started}
 
     def _drain(self, job_id: str) -> None:
         # Spark returns as soon as every partition has one result; it kills other attempts (speculative

@@ -24,7 +24,7 @@ from ..errors import ClusterError
 
 DEFAULT_MASTER = "local[*]"
 CONNECT_TIMEOUT = 10.0  # seconds to reach a spark:// master
-START_TIMEOUT = 180.0  # seconds for the SparkContext to come up once the JVM runs
+START_TIMEOUT = 120.0  # seconds for the SparkContext to come up once the JVM runs (the master answers)
 STOP_TIMEOUT = 30.0
 
 _LOCAL = re.compile(r"^local(\[(\*|\d+)\])?$")  # local, local[N], local[*]: no retries unless given
@@ -95,7 +95,6 @@ def settings(master: str, user_conf: dict, max_attempts: int, app_name: str) -> 
     if m:
         # Local mode ignores spark.task.maxFailures; local[N,F] is how it retries.
         conf["spark.master"] = f"local[{m.group(2) or 1},{user_conf.get('spark.task.maxFailures', max_attempts)}]"
-        conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = "127.0.0.1"
     conf.update(user_conf)
     return conf
 
@@ -128,10 +127,12 @@ class Spark:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.stop(keep_log=exc_type is not None)
+        self.stop(keep_log=isinstance(exc, ClusterError))  # the errors whose messages point at the log
 
     def _start(self, pyspark, launch_gateway) -> None:
         os.environ["PYSPARK_PYTHON"] = self.conf.get("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        if self.local:
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver, its UI and block manager stay on loopback
         conf = pyspark.SparkConf(loadDefaults=False).setAll(list(self.conf.items()))
         fd, self.log_path = tempfile.mkstemp(prefix="mrengine-spark-", suffix=".log")
         with os.fdopen(fd, "wb") as log:
@@ -158,8 +159,18 @@ class Spark:
         if "error" in started:
             raise self.error(f"Spark did not start on master {self.conf['spark.master']}", started["error"]) from None
         self.sc = started["sc"]
-        self.sc.setLogLevel("WARN")
-        self.sc.addPyFile(self._package_zip())
+        # A standalone master that never answered: Spark gave up after its own retries, stops the context,
+        # and the application keeps the placeholder id it had before registering ("spark-application-...").
+        unregistered = self.conf["spark.master"].startswith("spark://") and not self.sc.applicationId.startswith("app-")
+        if unregistered or self.sc._jsc.sc().isStopped():
+            raise ClusterError(f"Spark stopped as soon as it started: the master {self.conf['spark.master']} did not "
+                               f"take the application (is it a Spark master, of version {self.sc.version}?); "
+                               f"Spark's log is in {self.log_path}")
+        try:
+            self.sc.setLogLevel("WARN")
+            self.sc.addPyFile(self._package_zip())
+        except Exception as exc:
+            raise self.error("Spark did not accept mrengine's code", exc) from None
 
     def _package_zip(self) -> str:
         """mrengine itself as a zip for the executors: a cluster needs only mrengine's dependencies installed."""
@@ -220,7 +231,11 @@ class Spark:
 
 def java_message(exc: BaseException) -> str:
     """The message of a Py4J/Java exception without the Java stack: its first line, class name dropped."""
-    java = getattr(exc, "java_exception", None)
-    text = str(java.getMessage() if java is not None else exc) or type(exc).__name__
+    try:
+        java = getattr(exc, "java_exception", None)
+        text = str((java.getMessage() if java is not None else None) or exc)
+    except Exception:  # the JVM is gone
+        text = ""
+    text = text or type(exc).__name__
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
     return re.sub(r"^(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error): ", "", line)
