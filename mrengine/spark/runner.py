@@ -92,15 +92,15 @@ class SparkRunner:
             except BaseException as exc:
                 outcome["error"] = exc
 
-        started = time.monotonic()
+        tracker = _StepTracker(self.spark, job_id, maps, reducers)
         thread = InheritableThread(target=action, name=f"spark-{job_id}", daemon=True)
         thread.start()
         try:
             while thread.is_alive():
                 thread.join(POLL_SECONDS)
                 if thread.is_alive():
-                    self.progress.update(label, self._status(job_id, maps, reducers, started, "running"))
-            final = self._status(job_id, maps, reducers, started, "failed" if "error" in outcome else "succeeded")
+                    self.progress.update(label, tracker.status("running"))
+            final = tracker.status("failed" if "error" in outcome else "succeeded")
             self.progress.update(label, final)
         except KeyboardInterrupt:
             sc.cancelJobGroup(job_id)
@@ -110,41 +110,8 @@ class SparkRunner:
             self.progress.done()
         if "error" in outcome:
             raise self._failure(outcome["error"], label)
-        self._drain(job_id)
+        tracker.drain()
         return outcome["results"], final["counts"]
-
-    def _stages(self, job_id: str) -> list:
-        tracker = self.spark.sc.statusTracker()
-        stages = []
-        for spark_job in tracker.getJobIdsForGroup(job_id):
-            info = tracker.getJobInfo(spark_job)
-            for stage_id in info.stageIds if info else ():
-                stage = tracker.getStageInfo(stage_id)
-                if stage is not None:
-                    stages.append(stage)
-        return sorted(stages, key=lambda s: s.stageId)
-
-    def _status(self, job_id: str, maps: int, reducers: int, started: float, state: str) -> dict:
-        """The master's job_status shape, so the native Progress line prints it."""
-        stages = self._stages(job_id)
-        map_stage = stages[0] if len(stages) > 1 else None  # the shuffle's map side comes first
-        reduce_stage = stages[-1] if stages else None
-        counts = {
-            "maps": maps, "reduces": reducers,
-            "maps_done": min(map_stage.numCompletedTasks, maps) if map_stage else 0,
-            "reduces_done": min(reduce_stage.numCompletedTasks, reducers) if reduce_stage else 0,
-            "attempts": sum(s.numCompletedTasks + s.numFailedTasks for s in stages),
-        }
-        if state == "succeeded":  # a re-run map stage reports only its re-run tasks
-            counts["maps_done"], counts["reduces_done"] = maps, reducers
-        return {"state": state, "counts": counts, "workers": self.spark.executors(), "elapsed": time.monotonic() - started}
-
-    def _drain(self, job_id: str) -> None:
-        # Spark returns as soon as every partition has one result; it kills other attempts (speculative
-        # copies) afterwards. Let them end before the temporary files are removed, or one could write after.
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while any(s.numActiveTasks for s in self._stages(job_id)) and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
 
     def _failure(self, exc: BaseException, label: str) -> Exception:
         text = str(exc.java_exception.toString()) if hasattr(exc, "java_exception") else str(exc)
@@ -186,3 +153,54 @@ class SparkRunner:
             outputs.abort_job(out, job_id, committed, options)
             raise StorageError(f"committing the output to {out} failed: {exc}") from None
         return {"counts": counts, "counters": manifest["counters"], "manifest": manifest}
+
+
+class _StepTracker:
+    """Follows one step's two Spark stages (map side, reduce side) through Spark's status tracker."""
+
+    def __init__(self, spark: Spark, job_id: str, maps: int, reducers: int):
+        self.spark = spark
+        self.job_id = job_id
+        self.maps = maps
+        self.reducers = reducers
+        self.started = time.monotonic()
+        self.attempts: dict = {}  # (stage, stage attempt) -> task attempts it finished or failed
+
+    def stages(self) -> list:
+        tracker = self.spark.sc.statusTracker()
+        stages = []
+        for spark_job in tracker.getJobIdsForGroup(self.job_id):
+            info = tracker.getJobInfo(spark_job)
+            for stage_id in info.stageIds if info else ():
+                stage = tracker.getStageInfo(stage_id)
+                if stage is not None:
+                    stages.append(stage)
+        return sorted(stages, key=lambda s: s.stageId)  # the shuffle's map side comes first
+
+    def status(self, state: str) -> dict:
+        """The master's job_status shape, so the native Progress line prints it."""
+        stages = self.stages()
+        for s in stages:
+            self.attempts[s.stageId, s.currentAttemptId] = s.numCompletedTasks + s.numFailedTasks
+        map_stage = stages[0] if len(stages) > 1 else None
+        reduce_stage = stages[-1] if stages else None
+        counts = {"maps": self.maps, "reduces": self.reducers, "maps_done": _done(map_stage, self.maps),
+                  "reduces_done": _done(reduce_stage, self.reducers), "attempts": sum(self.attempts.values())}
+        if state == "succeeded":
+            counts["maps_done"], counts["reduces_done"] = self.maps, self.reducers
+        return {"state": state, "counts": counts, "workers": self.spark.executors(),
+                "elapsed": time.monotonic() - self.started}
+
+    def drain(self) -> None:
+        # Spark returns as soon as every partition has one result and kills other attempts (speculative
+        # copies) afterwards. Let them end before the temporary files go, or one could write after that.
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while any(s.numActiveTasks for s in self.stages()) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+
+
+def _done(stage, total: int) -> int:
+    # A re-attempted stage (after lost map outputs) runs only the tasks still missing.
+    if stage is None:
+        return 0
+    return max(0, min(total, total - (stage.numTasks - stage.numCompletedTasks)))

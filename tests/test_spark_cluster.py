@@ -1,0 +1,75 @@
+"""The Spark runner on a real standalone cluster (a master and two workers on 127.0.0.1, started from the
+pyspark package): the native runner's bytes, also when a worker dies in the middle of the job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spark_cluster import StandaloneCluster, loopback_env
+from spark_helpers import JOBS, ROOT, RUN_TIMEOUT, TEXT, files_of, mrengine, run_native
+
+WORDCOUNT = os.path.join(ROOT, "jobs", "wordcount.py")
+MARKS_TIMEOUT = 240.0  # seconds for the slow job's maps to get going on both executors
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with StandaloneCluster(tmp_path_factory.mktemp("spark-cluster"), workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def native_wordcount(tmp_path_factory):
+    out = tmp_path_factory.mktemp("native") / "wc"
+    run_native(WORDCOUNT, out)
+    return out
+
+
+def spark_args(cluster) -> list[str]:
+    return ["--runner", "spark", "--spark-master", cluster.url, "--spark-conf", "spark.ui.enabled=false"]
+
+
+def test_wordcount_on_a_standalone_cluster(cluster, native_wordcount, tmp_path):
+    result = mrengine("run", WORDCOUNT, TEXT, "-o", str(tmp_path / "wc"), "--split-size", "1m", *spark_args(cluster),
+                      env=loopback_env())
+    assert result.returncode == 0, result.stderr
+    assert "workers 2" in result.stderr  # both workers' executors took part
+    parts = {n: b for n, b in files_of(tmp_path / "wc").items() if n != "_SUCCESS"}
+    assert parts == {n: b for n, b in files_of(native_wordcount).items() if n != "_SUCCESS"}
+
+
+def test_killing_a_worker_mid_job_still_gives_the_exact_output(cluster, native_wordcount, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cmd = [sys.executable, "-m", "mrengine", "run", os.path.join(JOBS, "slow_wordcount.py"), TEXT, "-o", str(tmp_path / "wc"),
+           "--split-size", "256k", "-p", f"marks={marks}", "-p", "map_seconds=1", *spark_args(cluster)]
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                env=loopback_env())
+    try:
+        # Wait until map tasks have started in two Python workers (both executors), then kill worker 1 and
+        # the executor it launched: its running maps and the map outputs it holds are lost.
+        deadline = time.monotonic() + MARKS_TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            started = os.listdir(marks)
+            if len(started) >= 4 and len({name.split("-")[2] for name in started}) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()
+        cluster.kill_worker(1)
+        proc.wait(RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = (tmp_path / "stderr").read_text()
+    assert proc.returncode == 0, stderr
+    tasks = next(ln for ln in stderr.splitlines() if ln.startswith("  tasks: "))
+    assert tasks.startswith("  tasks: 18 map, 2 reduce (") and int(tasks.split("(")[1].split()[0]) > 20, tasks  # re-runs
+    parts = {n: b for n, b in files_of(tmp_path / "wc").items() if n != "_SUCCESS"}
+    assert parts == {n: b for n, b in files_of(native_wordcount).items() if n != "_SUCCESS"}

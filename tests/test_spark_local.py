@@ -1,0 +1,67 @@
+"""The Spark runner on local[2] gives the native runner's bytes: part files and `_SUCCESS` manifests
+(counters included) are identical. One SparkContext serves the module, driven through the same
+`SparkRunner.run` the CLI calls; one test goes through the CLI end to end."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mrengine.driver import RunOptions
+from mrengine.job import load_job
+from mrengine.spark import SparkRunner
+from spark_helpers import JOBS, ROOT, TEXT, assert_same_output, mrengine, run_native, summary_without_time
+
+SPLIT = "1m"  # several map tasks per file
+
+
+@pytest.fixture(scope="module")
+def spark():
+    with SparkRunner("local[2]", {"spark.ui.enabled": "false"}) as runner:
+        yield runner
+
+
+def run_spark(spark, job: str, out, **params):
+    opts = RunOptions(split_size=1 << 20, params=params)
+    return spark.run(load_job(job), [TEXT], str(out), opts)
+
+
+def test_wordcount_through_the_cli_matches_native(tmp_path):
+    job = os.path.join(ROOT, "jobs", "wordcount.py")
+    native = run_native(job, tmp_path / "native")
+    result = mrengine("run", job, TEXT, "-o", str(tmp_path / "spark"), "--runner", "spark",
+                      "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false")
+    assert result.returncode == 0, result.stderr
+    assert_same_output(tmp_path / "native", tmp_path / "spark")
+    assert summary_without_time(result.stderr) == summary_without_time(native.stderr)
+    assert "[wordcount] map 3/3  reduce 2/2  workers 1" in result.stderr
+    # Spark's own log stays out of the terminal.
+    assert "WARN" not in result.stderr and "log4j" not in result.stderr and "Stage" not in result.stderr
+
+
+@pytest.mark.parametrize("job", [
+    os.path.join(ROOT, "jobs", "wordcount_fast.py"),  # map_split
+    os.path.join(JOBS, "tuple_keys.py"),
+    os.path.join(JOBS, "custom_partitioner.py"),
+    os.path.join(JOBS, "two_steps.py"),  # values in arrival order: the order must match too
+    os.path.join(JOBS, "counters.py"),
+], ids=lambda p: os.path.basename(p)[:-3])
+def test_job_matches_native(spark, tmp_path, job):
+    native = run_native(job, tmp_path / "native", "--split-size", SPLIT)
+    summary = run_spark(spark, job, tmp_path / "spark")
+    assert_same_output(tmp_path / "native", tmp_path / "spark")
+    assert summary.lines()[1:] == summary_without_time(native.stderr)[1:]
+
+
+def test_failed_attempts_are_retried_and_counted_once(spark, tmp_path):
+    job = os.path.join(JOBS, "flaky.py")
+    for name in ("native-marks", "spark-marks"):
+        (tmp_path / name).mkdir()
+    native = run_native(job, tmp_path / "native", "--split-size", SPLIT, "-p", f"marks={tmp_path / 'native-marks'}")
+    summary = run_spark(spark, job, tmp_path / "spark", marks=str(tmp_path / "spark-marks"))
+    assert sorted(os.listdir(tmp_path / "spark-marks")) == ["map", "reduce"]  # both first attempts did fail
+    assert summary.attempts >= summary.maps + summary.reduces + 2
+    assert summary.counters["flaky", "map lines"] == 31102  # the lines of sample_data/text, once each
+    assert_same_output(tmp_path / "native", tmp_path / "spark")  # no stray attempt files either
+    assert summary.lines()[2:] == summary_without_time(native.stderr)[2:]  # attempts aside
