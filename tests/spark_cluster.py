@@ -1,7 +1,8 @@
 """A real Spark standalone cluster for tests, started from the installed pyspark package itself.
 
 ``StandaloneCluster(tmp_dir, workers=2)`` runs ``spark-class org.apache.spark.deploy.master.Master``
-and N ``...deploy.worker.Worker`` processes on 127.0.0.1 (each worker: 1 core, 1 GiB), each in its own
+on 127.0.0.1 and N ``...deploy.worker.Worker`` processes on 127.0.0.1, 127.0.0.2, ... (loopback
+addresses all; each worker: 1 core, 1 GiB), each in its own
 process group so that killing a worker also kills the executor it launched, as when a machine dies.
 Everything binds to loopback (SPARK_LOCAL_IP); the master's REST server is off. Logs are files in
 tmp_dir. As a context manager it stops every process it started, even on error.
@@ -57,12 +58,18 @@ class StandaloneCluster:
         self.workers: list[subprocess.Popen] = []
         self.url = ""
 
-    def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, str]:
+    @staticmethod
+    def host(worker: int) -> str:
+        # Each worker on its own loopback address: to Spark they are two hosts, so it may run a
+        # speculative copy of a task on one while the original runs on the other.
+        return f"127.0.0.{worker + 1}"
+
+    def _spawn(self, name: str, args: list[str], host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
         log = os.path.join(self.tmp, f"{name}.log")
+        env = loopback_env({"SPARK_LOCAL_IP": host, "SPARK_WORKER_DIR": os.path.join(self.tmp, f"{name}-work")})
         with open(log, "wb") as out:
             proc = subprocess.Popen([spark_class(), *args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    env=loopback_env({"SPARK_WORKER_DIR": os.path.join(self.tmp, f"{name}-work")}),
-                                    start_new_session=True)
+                                    env=env, start_new_session=True)
         return proc, log
 
     def __enter__(self) -> "StandaloneCluster":
@@ -70,8 +77,8 @@ class StandaloneCluster:
             self.master, log = self._spawn("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                                       "--port", "0", "--webui-port", "0"])
             self.url = _wait_for(log, r"Starting Spark master at (spark://127\.0\.0\.1:\d+)", self.master, START_TIMEOUT)[1]
-            started = [self._spawn(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", self.url, "--host", "127.0.0.1",
-                                                  "--cores", "1", "--memory", "1g", "--webui-port", "0"])
+            started = [self._spawn(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", self.url, "--host", self.host(i),
+                                                  "--cores", "1", "--memory", "1g", "--webui-port", "0"], self.host(i))
                        for i in range(self.num_workers)]
             self.workers = [proc for proc, _ in started]
             for proc, log in started:

@@ -14,6 +14,7 @@ from spark_cluster import StandaloneCluster, loopback_env
 from spark_helpers import JOBS, ROOT, RUN_TIMEOUT, TEXT, files_of, mrengine, run_native
 
 WORDCOUNT = os.path.join(ROOT, "jobs", "wordcount.py")
+STALL_SECONDS = 240  # longer than the test may take: only a speculative copy lets the job end in time
 MARKS_TIMEOUT = 240.0  # seconds for the slow job's maps to get going on both executors
 
 
@@ -41,6 +42,22 @@ def test_wordcount_on_a_standalone_cluster(cluster, native_wordcount, tmp_path):
     assert "workers 2" in result.stderr  # both workers' executors took part
     parts = {n: b for n, b in files_of(tmp_path / "wc").items() if n != "_SUCCESS"}
     assert parts == {n: b for n, b in files_of(native_wordcount).items() if n != "_SUCCESS"}
+
+
+def test_a_speculative_copy_overtakes_a_straggler_and_leaves_no_strays(cluster, native_wordcount, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    speculation = ["spark.speculation=true", "spark.speculation.interval=100ms", "spark.speculation.quantile=0.5",
+                   "spark.speculation.multiplier=1.5", "spark.speculation.minTaskRuntime=500ms"]
+    result = mrengine("run", os.path.join(JOBS, "straggler.py"), TEXT, "-o", str(tmp_path / "wc"),
+                      "-p", f"marks={marks}", "-p", f"stall_seconds={STALL_SECONDS}", *spark_args(cluster),
+                      *[arg for conf in speculation for arg in ("--spark-conf", conf)], env=loopback_env())
+    assert result.returncode == 0, result.stderr
+    # Two reduce tasks got past "s", and a third attempt did: the copy of the stalled one, which won.
+    assert len([m for m in os.listdir(marks) if m.startswith("reached-")]) == 3
+    assert "straggler/past s = 2" in result.stderr  # counted once per partition
+    parts = {n: b for n, b in files_of(tmp_path / "wc").items() if n != "_SUCCESS"}
+    assert parts == {n: b for n, b in files_of(native_wordcount).items() if n != "_SUCCESS"}  # nothing else either
 
 
 def test_killing_a_worker_mid_job_still_gives_the_exact_output(cluster, native_wordcount, tmp_path):
