@@ -108,9 +108,9 @@ class SparkRunner:
             raise
         finally:
             self.progress.done()
+        tracker.drain()
         if "error" in outcome:
             raise self._failure(outcome["error"], label)
-        tracker.drain()
         return outcome["results"], final["counts"]
 
     def _failure(self, exc: BaseException, label: str) -> Exception:
@@ -192,8 +192,9 @@ class _StepTracker:
                 "elapsed": time.monotonic() - self.started}
 
     def drain(self) -> None:
-        # Spark returns as soon as every partition has one result and kills other attempts (speculative
-        # copies) afterwards. Let them end before the temporary files go, or one could write after that.
+        # Spark returns as soon as every partition has one result (or a task has failed for good) and
+        # kills the other attempts afterwards. Let them end before the temporary files go, or one could
+        # write after that.
         deadline = time.monotonic() + DRAIN_TIMEOUT
         while any(s.numActiveTasks for s in self.stages()) and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)

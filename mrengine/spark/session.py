@@ -11,10 +11,12 @@ user's terminal; an error message names the file. `--verbose` lets it through in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -139,8 +141,9 @@ class Spark:
             popen = {} if self.verbose else {"stdout": log, "stderr": log}
             try:
                 gateway = launch_gateway(conf, popen_kwargs=popen)
-            except Exception as exc:
-                raise self.error("Spark's JVM did not start", exc) from None
+            except Exception:
+                raise ClusterError(f"Spark's JVM did not start: {self._why_jvm_ended()}; "
+                                   f"Spark's log is in {self.log_path}") from None
         self._proc = gateway.proc
         started: dict = {}
 
@@ -190,6 +193,14 @@ class Spark:
         """One paragraph for a failure inside Spark: the Java exception's first line, not its stack."""
         return ClusterError(f"{what}: {java_message(exc)}; Spark's log is in {self.log_path}")
 
+    def _why_jvm_ended(self) -> str:
+        # Its first error line says why (a Java too old for Spark: UnsupportedClassVersionError); the
+        # launcher script's complaints follow it.
+        with open(self.log_path, errors="replace") as f:
+            lines = [ln.strip() for ln in f.read().splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "Error" in ln or "Exception" in ln]
+        return (errors or lines or ["it printed nothing"])[0]
+
     @property
     def local(self) -> bool:
         return self.conf["spark.master"].startswith("local")
@@ -213,19 +224,21 @@ class Spark:
         if self._proc is not None:
             gateway = SparkContext._gateway
             if gateway is not None:
-                gateway.shutdown()
+                with contextlib.suppress(Exception):  # a JVM that already died cannot be told to stop
+                    gateway.shutdown()
             SparkContext._gateway = SparkContext._jvm = None  # a later Spark() starts a fresh JVM
             self._proc.stdin.close()  # Spark's launcher ends the JVM when its stdin closes
             try:
                 self._proc.wait(STOP_TIMEOUT)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(STOP_TIMEOUT)
             self._proc = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
         if self.log_path and not keep_log:
-            os.unlink(self.log_path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.log_path)
             self.log_path = ""
 
 
