@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from s3server import S3Server, s3_bucket, s3_server  # noqa: F401  (fixtures)
+from s3server import s3_bucket, s3_server  # noqa: F401  (fixtures)
 from spark_helpers import ROOT, TEXT, files_of, mrengine, run_native
 
 
