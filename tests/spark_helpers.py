@@ -22,8 +22,8 @@ def mrengine(*args: str, env: dict | None = None, timeout: float = RUN_TIMEOUT) 
     return python("-m", "mrengine", *args, env=env, timeout=timeout)
 
 
-def run_native(job: str, out: str, *args: str) -> subprocess.CompletedProcess:
-    result = mrengine("run", job, TEXT, "-o", str(out), "--workers", "2", *args)
+def run_native(job: str, out: str, *args: str, inputs: str = TEXT) -> subprocess.CompletedProcess:
+    result = mrengine("run", job, inputs, "-o", str(out), "--workers", "2", *args)
     assert result.returncode == 0, result.stderr
     return result
 

@@ -14,6 +14,7 @@ from mrengine.spark import SparkRunner
 from spark_helpers import JOBS, ROOT, TEXT, assert_same_output, mrengine, run_native, summary_without_time
 
 SPLIT = "1m"  # several map tasks per file
+SMALL = os.path.join(TEXT, "kjv-new-testament.txt")  # 1 MB: cut in 256 KiB splits, four map tasks
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,9 @@ def spark():
         yield runner
 
 
-def run_spark(spark, job: str, out, **params):
-    opts = RunOptions(split_size=1 << 20, params=params)
-    return spark.run(load_job(job), [TEXT], str(out), opts)
+def run_spark(spark, job: str, out, inputs: str = TEXT, split_size: int = 1 << 20, **params):
+    opts = RunOptions(split_size=split_size, params=params)
+    return spark.run(load_job(job), [inputs], str(out), opts)
 
 
 def test_wordcount_through_the_cli_matches_native(tmp_path):
@@ -48,8 +49,8 @@ def test_wordcount_through_the_cli_matches_native(tmp_path):
     os.path.join(JOBS, "counters.py"),
 ], ids=lambda p: os.path.basename(p)[:-3])
 def test_job_matches_native(spark, tmp_path, job):
-    native = run_native(job, tmp_path / "native", "--split-size", SPLIT)
-    summary = run_spark(spark, job, tmp_path / "spark")
+    native = run_native(job, tmp_path / "native", "--split-size", "256k", inputs=SMALL)
+    summary = run_spark(spark, job, tmp_path / "spark", inputs=SMALL, split_size=256 << 10)
     assert_same_output(tmp_path / "native", tmp_path / "spark")
     assert summary.lines()[1:] == summary_without_time(native.stderr)[1:]
 
