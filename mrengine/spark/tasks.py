@@ -138,11 +138,24 @@ def reduce_task(sub: dict, job_id: str):
     return run
 
 
+class _Spool:
+    """One map task's segment for this reducer, written chunk by chunk (at their offsets) to a local file."""
+
+    def __init__(self, path: str, length: int, records: int):
+        self.path, self.length, self.records = path, length, records
+        self.received = 0
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+
+    def write(self, offset: int, data: bytes) -> None:
+        os.pwrite(self.fd, data, offset)
+        self.received += len(data)
+
+
 def _reduce_one(sub: dict, job_id: str, attempt_id: str, partition: int, records: Iterator[tuple]) -> tuple[dict, dict]:
     job = _load(sub["job_bytes"])
     engine: Counter = Counter()
     map_counters: dict = {}
-    spools: dict = {}  # map index -> [fd, path, length, records, bytes received]
+    spools: dict[int, _Spool] = {}
     with tempfile.TemporaryDirectory(prefix="mrengine-reduce-", dir=_local_dir()) as tmp:
         try:
             for _, value in records:
@@ -152,24 +165,21 @@ def _reduce_one(sub: dict, job_id: str, attempt_id: str, partition: int, records
                 _, map_index, offset, length, count, data = value
                 spool = spools.get(map_index)
                 if spool is None:
-                    path = os.path.join(tmp, f"m{map_index:05d}.run")
-                    spool = spools[map_index] = [os.open(path, os.O_WRONLY | os.O_CREAT), path, length, count, 0]
-                os.pwrite(spool[0], data, offset)
-                spool[4] += len(data)
+                    spool = spools[map_index] = _Spool(os.path.join(tmp, f"m{map_index:05d}.run"), length, count)
+                spool.write(offset, data)
         finally:
             for spool in spools.values():
-                os.close(spool[0])
+                os.close(spool.fd)
         runs, files = [], []
         try:
-            for map_index in sorted(spools):
-                _, path, length, count, received = spools[map_index]
-                if received != length:
-                    raise RuntimeError(f"map output {map_index} arrived with {received} of its {length} bytes")
-                engine["reduce_input_records"] += count
-                engine["shuffle_bytes"] += length
-                f = open(path, "rb")
+            for map_index, spool in sorted(spools.items()):  # map order, as the native reducer merges
+                if spool.received != spool.length:
+                    raise RuntimeError(f"map output {map_index} arrived with {spool.received} of its {spool.length} bytes")
+                engine["reduce_input_records"] += spool.records
+                engine["shuffle_bytes"] += spool.length
+                f = open(spool.path, "rb")
                 files.append(f)
-                runs.append(read_segment(f, length, path, map_index))
+                runs.append(read_segment(f, spool.length, spool.path, map_index))
             out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
             result = reduce_to_file(job.steps[sub["step"]], runs, partition, out_path, sub["output_format"], sub["params"],
                                     sub["storage_options"], engine)
