@@ -156,8 +156,11 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback).")
 @click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds of silence after which a worker is declared dead.")
+@click.option("--backup-after", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
+                   "attempt near the end of its phase; 0 disables backup attempts.")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
     from .comm import parse_address
@@ -171,7 +174,7 @@ def master_cmd(bind, secret_file, worker_timeout, ready_file):
         raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
                                  param_hint="--bind")
     try:
-        master.main(host, port, secret, worker_timeout, ready_file)
+        master.main(host, port, secret, worker_timeout, ready_file, backup_after)
     except MrEngineError as exc:
         _fail(exc)
 
@@ -205,8 +208,9 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 @click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, help="HOST:PORT of the master.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-def status(master_address, secret_file, as_json):
-    """Show a master's workers and jobs."""
+@click.option("--tasks", "all_tasks", is_flag=True, help="List the tasks and attempts of finished jobs too.")
+def status(master_address, secret_file, as_json, all_tasks):
+    """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
     from . import comm
 
     try:
@@ -223,9 +227,21 @@ def status(master_address, secret_file, as_json):
     click.echo(f"workers ({sum(w['alive'] for w in reply['workers'])} alive):")
     for w in reply["workers"]:
         state = "alive" if w["alive"] else "dead"
-        click.echo(f"  {w['id']:6} {state:5} {w['host']} shuffle {w['shuffle']} slots {w['slots']} running {len(w['running'])}")
+        click.echo(f"  {w['id']:6} {state:5} {w['host']} pid {w['pid']} shuffle {w['shuffle']} slots {w['slots']} "
+                   f"running {len(w['running'])} last heard {w['last_seen']}s ago")
     click.echo("jobs:")
     for j in reply["jobs"]:
         c = j["counts"]
         click.echo(f"  {j['id']} {j['name']} step {j['step']} {j['state']}: map {c['maps_done']}/{c['maps']} "
                    f"reduce {c['reduces_done']}/{c['reduces']} attempts {c['attempts']} {j['elapsed']}s")
+        if j["error"]:
+            click.echo(f"    error: {j['error'].splitlines()[0]}")
+        if j["state"] == "running" or all_tasks:
+            for t in j["tasks"]:
+                if t["attempts"]:
+                    click.echo(f"    {t['kind']:6} {t['index']:5} {t['state']:9} " + ", ".join(map(_attempt_text, t["attempts"])))
+
+
+def _attempt_text(a: dict) -> str:
+    took = f" {a['seconds']}s" if a["seconds"] is not None else ""
+    return f"{a['id']}@{a['worker']} {a['state']}{took}{' (backup)' if a['backup'] else ''}"

@@ -197,6 +197,12 @@ def abort_job(out: str, job_id: str, partitions: Iterable[int], storage_options:
     _remove_temp(fs, path, job_id)
 
 
+def remove_job_temp(out: str, job_id: str, storage_options: dict | None) -> None:
+    """Remove an ended job's temporary directory (and `_temporary` itself once empty)."""
+    fs, path = _fs(out, storage_options)
+    _remove_temp(fs, path, job_id)
+
+
 def _remove_temp(fs, path: str, job_id: str) -> None:
     temp = join(path, TEMPORARY)
     if fs.exists(join(temp, job_id)):
