@@ -232,15 +232,16 @@ class Worker:
             raise
         return conn
 
-    def _first_connection(self) -> comm.Connection:
+    def _first_connection(self) -> comm.Connection | None:
         deadline = time.monotonic() + MASTER_RETRY_SECONDS
-        while True:
+        while not self.stop_requests:
             try:
                 return self._open()
             except (ClusterError, comm.ConnectionClosed) as exc:
-                if time.monotonic() > deadline or self.stop_requests:
+                if time.monotonic() > deadline:
                     raise ClusterError(f"cannot reach the master at {self.master} within {MASTER_RETRY_SECONDS:.0f}s: {exc}") from None
                 time.sleep(0.2)
+        return None
 
     def _request_stop(self, signum, frame) -> None:
         self.stop_requests += 1
@@ -267,7 +268,9 @@ class Worker:
         log.info("stopped")
 
     def _loop(self) -> None:
-        conn: comm.Connection | None = self._first_connection()
+        conn = self._first_connection()
+        if conn is None:
+            return  # stopped before it ever registered
         heard = time.monotonic()  # when the master last answered
         while True:
             busy = [s for s in self.slots if s.task is not None]
@@ -286,7 +289,7 @@ class Worker:
                        "running": [[s.task["job_id"], s.task["attempt_id"]] for s in busy],
                        "finished": [report for _, report in self.finished]}
                 reply = conn.request(msg)
-            except (ClusterError, comm.ConnectionClosed) as exc:
+            except (ClusterError, ProtocolError) as exc:
                 # Keep the finished reports: they were not delivered.
                 if self.stop_requests:
                     return

@@ -1,0 +1,97 @@
+"""A multi-host cluster runs jobs right: across hosts, with workers joining mid-job, with failing user code.
+
+Scenarios 1, 6 and 7 of the cluster issue; each compares its output byte for byte with a failure-free
+run of the same job on an embedded cluster.
+"""
+
+import pytest
+
+import netns
+from cluster_env import Cluster, assert_same_output, manifest, record_time, reference_output
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_wordcount_across_three_hosts(tmp_path, tmp_path_factory):
+    reference = reference_output(tmp_path_factory)
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        w1, w2 = cluster.start_workers(hosts[1:])
+        result = cluster.run_job()
+        assert result.returncode == 0, result.stderr
+        record_time("1 three hosts", cluster.elapsed)
+        assert_same_output(cluster.out, reference)
+        job = cluster.job()
+        assert job["state"] == "succeeded"
+        used = {a["worker"] for a in cluster.attempts(job, "map") + cluster.attempts(job, "reduce")}
+        assert used == {cluster.worker_id(w1), cluster.worker_id(w2)}  # both hosts took part
+        text = cluster.mrengine("status", "--master", cluster.address, "--secret-file", cluster.secret_file, "--tasks")
+        assert "workers (2 alive)" in text.stdout and "succeeded: map 10/10 reduce 3/3" in text.stdout, text.stdout
+        assert "m00000.0@w" in text.stdout
+        cluster.stop()
+        assert "left" in cluster.log("master")  # the workers said goodbye on SIGTERM
+
+
+def test_worker_joining_mid_job_gets_work_at_once(tmp_path, tmp_path_factory):
+    reference = reference_output(tmp_path_factory)
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        cluster.start_worker(hosts[1])
+        driver = cluster.submit(["hold_map=a.txt"])  # map task 0 holds the only worker
+        cluster.held("map")
+        late = cluster.start_worker(hosts[2])
+        late_id = cluster.worker_id(late)
+        job = cluster.job()
+        assert any(a["worker"] == late_id for a in cluster.attempts(job)), job  # while task 0 is still held
+        cluster.release()
+        result = cluster.finish(driver)
+        assert result.returncode == 0, result.stderr
+        assert_same_output(cluster.out, reference)
+        cluster.stop()
+
+
+def test_mapper_raising_on_one_record_fails_after_four_attempts(tmp_path):
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        cluster.start_workers(hosts[1:])
+        result = cluster.run_job(["fail_word=Melchizedek"])
+        assert result.returncode == 5, result.stderr
+        err = result.stderr
+        assert "failed on all 4 attempts (on workers w" in err, err
+        assert "mapper raised ValueError: refusing to count 'Melchizedek'" in err
+        assert "kjv-" in err and "line" in err  # the split and the record
+        assert f'File "{cluster.input.parent.parent}' not in err  # no mrengine frames...
+        assert "cluster_wc.py" in err and "in mapper" in err and "raise ValueError" in err  # ...the user's
+        assert "Traceback" in err and "mrengine/" not in err.split("Traceback", 1)[1]
+        assert not (cluster.out / "_SUCCESS").exists()
+        assert not list(cluster.out.glob("part-*")) if cluster.out.exists() else True
+        (job,) = [j for j in cluster.status()["jobs"]]
+        assert job["state"] == "failed"
+        failed = [t for t in job["tasks"] if t["state"] == "failed"]
+        assert len(failed) == 1 and failed[0]["failures"] == 4
+        assert len({a["worker"] for a in failed[0]["attempts"]}) == 2  # retried on the other worker
+        # The cluster is fine afterwards.
+        result = cluster.run_job(out=tmp_path / "after")
+        assert result.returncode == 0, result.stderr
+        cluster.stop()
+
+
+def test_mapper_failing_once_succeeds_with_counters_counted_once(tmp_path, tmp_path_factory):
+    reference = reference_output(tmp_path_factory)
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        cluster.start_workers(hosts[1:])
+        result = cluster.run_job(["fail_once=kjv-poetry-and-prophets.txt"])
+        assert result.returncode == 0, result.stderr
+        assert (cluster.control / "failed-once").exists()  # the first attempt did fail
+        assert_same_output(cluster.out, reference)  # counters included: user's and mrengine's
+        counters = {(g, n): v for g, n, v in manifest(cluster.out)["counters"]}
+        assert counters["wc", "lines"] == counters["mrengine", "map_input_records"]
+        assert f"wc/lines = {counters['wc', 'lines']}" in result.stderr  # what the driver printed
+        job = cluster.job()
+        assert [a["state"] for a in cluster.attempts(job)].count("failed") == 1
+        cluster.stop()
