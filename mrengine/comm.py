@@ -78,8 +78,8 @@ class Connection:
         try:
             self._send_all(_MAGIC + nonce)
             reply = self._recv_exact(_NONCE + 32)
-        except ConnectionClosed as exc:
-            raise ProtocolError(f"{self.peer} did not complete the handshake ({exc})") from None
+        except ProtocolError as exc:
+            raise ProtocolError(f"{self.peer} did not complete the handshake: {exc}") from None
         client_nonce, client_mac = reply[:_NONCE], reply[_NONCE:]
         if not hmac.compare_digest(client_mac, _mac(secret, b"C", nonce, client_nonce)):
             raise ProtocolError(f"{self.peer} failed authentication (wrong or missing secret)")

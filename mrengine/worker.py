@@ -272,8 +272,12 @@ class Worker:
         if conn is None:
             return  # stopped before it ever registered
         heard = time.monotonic()  # when the master last answered
+        announced = False
         while True:
             busy = [s for s in self.slots if s.task is not None]
+            if self.stop_requests and not announced:
+                log.info("stopping: taking no new work, finishing %d running attempt(s); signal again to kill them", len(busy))
+                announced = True
             if self.stop_requests and not busy and not self.finished and conn is not None:
                 try:
                     conn.request({"type": "goodbye", "worker_id": self.worker_id})
