@@ -32,7 +32,7 @@ def test_worker_killed_mid_map(tmp_path, tmp_path_factory):
         cluster.release()
         result = cluster.finish(driver)
         assert result.returncode == 0, result.stderr
-        record_time("2 kill -9 mid-map", cluster.elapsed)
+        record_time("2 kill -9 mid-map", result.stderr)
         assert_same_output(cluster.out, reference)
         assert f"worker {victim_id}" in cluster.log("master") and "declared dead" in cluster.log("master")
         job = cluster.job()
@@ -66,7 +66,7 @@ def test_worker_killed_after_maps_while_reducers_fetch(tmp_path, tmp_path_factor
         cluster.release()
         result = cluster.finish(driver)
         assert result.returncode == 0, result.stderr
-        record_time("3 kill -9 while reducers fetch", cluster.elapsed)
+        record_time("3 kill -9 while reducers fetch", result.stderr)
         assert_same_output(cluster.out, reference)
         master_log = cluster.log("master")
         assert "could not fetch its input" in master_log, master_log
@@ -97,7 +97,7 @@ def test_link_cut_mid_job(tmp_path, tmp_path_factory):
         cluster.release()  # the cut-off attempt goes on, but its news cannot reach the master
         result = cluster.finish(driver)
         assert result.returncode == 0, result.stderr
-        record_time("5 link cut mid-job", cluster.elapsed)
+        record_time("5 link cut mid-job", result.stderr)
         assert_same_output(cluster.out, reference)
         assert f"worker {cut_id} " in cluster.log("master") and "declared dead" in cluster.log("master")
         cut.host.link_up()

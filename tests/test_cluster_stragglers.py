@@ -41,7 +41,7 @@ def test_stopped_worker_is_overtaken_by_a_backup_attempt(tmp_path, tmp_path_fact
             cluster.release()
             result = cluster.finish(driver, timeout=90)
             assert result.returncode == 0, result.stderr
-            record_time("4 straggler (SIGSTOP)", cluster.elapsed)
+            record_time("4 straggler (SIGSTOP)", result.stderr)
             assert_same_output(cluster.out, reference)
             job = cluster.job()
             first, backup = task(job, "map", 0)["attempts"]
