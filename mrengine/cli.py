@@ -208,7 +208,7 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 @click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, help="HOST:PORT of the master.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-@click.option("--tasks", "all_tasks", is_flag=True, help="List the tasks and attempts of finished jobs too.")
+@click.option("--tasks", "all_tasks", is_flag=True, help="Show the tasks and attempts of finished jobs too.")
 def status(master_address, secret_file, as_json, all_tasks):
     """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
     from . import comm
@@ -216,7 +216,7 @@ def status(master_address, secret_file, as_json, all_tasks):
     try:
         conn = comm.connect(master_address, read_secret(secret_file))
         try:
-            reply = conn.request({"type": "status"})
+            reply = conn.request({"type": "status", "tasks": all_tasks})
         finally:
             conn.close()
     except MrEngineError as exc:
@@ -236,10 +236,9 @@ def status(master_address, secret_file, as_json, all_tasks):
                    f"reduce {c['reduces_done']}/{c['reduces']} attempts {c['attempts']} {j['elapsed']}s")
         if j["error"]:
             click.echo(f"    error: {j['error'].splitlines()[0]}")
-        if j["state"] == "running" or all_tasks:
-            for t in j["tasks"]:
-                if t["attempts"]:
-                    click.echo(f"    {t['kind']:6} {t['index']:5} {t['state']:9} " + ", ".join(map(_attempt_text, t["attempts"])))
+        for t in j["tasks"] or ():
+            if t["attempts"]:
+                click.echo(f"    {t['kind']:6} {t['index']:5} {t['state']:9} " + ", ".join(map(_attempt_text, t["attempts"])))
 
 
 def _attempt_text(a: dict) -> str:

@@ -31,6 +31,7 @@ log = logging.getLogger("mrengine.master")
 
 DEFAULT_WORKER_TIMEOUT = 5.0
 LONG_POLL_SECONDS = 0.25
+KEEP_FINISHED_JOBS = 100  # finished jobs the master remembers, for `mrengine status`
 
 
 @dataclass
@@ -316,6 +317,9 @@ class Master:
         for worker in self.workers.values():
             if worker.alive:
                 worker.forget.append(job.id)
+        finished = [j.id for j in self.jobs.values() if j.state != "running"]
+        for job_id in finished[:-KEEP_FINISHED_JOBS]:
+            del self.jobs[job_id]
         self.lock.notify_all()
 
     # ------------------------------------------------------------ drivers
@@ -355,7 +359,9 @@ class Master:
                        for w in self.workers.values()]
             jobs = [{"id": j.id, "name": j.sub["job_name"], "step": j.sub["step"], "state": j.state,
                      "counts": j.tasks.counts(), "elapsed": round((j.finished or now) - j.started, 2),
-                     "error": j.error and j.error["message"], "tasks": self._task_rows(j, now)} for j in self.jobs.values()]
+                     "error": j.error and j.error["message"],
+                     "tasks": self._task_rows(j, now) if j.state == "running" or msg.get("tasks") else None}
+                    for j in self.jobs.values()]
         return {"type": "status", "workers": workers, "jobs": jobs}
 
     @staticmethod

@@ -173,7 +173,7 @@ class Cluster:
         return self.hosts[0].run([*MRENGINE, *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
     def status(self) -> dict:
-        result = self.mrengine("status", "--master", self.address, "--secret-file", self.secret_file, "--json")
+        result = self.mrengine("status", "--master", self.address, "--secret-file", self.secret_file, "--json", "--tasks")
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 

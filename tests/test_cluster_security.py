@@ -3,7 +3,6 @@ issue); fetches name only the worker's own outputs; off-loopback needs a secret;
 worker in two stages."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
