@@ -248,6 +248,7 @@ class Worker:
         if self.stop_requests > 1:
             for slot in self.slots:
                 slot.stop()
+            shutil.rmtree(self.work_dir, ignore_errors=True)
             os._exit(1)
 
     def run(self) -> None:

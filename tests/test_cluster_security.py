@@ -153,6 +153,7 @@ def test_sigterm_finishes_running_attempts_and_a_second_one_kills_them(tmp_path,
             wait_for(lambda: "stopping: taking no new work" in cluster.log(proc.log_name), 30, "the worker to take the signal")
         hard.send_signal(signal.SIGTERM)
         assert hard.wait(30) == 1  # the second signal: out at once, its attempt killed
+        assert list((tmp_path / hard.log_name).iterdir()) == []  # and its map outputs removed
         wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                                  for p in slots), 10, "the killed worker's slot processes to end")
         assert gentle.poll() is None  # the first signal: its held attempt goes on
