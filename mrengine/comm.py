@@ -82,7 +82,7 @@ class Connection:
             raise ProtocolError(f"{self.peer} did not complete the handshake: {exc}") from None
         client_nonce, client_mac = reply[:_NONCE], reply[_NONCE:]
         if not hmac.compare_digest(client_mac, _mac(secret, b"C", nonce, client_nonce)):
-            raise ProtocolError(f"{self.peer} failed authentication (wrong or missing secret)")
+            raise ProtocolError("failed authentication (wrong or missing secret)")
         self._send_all(_mac(secret, b"S", client_nonce, nonce))
 
     def authenticate_as_client(self, secret: bytes) -> None:

@@ -106,7 +106,7 @@ def record_time(name: str, driver_stderr: str) -> None:
 
 
 class Cluster:
-    def __init__(self, hosts, base: Path, worker_timeout: float = 2.0, backup_after: float = 0.0):
+    def __init__(self, hosts, base: Path, worker_timeout: float = 5.0, backup_after: float = 0.0):
         self.hosts = hosts
         self.base = base
         self.worker_timeout = worker_timeout

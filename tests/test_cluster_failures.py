@@ -49,7 +49,7 @@ def test_worker_killed_after_maps_while_reducers_fetch(tmp_path, tmp_path_factor
     with netns.Hosts(4) as hosts:
         # A timeout long enough that the reducer which fetches after the kill meets the dead worker
         # before the master gives it up: the fetch failure alone must bring its outputs back.
-        cluster = Cluster(hosts, tmp_path, worker_timeout=5)
+        cluster = Cluster(hosts, tmp_path, worker_timeout=8)
         cluster.start_master()
         workers = cluster.start_workers(hosts[1:])
         # Every reducer holds after fetching; one fails once after the release, and its retry fetches anew.
@@ -57,10 +57,14 @@ def test_worker_killed_after_maps_while_reducers_fetch(tmp_path, tmp_path_factor
         held = cluster.held("reduce", count=3)
         job = cluster.job()
         assert job["counts"]["maps_done"] == job["counts"]["maps"]
-        victim = cluster.proc_of(held[0])
-        victim_id = cluster.worker_id(victim)
-        made_there = {i for i, attempts in map_winners(job).items()
-                      if any(a["worker"] == victim_id and a["state"] == "succeeded" for a in attempts)}
+
+        def made_on(proc):
+            wid = cluster.worker_id(proc)
+            return {i for i, attempts in map_winners(job).items()
+                    if any(a["worker"] == wid and a["state"] == "succeeded" for a in attempts)}
+
+        victim = max((cluster.proc_of(pid) for pid in held), key=lambda proc: len(made_on(proc)))
+        victim_id, made_there = cluster.worker_id(victim), made_on(victim)
         assert made_there, "the victim holds no map output; the test would prove nothing"
         os.kill(victim.pid, signal.SIGKILL)
         cluster.release()

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 import netns
-from cluster_env import JOB, Cluster, assert_same_output, manifest, record_time, reference_output
+from cluster_env import JOB, Cluster, assert_same_output, manifest, record_time, reference_output, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -19,7 +19,7 @@ def test_wordcount_across_three_hosts(tmp_path, tmp_path_factory):
     with netns.Hosts(3) as hosts:
         cluster = Cluster(hosts, tmp_path)
         cluster.start_master()
-        w1, w2 = cluster.start_workers(hosts[1:])
+        w1, w2 = cluster.start_workers(hosts[1:], slots=2)
         result = cluster.run_job()
         assert result.returncode == 0, result.stderr
         record_time("1 three hosts", result.stderr)
@@ -49,8 +49,9 @@ def test_worker_joining_mid_job_gets_work_at_once(tmp_path, tmp_path_factory):
         job_file.unlink()
         late = cluster.start_worker(hosts[2])
         late_id = cluster.worker_id(late)
-        job = cluster.job()
-        assert any(a["worker"] == late_id for a in cluster.attempts(job)), job  # while task 0 is still held
+        wait_for(lambda: any(a["worker"] == late_id for a in cluster.attempts(cluster.job())), 30,
+                 "the new worker to get a task while task 0 is still held", interval=0.2)
+        assert not (cluster.control / "release").exists()
         cluster.release()
         result = cluster.finish(driver)
         assert result.returncode == 0, result.stderr
