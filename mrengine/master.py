@@ -63,7 +63,7 @@ class Job:
 
     def counters(self) -> list:
         total: Counter = Counter()
-        for task in self.tasks.winners():
+        for task in self.tasks.counted():
             for group, name, n in task.result["counters"]:
                 total[(group, name)] += n
         return [[g, n, v] for (g, n), v in sorted(total.items())]

@@ -71,8 +71,8 @@ class Task:
     attempts: list[Attempt] = field(default_factory=list)
     failures: int = 0
     failed_on: set = field(default_factory=set)
-    winner: Attempt | None = None
-    result: dict | None = None  # the winner's result: map output place, or reduce output stats
+    winner: Attempt | None = None  # the attempt whose output is in use
+    result: dict | None = None  # the last winner's result: map output place, or reduce output stats; and counters
     last_error: dict | None = None
     fetch_failures: int = 0  # reduce attempts lost because a map output could not be fetched
 
@@ -201,8 +201,9 @@ class JobTasks:
             "attempts": len(self.attempts),
         }
 
-    def winners(self) -> list[Task]:
-        return [t for t in self.maps + self.reduces if t.state is TaskState.SUCCEEDED]
+    def counted(self) -> list[Task]:
+        """Tasks whose counters count: each has succeeded, though a map's output may since be re-made."""
+        return [t for t in self.maps + self.reduces if t.result is not None]
 
     def running_on(self, worker: str) -> list[Attempt]:
         return [a for a in self.attempts.values() if a.worker == worker and a.state is AttemptState.RUNNING]
@@ -283,18 +284,24 @@ class JobTasks:
         task.winner, task.result = attempt, ev.result
         task.move(TaskState.SUCCEEDED)
         actions: list = []
-        for other in task.running():  # backups that lost the race
-            other.state = AttemptState.KILLED
-            actions.append(Cancel(other))
+        actions = self._cancel(task.running())  # backups that lost the race
         if attempt.kind == REDUCE:
             actions.append(Commit(attempt))
             if all(t.state is TaskState.SUCCEEDED for t in self.reduces):
+                # Maps still re-making a lost output are needed no more.
+                actions += self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
                 self.done = True
                 actions.append(JobSucceeded())
         elif self.maps_done() and not self.reduces:
             self.done = True
             actions.append(JobSucceeded())
         return actions
+
+    @staticmethod
+    def _cancel(attempts: list[Attempt]) -> list:
+        for a in attempts:
+            a.state = AttemptState.KILLED
+        return [Cancel(a) for a in attempts]
 
     def _failed(self, ev: AttemptFailed) -> list:
         attempt = self._live_attempt(ev.attempt_id)
@@ -315,12 +322,7 @@ class JobTasks:
 
     def _fail_job(self, task: Task, error: dict) -> list:
         self.done = True
-        actions: list = []
-        for a in self.attempts.values():
-            if a.state is AttemptState.RUNNING:
-                a.state = AttemptState.KILLED
-                actions.append(Cancel(a))
-        return actions + [JobFailed(task, error)]
+        return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING]) + [JobFailed(task, error)]
 
     def _fetch_failed(self, ev: FetchFailed) -> list:
         attempt = self._live_attempt(ev.attempt_id)
@@ -354,7 +356,7 @@ class JobTasks:
         for task in self.maps:
             if task.state is TaskState.SUCCEEDED and task.winner.worker == worker:
                 task.move(TaskState.PENDING)
-                task.winner = task.result = None
+                task.winner = None  # its result stays, for its counters, until a new winner replaces it
 
     def _worker_lost(self, ev: WorkerLost) -> list:
         actions: list = []

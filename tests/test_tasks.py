@@ -51,7 +51,7 @@ def test_maps_then_reduces_then_success():
     assert (r0.kind, r0.index, r1.index) == ("reduce", 0, 1)
     assert [type(a) for a in finish(tasks, r0)] == [Commit]
     assert [type(a) for a in finish(tasks, r1)] == [Commit, JobSucceeded]
-    assert tasks.done and len(tasks.winners()) == 4
+    assert tasks.done and len(tasks.counted()) == 4
 
 
 def test_failed_attempt_retries_on_another_worker_then_fails_the_job():
@@ -94,6 +94,7 @@ def test_lost_worker_finished_maps_are_remade_while_a_reduce_needs_them():
     actions = tasks.handle(WorkerLost("w1"))
     assert actions == [Discard(r1)]  # reduce 1's attempt died with w1
     assert tasks.maps[0].state is TaskState.PENDING and tasks.maps[0].winner is None  # its output was on w1
+    assert len(tasks.counted()) == 3  # its counters still count, until its new winner's replace them
     assert tasks.maps[1].state is TaskState.SUCCEEDED  # on w2
     assert launch(tasks, "w2").kind == "map"  # maps again before the reduce
     assert tasks.reduces[0].state is TaskState.SUCCEEDED
@@ -213,7 +214,20 @@ def test_counters_come_from_winners_only():
     a = launch(tasks, "w1")
     tasks.handle(AttemptFailed(a.id, {"message": "boom"}))
     finish(tasks, launch(tasks, "w2"))
-    assert [t.winner.id for t in tasks.winners()] == ["m00000.1"]
+    assert [t.winner.id for t in tasks.counted()] == ["m00000.1"]
+
+
+def test_job_done_while_a_lost_map_is_remade_cancels_it_and_keeps_its_counters():
+    tasks = JobTasks(2, 2)
+    run_maps(tasks, ("w1", "w2"))
+    r0, r1 = launch(tasks, "w2"), launch(tasks, "w3")  # both fetched everything already
+    tasks.handle(WorkerLost("w1"))
+    again = launch(tasks, "w3")
+    assert (again.kind, again.index) == ("map", 0)
+    finish(tasks, r0)
+    actions = finish(tasks, r1)
+    assert actions == [Commit(r1), Cancel(again), JobSucceeded()]
+    assert len(tasks.counted()) == 4 and tasks.maps[0].result is not None
 
 
 def test_illegal_move_raises():
