@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 
+import psutil
 import pytest
 
 import netns
@@ -19,6 +20,14 @@ def map_winners(job: dict) -> dict:
     return {t["index"]: t["attempts"] for t in job["tasks"] if t["kind"] == "map"}
 
 
+def kill_with_its_slots(worker) -> None:
+    """kill -9 a worker, and wait for its attempts' processes to die with it (they must not see a release)."""
+    slots = psutil.Process(worker.pid).children()
+    os.kill(worker.pid, signal.SIGKILL)
+    psutil.wait_procs(slots, timeout=10)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in slots)
+
+
 def test_worker_killed_mid_map(tmp_path, tmp_path_factory):
     reference = reference_output(tmp_path_factory)
     with netns.Hosts(4) as hosts:
@@ -28,7 +37,7 @@ def test_worker_killed_mid_map(tmp_path, tmp_path_factory):
         driver = cluster.submit(["hold_map=kjv-poetry-and-prophets.txt"])  # the last book: others are done by then
         victim = cluster.proc_of(cluster.held("map")[0])
         victim_id = cluster.worker_id(victim)
-        os.kill(victim.pid, signal.SIGKILL)
+        kill_with_its_slots(victim)
         cluster.release()
         result = cluster.finish(driver)
         assert result.returncode == 0, result.stderr
@@ -66,7 +75,7 @@ def test_worker_killed_after_maps_while_reducers_fetch(tmp_path, tmp_path_factor
         victim = max((cluster.proc_of(pid) for pid in held), key=lambda proc: len(made_on(proc)))
         victim_id, made_there = cluster.worker_id(victim), made_on(victim)
         assert made_there, "the victim holds no map output; the test would prove nothing"
-        os.kill(victim.pid, signal.SIGKILL)
+        kill_with_its_slots(victim)
         cluster.release()
         result = cluster.finish(driver)
         assert result.returncode == 0, result.stderr
