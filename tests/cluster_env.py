@@ -198,18 +198,18 @@ class Cluster:
     def run_job(self, params: list = (), out: Path | None = None) -> subprocess.CompletedProcess:
         return self.finish(self.submit(params, out))
 
-    def stop(self) -> None:
-        """SIGTERM the workers, then the master; each must exit 0 on its own."""
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the workers, then the master (SIGINT is a Ctrl-C); each must exit 0 on its own."""
         for group in (self.workers, [self.master] if self.master else []):
             live = [p for p in group if p.poll() is None]
             for p in live:
-                p.send_signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
-                p.send_signal(signal.SIGTERM)
+                p.send_signal(signal.SIGCONT)  # a stopped process cannot handle the signal
+                p.send_signal(sig)
             for p in live:
                 try:
                     assert p.wait(START_TIMEOUT) == 0, f"exit code {p.returncode}"
                 except (subprocess.TimeoutExpired, AssertionError) as exc:
-                    raise AssertionError(f"{getattr(p, 'log_name', 'master')} did not stop cleanly on SIGTERM: {exc}\n"
+                    raise AssertionError(f"{getattr(p, 'log_name', 'master')} did not stop cleanly on {sig!r}: {exc}\n"
                                          f"{self.log(getattr(p, 'log_name', 'master'))}") from None
 
     # ------------------------------------------------------------ what happened
