@@ -8,15 +8,16 @@ as root, else on loopback addresses) and prints, for each scenario, the job's wa
 driver reports it (from submission to `_SUCCESS`), the median over the runs:
 
     0  the same job on an embedded cluster on one host, no failure
-    1  wordcount across three hosts (master + 2 workers), no failure
+    1  wordcount across three hosts (master + 3 workers), no failure
     2  kill -9 of a worker mid-map                      (3 workers, worker timeout 2 s)
-    3  kill -9 of a worker while reducers fetch         (3 workers, worker timeout 5 s)
+    3  kill -9 of a worker while reducers fetch         (3 workers, worker timeout 8 s)
     4  a straggler frozen with SIGSTOP, overtaken by a backup attempt (backup after 1 s)
     5  a host's link cut mid-job                        (3 workers, worker timeout 2 s)
 
 The job: tests/jobs/cluster_wc.py (word count) over the 4.3 MB of sample books, 10 map tasks of at most
-512 KiB, 3 reduce tasks, one slot per worker. Scenarios 2-5 include the time the test takes to notice
-the moment to strike (a marker file), usually milliseconds.
+512 KiB, 3 reduce tasks; 3 workers of one slot each in every scenario, all on this one machine.
+Scenarios 2-5 include the time the test takes to notice the moment to strike (a marker file), usually
+milliseconds, and the worker timeout where a death must be noticed.
 """
 
 from __future__ import annotations

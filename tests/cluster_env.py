@@ -71,7 +71,7 @@ def reference_output(tmp_path_factory) -> Path:
         out = base / "out"
         control = base / "control"
         control.mkdir()
-        result = subprocess.run([*MRENGINE, "run", str(JOB), str(make_input(base)), "-o", str(out), "--workers", "2",
+        result = subprocess.run([*MRENGINE, "run", str(JOB), str(make_input(base)), "-o", str(out), "--workers", "3",
                                  "--reducers", str(REDUCERS), "--split-size", SPLIT_SIZE, "-p", f"control={control}"],
                                 capture_output=True, text=True, timeout=JOB_TIMEOUT)
         assert result.returncode == 0, result.stderr

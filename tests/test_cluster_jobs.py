@@ -20,7 +20,7 @@ def test_wordcount_across_three_hosts(tmp_path, tmp_path_factory):
     with netns.Hosts(3) as hosts:
         cluster = Cluster(hosts, tmp_path)
         cluster.start_master()
-        w1, w2 = cluster.start_workers(hosts[1:], slots=2)
+        workers = cluster.start_workers(hosts)  # one on the master's host too: as in the failure scenarios, 3 workers
         result = cluster.run_job()
         assert result.returncode == 0, result.stderr
         record_time("1 three hosts", result.stderr)
@@ -28,9 +28,9 @@ def test_wordcount_across_three_hosts(tmp_path, tmp_path_factory):
         job = cluster.job()
         assert job["state"] == "succeeded"
         used = {a["worker"] for a in cluster.attempts(job, "map") + cluster.attempts(job, "reduce")}
-        assert used == {cluster.worker_id(w1), cluster.worker_id(w2)}  # both hosts took part
+        assert used == {cluster.worker_id(w) for w in workers}  # every host took part
         text = cluster.mrengine("status", "--master", cluster.address, "--secret-file", cluster.secret_file, "--tasks")
-        assert "workers (2 alive)" in text.stdout and "succeeded: map 10/10 reduce 3/3" in text.stdout, text.stdout
+        assert "workers (3 alive)" in text.stdout and "succeeded: map 10/10 reduce 3/3" in text.stdout, text.stdout
         assert "m00000.0@w" in text.stdout
         cluster.stop(signal.SIGINT)  # Ctrl-C
         assert "left" in cluster.log("master")  # the workers said goodbye
@@ -48,7 +48,7 @@ def test_worker_joining_mid_job_gets_work_at_once(tmp_path, tmp_path_factory):
         driver = cluster.submit(["hold_map=a.txt"], job=job_file)  # map task 0 holds the only worker
         cluster.held("map")
         job_file.unlink()
-        late = cluster.start_worker(hosts[2])
+        late = cluster.start_worker(hosts[2], slots=2)
         late_id = cluster.worker_id(late)
         wait_for(lambda: any(a["worker"] == late_id for a in cluster.attempts(cluster.job())), 30,
                  "the new worker to get a task while task 0 is still held", interval=0.2)
