@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
@@ -79,6 +80,7 @@ class Master:
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Condition()
         self._ids = itertools.count(1)
+        self.instance = secrets.token_hex(8)  # worker ids mean something only to the master that gave them
         self._stopped = threading.Event()
         self.server = comm.Server(host, port, secret, self._serve, "master", max_frame)
 
@@ -120,31 +122,36 @@ class Master:
     def _register(self, msg: dict) -> dict:
         with self.lock:
             worker_id = f"w{next(self._ids)}"
-            previous = self.workers.get(str(msg.get("previous") or ""))
-            if previous is not None and previous.alive:
+            previous = self._worker_of({**msg, "worker_id": str(msg.get("previous") or "")})
+            if previous is not None:
                 log.warning("worker %s registers again as %s: its attempts and map outputs are dropped", previous.id, worker_id)
                 self._lose(previous)
             self.workers[worker_id] = WorkerInfo(worker_id, str(msg["host"]), str(msg["shuffle"]), int(msg["slots"]),
                                                  time.monotonic(), int(msg.get("pid") or 0))
             log.info("worker %s joined from %s (%d slots)", worker_id, msg["shuffle"], msg["slots"])
             self.lock.notify_all()
-        return {"type": "registered", "worker_id": worker_id, "worker_timeout": self.worker_timeout}
+        return {"type": "registered", "worker_id": worker_id, "worker_timeout": self.worker_timeout, "master": self.instance}
 
     def _goodbye(self, msg: dict) -> dict:
         with self.lock:
-            worker = self.workers.get(msg["worker_id"])
-            if worker is not None and worker.alive:
+            worker = self._worker_of(msg)
+            if worker is not None:
                 log.info("worker %s left", worker.id)
                 self._lose(worker)
         return {"type": "ok"}
 
+    def _worker_of(self, msg: dict) -> WorkerInfo | None:
+        """The live worker sending `msg`; None for one this master does not know (or no longer trusts)."""
+        worker = self.workers.get(msg["worker_id"]) if msg.get("master") == self.instance else None
+        return worker if worker is not None and worker.alive else None
+
     def _heartbeat(self, msg: dict) -> dict:
         deadline = time.monotonic() + LONG_POLL_SECONDS
-        worker = self.workers.get(msg["worker_id"])
+        worker = self._worker_of(msg)
         if worker is not None:
             worker.last_seen = time.monotonic()  # before the lock: a busy master must not time workers out
         with self.lock:
-            if worker is None or not worker.alive:
+            if worker is None or not worker.alive:  # (it may have died while we waited for the lock)
                 return {"type": "reregister", "reregister": True}
             worker.running = [(str(job_id), str(attempt_id)) for job_id, attempt_id in msg["running"]]
             for report in msg["finished"]:

@@ -150,6 +150,7 @@ class Worker:
         self.stop_requests = 0
         self.worker_id = ""  # empty until registered, and again once the master declared this worker dead
         self.previous = ""  # the registration before, if any
+        self.master_instance = ""  # which master gave it
         self.worker_timeout = 0.0  # the master's, learnt on registering
         self.finished: list[tuple[dict, dict]] = []  # (task, report) not yet delivered to the master
 
@@ -223,8 +224,10 @@ class Worker:
                 if host in ("0.0.0.0", "::"):
                     host = conn.sock.getsockname()[0]  # the address the master sees us at
                 reply = conn.request({"type": "register", "host": socket.gethostname(), "slots": self.num_slots,
-                                      "shuffle": f"{host}:{self.shuffle.port}", "pid": os.getpid(), "previous": self.previous})
+                                      "shuffle": f"{host}:{self.shuffle.port}", "pid": os.getpid(),
+                                      "previous": self.previous, "master": self.master_instance})
                 self.worker_id, self.worker_timeout = reply["worker_id"], float(reply["worker_timeout"])
+                self.master_instance = reply["master"]
                 conn.settimeout(max(self.worker_timeout, 1.0))
                 log.info("registered with %s as %s", self.master, self.worker_id)
         except BaseException:
@@ -281,7 +284,7 @@ class Worker:
                 announced = True
             if self.stop_requests and not busy and not self.finished and conn is not None:
                 try:
-                    conn.request({"type": "goodbye", "worker_id": self.worker_id})
+                    conn.request({"type": "goodbye", "worker_id": self.worker_id, "master": self.master_instance})
                 except MrEngineError:
                     pass
                 conn.close()
@@ -290,7 +293,7 @@ class Worker:
             try:
                 if conn is None:
                     conn = self._open()
-                msg = {"type": "heartbeat", "worker_id": self.worker_id, "free_slots": free,
+                msg = {"type": "heartbeat", "worker_id": self.worker_id, "master": self.master_instance, "free_slots": free,
                        "running": [[s.task["job_id"], s.task["attempt_id"]] for s in busy],
                        "finished": [report for _, report in self.finished]}
                 reply = conn.request(msg)
@@ -311,7 +314,8 @@ class Worker:
             heard = time.monotonic()
             self.finished = []
             if reply.get("reregister"):
-                log.warning("the master declared this worker dead; dropping its attempts and outputs and registering anew")
+                log.warning("the master does not know this worker (it declared it dead, or restarted): dropping its "
+                            "attempts and outputs and registering anew")
                 self._drop_all()
                 conn.close()
                 conn = None

@@ -130,10 +130,11 @@ class Cluster:
         with open(self.logs / f"{name}.log", "ab") as log:
             return host.popen([*MRENGINE, *map(str, args)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
-    def start_master(self, *extra) -> str:
+    def start_master(self, *extra, port: int = 0) -> str:
         ready = self.base / "master.address"
+        ready.unlink(missing_ok=True)
         self.master = self._popen(self.hosts[0], "master", [
-            "master", "--bind", f"{self.hosts[0].ip}:0", "--secret-file", self.secret_file,
+            "master", "--bind", f"{self.hosts[0].ip}:{port}", "--secret-file", self.secret_file,
             "--worker-timeout", self.worker_timeout, "--backup-after", self.backup_after, "--ready-file", ready, *extra])
         wait_for(lambda: ready.exists() or self.master.poll() is not None, START_TIMEOUT, "the master to listen")
         assert self.master.poll() is None, self.log("master")

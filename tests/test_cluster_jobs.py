@@ -60,6 +60,30 @@ def test_worker_joining_mid_job_gets_work_at_once(tmp_path, tmp_path_factory):
         cluster.stop()
 
 
+def test_workers_rejoin_a_restarted_master(tmp_path, tmp_path_factory):
+    reference = reference_output(tmp_path_factory)
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        address = cluster.start_master()
+        workers = cluster.start_workers(hosts[1:])
+        old_ids = [cluster.worker_id(w) for w in workers]
+        cluster.master.send_signal(signal.SIGTERM)
+        assert cluster.master.wait(30) == 0
+        assert cluster.start_master(port=address.rsplit(":", 1)[1]) == address
+        for w in workers:  # the new master knows none of them: they register anew
+            cluster.registrations(w, count=2)
+        result = cluster.run_job()
+        assert result.returncode == 0, result.stderr
+        assert_same_output(cluster.out, reference)
+        alive = {w["id"] for w in cluster.status()["workers"] if w["alive"]}
+        assert alive == {cluster.worker_id(w) for w in workers} and len(alive) == 2
+        for w in workers:
+            assert "does not know this worker" in cluster.log(w.log_name)
+        # Ids start again at the new master: the old ids name other workers now, and must not make it drop them.
+        assert set(old_ids) == alive and "registers again" not in cluster.log("master")
+        cluster.stop()
+
+
 def test_mapper_raising_on_one_record_fails_after_four_attempts(tmp_path):
     with netns.Hosts(3) as hosts:
         cluster = Cluster(hosts, tmp_path)
