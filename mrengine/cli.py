@@ -156,7 +156,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback).")
 @click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds of silence after which a worker is declared dead.")
-@click.option("--backup-after", type=click.FloatRange(min=0), default=3.0, show_default=True,
+@click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
                    "attempt near the end of its phase; 0 disables backup attempts.")
 @click.option("--ready-file", default=None, hidden=True)

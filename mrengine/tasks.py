@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Any
 
 BACKUP_FACTOR = 2.0  # a task is a straggler once it has run this many times its peers' median ...
-DEFAULT_BACKUP_AFTER = 3.0  # ... and at least this many seconds
+DEFAULT_BACKUP_AFTER = 10.0  # ... and at least this many seconds
 
 
 class TaskState(str, Enum):
