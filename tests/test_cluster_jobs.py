@@ -95,9 +95,9 @@ def test_mapper_raising_on_one_record_fails_after_four_attempts(tmp_path):
         assert "failed on all 4 attempts (on workers w" in err, err
         assert "mapper raised ValueError: refusing to count 'Melchizedek'" in err
         assert "kjv-" in err and "line" in err  # the split and the record
-        assert f'File "{cluster.input.parent.parent}' not in err  # no mrengine frames...
-        assert "cluster_wc.py" in err and "in mapper" in err and "raise ValueError" in err  # ...the user's
-        assert "Traceback" in err and "mrengine/" not in err.split("Traceback", 1)[1]
+        traceback = err.split("Traceback", 1)[1]
+        assert "cluster_wc.py" in traceback and "in mapper" in traceback and "raise ValueError" in traceback
+        assert "executor.py" not in traceback and "worker.py" not in traceback  # the user's frames only
         assert not (cluster.out / "_SUCCESS").exists()
         assert not list(cluster.out.glob("part-*")) if cluster.out.exists() else True
         (job,) = [j for j in cluster.status()["jobs"]]
