@@ -7,8 +7,8 @@ anything else is a bug and raises.
 
 Rules, after Hadoop and the MapReduce paper: maps run first; reduces start when every map has
 succeeded. A failed attempt is retried, preferably on another worker, until a task has failed
-`max_attempts` times; then the job fails. Attempts lost with their worker, cancelled, or unable to
-fetch their input are not the task's fault and do not count. A lost worker's finished map outputs are
+`max_attempts` times; then the job fails. Attempts lost with their worker or on the way to it,
+cancelled, or unable to fetch their input are not the task's fault and do not count. A lost worker's finished map outputs are
 re-made while any reduce still needs them; so are those of a worker a reducer could not fetch from,
 and that reduce waits, pending, until every map has succeeded again. Near the end of a phase (no task
 of it left pending) a task running much longer than its finished peers gets one backup attempt on
