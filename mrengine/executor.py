@@ -35,7 +35,7 @@ def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
     hint = ""
     if isinstance(exc, (TypeError, ValueError)) and "unpack" in str(exc) or "not iterable" in str(exc):
         hint = f" ({function} must yield or return (key, value) pairs)"
-    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}\n  at {where}", user_traceback(exc))
+    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}, {where}", user_traceback(exc))
 
 
 def _counter_list(ctx: context.TaskContext, engine: Counter) -> list:
@@ -89,7 +89,7 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
 
 def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
     mapper, add = step.mapper, buffer.add
-    where = f"split {split.describe()}"
+    where = "before the first record"
     if step.mapper_init is not None:
         _call_hook(step.mapper_init, "mapper_init", where, buffer)
     records = 0
@@ -102,11 +102,11 @@ def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: 
         except MrEngineError:
             raise
         except Exception as exc:
-            raise _user_error(exc, "mapper", f"split {split.describe()}, {block.locate(i)}") from None
+            raise _user_error(exc, "mapper", f"at {block.locate(i)}") from None
         records += len(block.values)
     engine["map_input_records"] += records
     if step.mapper_final is not None:
-        _call_hook(step.mapper_final, "mapper_final", where, buffer)
+        _call_hook(step.mapper_final, "mapper_final", "after the last record", buffer)
 
 
 def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
@@ -131,7 +131,7 @@ def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Co
     except MrEngineError:
         raise
     except Exception as exc:
-        raise _user_error(exc, "map_split", f"split {split.describe()}, within its first {seen[0]} records") from None
+        raise _user_error(exc, "map_split", f"within the split's first {seen[0]} records") from None
     engine["map_input_records"] += seen[0]
 
 
@@ -195,4 +195,4 @@ def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> It
     except MrEngineError:
         raise
     except Exception as exc:
-        raise _user_error(exc, "reducer", f"reduce partition {partition}, key {key!r}") from None
+        raise _user_error(exc, "reducer", f"while reducing key {key!r}") from None

@@ -214,7 +214,7 @@ def _split_lines(text: str) -> list[str]:
 def _line_locator(url: str, offset: int, chunk: bytes) -> Callable[[int], str]:
     def locate(i: int) -> str:  # only called when reporting an error, so the re-split is fine
         before = chunk.split(b"\n", i)[:i]
-        return f"line at byte offset {offset + sum(len(b) + 1 for b in before)}"
+        return f"the line at byte offset {offset + sum(len(b) + 1 for b in before)}"
 
     return locate
 
