@@ -127,7 +127,7 @@ def main() -> None:
 @click.option("-p", "--param", "params", type=_Pair(typed=True), multiple=True, help="NAME=VALUE, seen by the job as ctx.params.")
 @click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
               help="KEY=VALUE passed to fsspec for every input and output URL (e.g. profile=NAME, anon=true); repeatable.")
-@click.option("--endpoint-url", default=None, help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
+@click.option("--endpoint-url", default=None, metavar="URL", help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
 @click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
@@ -248,7 +248,7 @@ def status(master_address, secret_file, as_json):
 @click.argument("output")
 @click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
               help="KEY=VALUE passed to fsspec (as for run); repeatable.")
-@click.option("--endpoint-url", default=None, help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
+@click.option("--endpoint-url", default=None, metavar="URL", help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
 def verify(output, storage_options, endpoint_url):
     """Re-read OUTPUT's part files and check them against the manifest in its _SUCCESS.
 
