@@ -115,16 +115,19 @@ def test_one_object_read_as_ranged_splits(s3_server, s3_bucket, tmp_path):
     assert len(data) <= transferred <= len(data) + 3 * RANGE_TAIL
 
 
-def test_prefix_with_many_objects(s3_server, s3_bucket, tmp_path):
+def test_prefixes_with_many_objects(s3_server, s3_bucket, tmp_path):
+    """One prefix named as a directory, one by a glob: 100 objects each (and a hidden one)."""
     fs = s3_server.fs()
-    objects = {f"{s3_bucket}/many/day-{i:03d}.txt": f"alpha beta w{i % 7}\n".encode() for i in range(300)}
-    objects[f"{s3_bucket}/many/_SUCCESS"] = b"hidden: not an input\n"
+    objects = {f"{s3_bucket}/many/{'dir' if i < 100 else 'glob'}/day-{i:03d}.txt": f"alpha beta w{i % 7}\n".encode()
+               for i in range(200)}
+    objects[f"{s3_bucket}/many/dir/_SUCCESS"] = b"hidden: not an input\n"
+    objects[f"{s3_bucket}/many/glob/day-999.csv"] = b"not matched\n"
     fs.pipe(objects)
-    r = mrengine("run", WORDCOUNT, f"s3://{s3_bucket}/many/", "-o", tmp_path / "wc", "--workers", 2,
-                 env=clean_env(**s3_server.env))
+    r = mrengine("run", WORDCOUNT, f"s3://{s3_bucket}/many/dir/", f"s3://{s3_bucket}/many/glob/day-*.txt",
+                 "-o", tmp_path / "wc", "--workers", 2, env=clean_env(**s3_server.env))
     assert r.returncode == 0, r.stderr
-    assert "tasks: 300 map" in r.stderr
-    expected = Counter({"alpha": 300, "beta": 300, **{f"w{k}": len(range(k, 300, 7)) for k in range(7)}})
+    assert "tasks: 200 map" in r.stderr
+    expected = Counter({"alpha": 200, "beta": 200, **{f"w{k}": len(range(k, 200, 7)) for k in range(7)}})
     assert parse_wordcount(local_parts(tmp_path / "wc")) == expected
 
 
