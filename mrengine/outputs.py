@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Iterable
 import numpy as np
 
 from . import serde, storage
-from .errors import StorageError, UsageError
+from .errors import UsageError
 
 SUCCESS = "_SUCCESS"
 TEMPORARY = "_temporary"
@@ -196,9 +196,8 @@ def commit_task(out: str, job_id: str, attempt_id: str, partition: int, storage_
     and a delete; the copy alone publishes the part (a copied object appears whole or not at all),
     and the attempt's object goes with the rest of the job's temporary prefix in `commit_job`.
     """
-    fs, path = _fs(out, storage_options)
-    src = join(path, TEMPORARY, job_id, attempt_id, part_name(partition))
-    dst = join(path, part_name(partition))
+    fs, src = _fs(attempt_path(out, job_id, attempt_id, partition), storage_options)
+    dst = _fs(join(out, part_name(partition)), storage_options)[1]
     if storage.has_buckets(fs):
         fs.cp_file(src, dst)
     else:
@@ -207,8 +206,8 @@ def commit_task(out: str, job_id: str, attempt_id: str, partition: int, storage_
 
 def discard_attempt(out: str, job_id: str, attempt_id: str, storage_options: dict | None) -> None:
     """Remove what a losing or failed attempt wrote."""
-    fs, path = _fs(out, storage_options)
-    storage.remove_tree(fs, join(path, TEMPORARY, job_id, attempt_id))
+    fs, path = _fs(join(job_temp_dir(out, job_id), attempt_id), storage_options)
+    storage.remove_tree(fs, path)
 
 
 def commit_job(out: str, job_id: str, manifest: dict, storage_options: dict | None) -> None:
@@ -232,7 +231,7 @@ def abort_job(out: str, job_id: str, partitions: Iterable[int], storage_options:
 
 
 def _remove_temp(fs, path: str, job_id: str) -> None:
-    storage.remove_tree(fs, join(path, TEMPORARY, job_id))
+    storage.remove_tree(fs, job_temp_dir(path, job_id))
     storage.remove_empty_dir(fs, join(path, TEMPORARY))
 
 
@@ -295,7 +294,7 @@ def verify(out: str, storage_options: dict | None = None) -> Verification:
         present = set(fs.ls(path, detail=False))
         named = {join(path, name) for name in expected}
         for extra in sorted(p for p in present - named if p.startswith(join(path, PART_PREFIX))):
-            report.problems.append(f"{extra} is not in the manifest")
+            report.problems.append(f"{extra[len(path) + 1:]} is not in the manifest")
         for name, want in sorted(expected.items()):
             report.parts += 1
             report.records += want["records"]
