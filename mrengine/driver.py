@@ -18,6 +18,7 @@ from .inputs import DEFAULT_SPLIT_SIZE, input_format
 from .job import JobSpec
 
 POLL_SECONDS = 0.05
+SUBMIT_TIMEOUT = 600.0
 
 
 @dataclass
@@ -123,6 +124,8 @@ class Driver:
     def _run_step(self, conn, job: JobSpec, index: int, inputs: list[str], output: str, opts: RunOptions, last: bool) -> dict:
         step = job.steps[index]
         fmt = job.input_format if index == 0 else "msgpack"
+        timeout = conn.sock.gettimeout()
+        conn.settimeout(SUBMIT_TIMEOUT)  # the master lists every input first: a big bucket takes a while
         reply = conn.request({
             "type": "submit", "job_bytes": job.dumps(), "job_name": job.name, "step": index,
             "inputs": inputs, "input_format": None if index == 0 else "msgpack",
@@ -132,6 +135,7 @@ class Driver:
             "params": opts.params, "storage_options": opts.storage_options,
             "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
         })
+        conn.settimeout(timeout)
         label = job.name if len(job.steps) == 1 else f"{job.name} step {index + 1}/{len(job.steps)}"
         try:
             while True:

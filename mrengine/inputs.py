@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Callable, Iterator, NamedTuple
 
-import fsspec
 from fsspec.utils import infer_compression
 
-from . import serde
+from . import serde, storage
 from .errors import RecordError, StorageError
 
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
@@ -76,17 +75,9 @@ def list_inputs(patterns: list[str], storage_options: dict | None = None) -> lis
     """Every file the patterns name, sorted by URL; raises StorageError for a missing path or an empty match."""
     found: dict[str, int] = {}
     for pattern in patterns:
-        try:
-            fs, path = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+        fs, path = storage.filesystem(pattern, storage_options)
+        with storage.translated(f"input path {pattern!r}", fs, path):
             matches = _expand(fs, path, pattern)
-        except StorageError:
-            raise
-        except FileNotFoundError:
-            raise StorageError(f"input path {pattern!r} does not exist") from None
-        except PermissionError as exc:
-            raise StorageError(f"input path {pattern!r} cannot be read: permission denied ({exc})") from None
-        except (OSError, ValueError, ImportError) as exc:
-            raise StorageError(f"input path {pattern!r} cannot be listed: {exc}") from None
         for path, size in matches:
             found[_to_url(fs, path, pattern)] = size
     return [InputFile(url, size) for url, size in sorted(found.items())]
@@ -97,6 +88,8 @@ def _expand(fs, path: str, pattern: str) -> list[tuple[str, int]]:
         entries = fs.glob(path, detail=True)
         files = [(p, info) for p, info in entries.items() if info.get("type") != "directory"]
         if not files:
+            if storage.missing_bucket(fs, path):  # globbing a missing bucket finds nothing, silently
+                raise FileNotFoundError(path)
             raise StorageError(f"input pattern {pattern!r} matched no files")
         return [(p, int(info.get("size") or 0)) for p, info in files]
     info = fs.info(path)
@@ -136,14 +129,17 @@ def make_splits(files: list[InputFile], split_size: int = DEFAULT_SPLIT_SIZE, sp
     return splits
 
 
-def open_input(url: str, storage_options: dict | None, compression: str | None = None):
-    """An fsspec file opened for binary reading; close it with `with`."""
-    try:
-        return fsspec.open(url, "rb", compression=compression, **(storage_options or {})).open()
-    except FileNotFoundError:
-        raise StorageError(f"input file {url!r} no longer exists") from None
-    except OSError as exc:
-        raise StorageError(f"input file {url!r} cannot be opened: {exc}") from None
+def open_input(url: str, storage_options: dict | None, compression: str | None = None, range_end: int = -1):
+    """An fsspec file opened for binary reading; close it with `with`.
+
+    `range_end >= 0`: the reader reads a split ending there (plus one line), so a remote object is
+    fetched in ranges that stop near it rather than read ahead past it.
+    """
+    fs, path = storage.filesystem(url, storage_options)
+    with storage.translated(f"input file {url!r}", fs, path):
+        if range_end >= 0 and not compression:
+            return storage.open_range(fs, path, range_end)
+        return fs.open(path, "rb", compression=compression)
 
 
 # ---------------------------------------------------------------- reading lines
@@ -221,7 +217,7 @@ def _line_locator(url: str, offset: int, chunk: bytes) -> Callable[[int], str]:
 
 def iter_text_lines(split: Split, storage_options: dict | None) -> Iterator[tuple[int, bytes, list[str]]]:
     """(offset, raw chunk, decoded lines) for every chunk of lines the split owns."""
-    with open_input(split.url, storage_options, split.compression) as f:
+    with open_input(split.url, storage_options, split.compression, split.end) as f:
         for offset, chunk in _read_line_chunks(f, split.start, split.end):
             yield offset, chunk, _split_lines(_decode(chunk, offset, split.url))
 

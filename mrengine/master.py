@@ -257,7 +257,7 @@ class Master:
         parts = {outputs.part_name(t.index): {k: t.result[k] for k in ("bytes", "records", "crc32")} for t in job.tasks.reduces}
         counts = job.tasks.counts()
         job.manifest = {"job": sub["job_name"], "step": sub["step"], "parts": parts, "maps": counts["maps"],
-                        "reduces": counts["reduces"], "counters": job.counters()}
+                        "reduces": counts["reduces"], "counters": job.counters(), "format": sub["output_format"]}
         try:
             outputs.commit_job(sub["output"], job.id, job.manifest, sub["storage_options"])
         except Exception as exc:
