@@ -71,10 +71,12 @@ def test_output_with_a_result_is_refused_unless_overwrite(tmp_path):
 
 def test_mapper_exception_shows_user_traceback_split_and_offset(tmp_path):
     out = tmp_path / "out"
-    result = run_cli("run", os.path.join(TEST_JOBS, "failing_mapper.py"), SAMPLE_TEXT, "-o", out, "--workers", "2")
+    book = os.path.join(SAMPLE_TEXT, "kjv-law-and-history.txt")  # one file: the first Bethlehem is known
+    result = run_cli("run", os.path.join(TEST_JOBS, "failing_mapper.py"), book, "-o", out, "--workers", "2")
     job_file = os.path.join(TEST_JOBS, "failing_mapper.py")
     _assert_clean_failure(
         result, str(out), 5,
+        "map task 0 (split",
         "failed on all 4 attempts",
         "mapper raised ValueError: refusing 'Bethlehem.', at the line at byte offset 138545",
         "kjv-law-and-history.txt bytes 0-1997513",
