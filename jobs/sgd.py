@@ -4,8 +4,8 @@ splits with numpy, the reduce adds up, and the driver updates the model.
     mrengine run jobs/sgd.py sample_data/breast_cancer/train.csv -o out/model \\
         -p epochs=30 -p lr=1.0 -p l2=0.0022 -p test=sample_data/breast_cancer/test.csv
 
-Input: rows of numbers, features first and the 0/1 label last, as csv/tsv (a header line is skipped)
-or .npy (a 2-D array per file). Parameters (-p name=value):
+Input: rows of numbers, features first and the 0/1 label last: `.npy` files (a 2-D array each),
+`.tsv`, or csv (any other name; a header line is skipped). Parameters (-p name=value):
 
     mode=gradient   gradient: every round sums the log-loss gradient over all rows and the driver takes
                     one step, w <- w - lr * (sum of gradients / N + l2 * w): full-batch gradient descent,
@@ -19,7 +19,6 @@ or .npy (a 2-D array per file). Parameters (-p name=value):
     seed=0          seeds the shuffles of average mode
     standardize=true   scale features to mean 0, deviation 1 (statistics from a first round)
     test=PATH       evaluate the model on this file after training
-    format=csv      csv, tsv or npy (default: from the input's name; csv otherwise)
 
 It prints the loss and accuracy per epoch as it goes, and writes to the output directory:
 `model.json` (weights and bias for the raw features, the standardisation, scores), `model.npy`
@@ -33,6 +32,8 @@ import time
 import numpy as np
 
 from mrengine import ctx
+
+input_format = "numeric"  # csv, tsv or npy by each file's name; map_split gets 2-D numpy blocks
 
 
 def sigmoid(z):
@@ -118,15 +119,6 @@ def evaluate(blocks):
 # ---------------------------------------------------------------- the driver
 
 
-def format_of(path, params):
-    if "format" in params:
-        return params["format"]
-    for ext in ("npy", "tsv"):
-        if path.endswith("." + ext) or path.endswith(f"*.{ext}"):
-            return ext
-    return "csv"
-
-
 def main(ctx):
     p = ctx.params
     mode, epochs, lr, l2 = p.get("mode", "gradient"), int(p.get("epochs", 20)), float(p.get("lr", 0.5)), float(p.get("l2", 0.0))
@@ -134,7 +126,7 @@ def main(ctx):
         raise ValueError(f"mode must be 'gradient' or 'average', not {mode!r}")
 
     def run(inputs, **kw):
-        totals = dict(ctx.map_reduce(inputs, reducer=add, combiner=add, input_format=format_of(inputs[0], p), **kw))
+        totals = dict(ctx.map_reduce(inputs, reducer=add, combiner=add, **kw))
         if not totals:
             raise ValueError(f"the input {inputs} holds no rows")
         return totals

@@ -475,13 +475,33 @@ class NpyInput(InputFormat):
         return shape, dtype, f.tell()
 
 
+class NumericInput(InputFormat):
+    """csv, tsv or npy, by each file's name: `.npy` and `.tsv` files (compressed or not) read as such,
+    anything else as csv. Lets one job take numeric data in any of the three layouts."""
+
+    name = "numeric"
+    splittable = True
+    whole_blocks = True
+    cacheable = True
+
+    def cache_key(self) -> tuple:
+        return (self.name,)
+
+    def read(self, split, storage_options):
+        url = split.url
+        if split.compression:
+            url = url.rsplit(".", 1)[0]
+        fmt = NpyInput() if url.endswith(".npy") else TsvInput() if url.endswith(".tsv") else CsvInput()
+        return fmt.read(split, storage_options)
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
 
 
 INPUT_FORMATS: dict[str, type[InputFormat]] = {
-    cls.name: cls for cls in (TextInput, JsonLinesInput, MsgpackInput, CsvInput, TsvInput, NpyInput)
+    cls.name: cls for cls in (TextInput, JsonLinesInput, MsgpackInput, CsvInput, TsvInput, NpyInput, NumericInput)
 }
 
 
