@@ -360,7 +360,8 @@ class CsvInput(InputFormat):
         parts: list[np.ndarray] = []
         for offset, chunk, lines in iter_text_lines(split, storage_options):
             if offset == 0 and lines and self._is_header(lines[0]):
-                lines = lines[1:]
+                skip = chunk.find(b"\n") + 1
+                offset, chunk, lines = skip, chunk[skip:], lines[1:]
             rows = self._parse(lines, offset, chunk, split.url)
             if not len(rows):
                 continue
