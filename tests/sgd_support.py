@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -57,6 +58,19 @@ def worker_processes(driver_pid: int) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+def kill_worker(worker: psutil.Process, timeout: float = 10) -> None:
+    """SIGKILL a worker process (not our child: it stays a zombie until the driver reaps it)."""
+    worker.send_signal(signal.SIGKILL)
+
+    def dead():
+        try:
+            return worker.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for(dead, timeout, f"worker {worker.pid} to die")
 
 
 def stop(proc: subprocess.Popen) -> None:
