@@ -242,6 +242,10 @@ class InputFormat:
     def read(self, split: Split, storage_options: dict | None) -> Iterator[Block]:
         raise NotImplementedError
 
+    def cache_key(self) -> tuple:
+        """What, with the split, identifies cached blocks: formats with options include them."""
+        return (self.name,)
+
 
 class TextInput(InputFormat):
     """One record per line: key = the file's URL, value = the line without its newline."""
@@ -425,9 +429,6 @@ class NpyInput(InputFormat):
     whole_blocks = True
     cacheable = True
 
-    def cache_key(self) -> tuple:
-        return (self.name,)
-
     def read(self, split, storage_options):
         with open_input(split.url, storage_options, split.compression) as f:
             shape, dtype, data_start = self._header(f, split.url)
@@ -442,14 +443,13 @@ class NpyInput(InputFormat):
             if last <= first:
                 return
             data = bytearray((last - first) * row_bytes)
-            got = f.readinto(data) if hasattr(f, "readinto") else 0
+            view, got = memoryview(data), 0
             while got < len(data):
-                more = f.read(len(data) - got)
-                if not more:
+                n = f.readinto(view[got:])
+                if not n:
                     raise RecordError(f"{split.url}: the file ends before row {first + got // row_bytes} of the "
                                       f"{rows} its header announces; is it truncated?")
-                data[got:got + len(more)] = more
-                got += len(more)
+                got += n
             array = np.frombuffer(data, dtype=dtype).reshape((last - first, *shape[1:]))
             yield Block(repeat(split.url), _read_only(array), lambda i, b=first: f"row {b + i} of the array")
 
@@ -484,9 +484,6 @@ class NumericInput(InputFormat):
     splittable = True
     whole_blocks = True
     cacheable = True
-
-    def cache_key(self) -> tuple:
-        return (self.name,)
 
     def read(self, split, storage_options):
         url = split.url
