@@ -46,7 +46,7 @@ import fsspec
 
 from . import comm, context, outputs
 from .driver import Driver, RunOptions, Summary, counter_lines
-from .errors import JobDefinitionError, MrEngineError, TaskFailedError, UsageError
+from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
 
@@ -131,7 +131,7 @@ class DriverContext:
         collect = output is None
         step = _step_from({"mapper": mapper, "reducer": reducer, "map_split": map_split, "combiner": combiner,
                            "partitioner": partitioner, "mapper_init": mapper_init, "mapper_final": mapper_final,
-                           "num_reducers": num_reducers or (1 if collect else None)}, where)
+                           "num_reducers": num_reducers if num_reducers is not None else 1 if collect else None}, where)
         spec = replace(self._job, steps=[step], main=None,
                        input_format=self._job.input_format if input_format is None else input_format,
                        output_format="msgpack" if collect else output_format, session=self.session,
@@ -154,7 +154,6 @@ class DriverContext:
             self._locality[url, start, end] = worker
         counters = Counter({(g, n): v for g, n, v in status["counters"]})
         s = self._summary
-        s.rounds += 1
         s.maps += status["counts"]["maps"]
         s.reduces += status["counts"]["reduces"]
         s.attempts += status["counts"]["attempts"]
@@ -201,6 +200,7 @@ def run_main(driver: Driver, job: JobSpec, inputs: list[str], output: str, opts:
     ctx = DriverContext(driver, conn, job, inputs, output, opts, summary)
     try:
         _call_main(job, ctx)
+        summary.rounds = ctx.rounds
         summary.files = outputs.publish_staged(output, ctx.session, so)
         summary.elapsed = time.monotonic() - started
         manifest = {"job": job.name, "rounds": summary.rounds, "files": summary.files,
@@ -221,10 +221,10 @@ def _call_main(job: JobSpec, ctx: DriverContext) -> None:
     context.activate(ctx)
     try:
         job.main(ctx)
-    except (JobDefinitionError, UsageError) as exc:  # a bad call of ctx.map_reduce: say where it was
-        raise type(exc)(f"{exc.message}\n  at {_user_line(exc, job.path)}") from None
-    except MrEngineError:
+    except TaskFailedError:
         raise
+    except MrEngineError as exc:  # a bad call of ctx.map_reduce, a missing input...: say where it was
+        raise type(exc)(f"{exc.message}\n  at {_user_line(exc, job.path)}", *exc.args[1:]) from None
     except Exception as exc:
         raise TaskFailedError(f"main raised {type(exc).__name__}: {exc}", "main", 1, user_traceback(exc)) from None
     finally:

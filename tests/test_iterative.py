@@ -152,6 +152,8 @@ def main(ctx):
         ctx.map_reduce(ctx.inputs, mapper=add, map_split=rows)
     if what == "open":
         ctx.open("../elsewhere.txt", "w")
+    if what == "missing":
+        ctx.map_reduce(ctx.inputs + ["no-such-file.csv"], map_split=rows, reducer=add)
     ctx.map_reduce(ctx.inputs, map_split=rows, reducer=add)
     ctx.map_reduce([ctx.params["bad"]], map_split=rows, reducer=add)
 """
@@ -161,8 +163,9 @@ def main(ctx):
     ("main", 5, ["mrengine: error: main raised RuntimeError: the driver gave up", 'line 19, in main']),
     ("call", 2, ["ctx.map_reduce(): can't define both mapper and map_split", "failing.py line 21"]),
     ("open", 5, ["main raised ValueError: ctx.open needs a relative file name inside the output directory"]),
+    ("missing", 3, ["mrengine: error: input path 'no-such-file.csv' does not exist\n  at ", "failing.py line 25"]),
     ("task", 5, ["map task 0", "failed on all 1 attempts", "ValueError: a huge first value", "(round 2, ctx.map_reduce at",
-                 "failing.py line 25)", 'failing.py", line 7, in rows']),
+                 "failing.py line 27)", 'failing.py", line 7, in rows']),
 ])
 def test_failures_name_the_users_line_and_leave_no_result(tmp_path, what, code, expected):
     job = tmp_path / "failing.py"

@@ -13,10 +13,12 @@ import os
 import time
 from pathlib import Path
 
-_SGD = Path(__file__).resolve().parents[2] / "jobs" / "sgd.py"
-exec(compile(_SGD.read_text(), str(_SGD), "exec"))
+from mrengine import ctx
 
-_sgd_main, _sgd_gradient = main, gradient
+_SGD = Path(__file__).resolve().parents[2] / "jobs" / "sgd.py"
+exec(compile(_SGD.read_text(), str(_SGD), "exec"), globals())
+
+_sgd_main, _sgd_gradient = globals()["main"], globals()["gradient"]
 
 
 def wait_for_file(path, timeout=120.0):
@@ -27,7 +29,7 @@ def wait_for_file(path, timeout=120.0):
         time.sleep(0.05)
 
 
-def gradient(blocks):  # noqa: F811 - replaces sgd.py's, which main looks up by name
+def gradient(blocks):  # replaces sgd.py's, which its main looks up by name
     gate, model = ctx.params.get("gate"), ctx.broadcast
     if gate and model.get("round") == ctx.params.get("hold_round") and ctx.split.index == 0:
         go = os.path.join(gate, "go")
@@ -37,7 +39,7 @@ def gradient(blocks):  # noqa: F811 - replaces sgd.py's, which main looks up by 
     return _sgd_gradient(blocks)
 
 
-def main(ctx):  # noqa: F811
+def main(ctx):
     map_reduce = ctx.map_reduce
 
     def gated(inputs, **kw):
