@@ -143,9 +143,10 @@ class DriverContext:
         if not collect:
             outputs.check_output_dir(output, self._opts.overwrite, so)
         prefer = [[url, start, end, worker] for (url, start, end), worker in self._locality.items()]
+        label = f"{self._job.name} round {self.rounds}"
         try:
             status = self._driver._run_step(self._conn, spec, 0, list(paths), target, self._opts, last=True,
-                                            label=f"{self._job.name} round {self.rounds}", extra={"prefer": prefer})
+                                            label=label, extra={"prefer": prefer, "job_name": label})
         except TaskFailedError as exc:
             caller = inspect.currentframe().f_back
             raise TaskFailedError(f"{exc.message} (round {self.rounds}, ctx.map_reduce at "
