@@ -136,7 +136,7 @@ def main(ctx):
         raise ValueError(f"{stats['bad_labels']} rows have a label (last column) other than 0 or 1")
     n, features = stats["n"], len(stats["sum"])
     mean, scale = np.zeros(features), np.ones(features)
-    if p.get("standardize", True):
+    if str(p.get("standardize", True)).lower() not in ("false", "0", "no"):
         mean = stats["sum"] / n
         std = np.sqrt(np.maximum(stats["squares"] / n - mean ** 2, 0.0))
         scale = np.where(std > 0, std, 1.0)
