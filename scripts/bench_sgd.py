@@ -12,6 +12,8 @@ one map/reduce round whose maps compute the gradient over their cached splits, a
 files into one array and times the same computation (margins, log-loss, X'r in the data's float32)
 over all rows, one iteration per epoch. Both use the BLAS that numpy was built with: the script
 prints which one and its thread count (see threadpoolctl), as OPENBLAS_CORETYPE changes the kernel.
+The numpy side uses the library's threads (one per core); each worker's task process gets
+--worker-blas-threads (default 1, so 2 workers use the 2 cores numpy does, without oversubscribing).
 """
 
 from __future__ import annotations
@@ -67,12 +69,16 @@ def numpy_rounds(paths: list[str], epochs: int) -> tuple[float, list[float]]:
     return load, times
 
 
-def cluster_rounds(data: str, out: str, epochs: int, workers: int, split_size: str) -> tuple[float, list[float], str]:
+def cluster_rounds(data: str, out: str, epochs: int, workers: int, split_size: str,
+                   blas_threads: int) -> tuple[float, list[float], str]:
     """Wall seconds of the whole run, per-epoch seconds from log.csv, and the run's summary."""
     cmd = [sys.executable, "-m", "mrengine", "run", os.path.join(ROOT, "jobs", "sgd.py"), os.path.join(data, "*.npy"),
            "-o", out, "--workers", str(workers), "--split-size", split_size, "-p", f"epochs={epochs}", "-p", "lr=0.5"]
+    env = dict(os.environ)
+    if blas_threads:
+        env.update({name: str(blas_threads) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     total = time.perf_counter() - started
     if proc.returncode:
         sys.exit(f"the sgd run failed:\n{proc.stderr}")
@@ -95,6 +101,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--split-size", default="64MiB")
+    ap.add_argument("--worker-blas-threads", type=int, default=1,
+                    help="BLAS threads per task process (0: the library's default, one per core each)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-sgd-") as tmp:
@@ -112,14 +120,17 @@ def main() -> None:
               f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}")
 
         load, single = numpy_rounds(paths, args.epochs)
-        total, rounds, summary = cluster_rounds(data, os.path.join(tmp, "out"), args.epochs, args.workers, args.split_size)
+        total, rounds, summary = cluster_rounds(data, os.path.join(tmp, "out"), args.epochs, args.workers, args.split_size,
+                                                args.worker_blas_threads)
         with open(os.path.join(tmp, "out", "model.json")) as f:
             model = json.load(f)
 
     print(f"\nnumpy, one process, full batch ({args.epochs} iterations after {load:.2f}s loading):")
     print(f"  per iteration   {describe(single)}")
-    print(f"mrengine, {args.workers} workers, gradient mode ({args.epochs} epochs; whole run {total:.1f}s "
-          "including cluster start, the statistics round that reads the files, and the final evaluation):")
+    threads = args.worker_blas_threads or "default"
+    print(f"mrengine, {args.workers} workers ({threads} BLAS threads each), gradient mode ({args.epochs} epochs; "
+          f"whole run {total:.1f}s including cluster start, the statistics round that reads the files, and the final "
+          "evaluation):")
     print(f"  per round       {describe(rounds)}")
     print(f"  ratio of medians (round / numpy iteration): {statistics.median(rounds) / statistics.median(single):.1f}x")
     print(f"  final training loss {model['train']['loss']:.6f}, accuracy {model['train']['accuracy']:.4f}")
