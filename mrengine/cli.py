@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .errors import MrEngineError, TaskFailedError, UsageError
+from .errors import MrEngineError, TaskFailedError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -140,6 +140,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     from .cluster import EmbeddedCluster
     from .driver import Driver, RunOptions
+    from .iterative import run_main
     from .job import load_job
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
@@ -148,13 +149,12 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
     try:
         job = load_job(job_file)
-        if job.main is not None and not job.steps:
-            raise UsageError(f"{job_file} defines main(ctx); iterative jobs are not supported yet")
+        execute = run_main if job.main is not None else Driver.run  # main(ctx) drives its own rounds
         if master:
-            summary = Driver(master, read_secret(secret_file)).run(job, list(inputs), output, opts)
+            summary = execute(Driver(master, read_secret(secret_file)), job, list(inputs), output, opts)
         else:
             with EmbeddedCluster(workers, verbose=verbose) as cluster:
-                summary = Driver(cluster.address, cluster.secret).run(job, list(inputs), output, opts)
+                summary = execute(Driver(cluster.address, cluster.secret), job, list(inputs), output, opts)
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:

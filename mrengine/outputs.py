@@ -235,6 +235,37 @@ def _remove_temp(fs, path: str, job_id: str) -> None:
     storage.remove_empty_dir(fs, join(path, TEMPORARY))
 
 
+def round_dir(out: str, session: str, round_number: int) -> str:
+    """Where a round of an iterative job writes the results it hands back to the driver."""
+    return join(job_temp_dir(out, session), f"round-{round_number:05d}")
+
+
+def staged_path(out: str, session: str, name: str) -> str:
+    """Where an iterative job's own file `name` waits until the job succeeds (see `publish_staged`)."""
+    return join(job_temp_dir(out, session), "files", name)
+
+
+def publish_staged(out: str, session: str, storage_options: dict | None) -> dict:
+    """Move the session's staged files into `out`; returns {name: bytes} for the manifest."""
+    fs, _ = _fs(out, storage_options)
+    staged = _fs(join(job_temp_dir(out, session), "files"), storage_options)[1].rstrip("/")
+    published = {}
+    if fs.exists(staged):
+        for path, info in sorted(fs.find(staged, detail=True).items()):
+            name = path[len(staged) + 1:]
+            target = _fs(join(out, name), storage_options)[1]
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            fs.mv(path, target)
+            published[name] = int(info.get("size") or 0)
+    return published
+
+
+def remove_dir(path: str, storage_options: dict | None) -> None:
+    fs, p = _fs(path, storage_options)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
+
+
 def step_dir(out: str, step: int) -> str:
     """Where an intermediate step of a multi-step job writes (read by the next step)."""
     return join(out, TEMPORARY, f"step-{step}")

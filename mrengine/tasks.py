@@ -148,12 +148,20 @@ class JobFailed:
 
 
 class JobTasks:
-    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4):
+    """`preferred[i]`: the worker map task i should run on if it can (it may hold the split's records in
+    memory); another worker takes it only when that one is gone or `locality_wait` seconds have passed
+    since the first worker asked for work."""
+
+    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4, preferred: list | None = None,
+                 locality_wait: float = 0.0):
         self.maps = [Task(MAP, i) for i in range(num_maps)]
         self.reduces = [Task(REDUCE, i) for i in range(num_reduces)]
         self.max_attempts = max_attempts
         self.attempts: dict[str, Attempt] = {}
         self.done = False
+        self.preferred = list(preferred) if preferred else [None] * num_maps
+        self.locality_wait = locality_wait
+        self.first_ready: float | None = None
 
     # ------------------------------------------------------------ queries
 
@@ -198,9 +206,12 @@ class JobTasks:
         return handler(event)
 
     def _worker_ready(self, ev: WorkerReady) -> list:
+        if self.first_ready is None:
+            self.first_ready = ev.now
         phase = self.maps if not self.maps_done() else self.reduces
         pending = [t for t in phase if t.state is TaskState.PENDING]
-        choice = next((t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on), None)
+        allowed = [t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on]
+        choice = self._local_choice(allowed, ev) if phase is self.maps else next(iter(allowed), None)
         if choice is None:
             return []
         kind = "m" if choice.kind == MAP else "r"
@@ -209,6 +220,18 @@ class JobTasks:
         self.attempts[attempt.id] = attempt
         choice.move(TaskState.RUNNING)
         return [Launch(attempt)]
+
+    def _local_choice(self, allowed: list[Task], ev: WorkerReady) -> Task | None:
+        """A map that prefers this worker; else one that prefers no live worker; else, after the wait, any."""
+        waited = ev.now - self.first_ready >= self.locality_wait
+        fallback = None
+        for task in allowed:
+            want = self.preferred[task.index]
+            if want == ev.worker:
+                return task
+            if fallback is None and (want is None or want not in ev.live or waited):
+                fallback = task
+        return fallback
 
     def _live_attempt(self, attempt_id: str) -> Attempt | None:
         attempt = self.attempts.get(attempt_id)
