@@ -52,7 +52,7 @@ def test_csv_header_rules_tsv_and_dtype(tmp_path, table):
     assert np.array_equal(read_all(numeric_header, CsvInput(header=True), 1 << 20)[1], table[:5])
     text_header = tmp_path / "h.csv"
     text_header.write_text("a,b\n1,2\n")
-    with pytest.raises(RecordError, match=r"h\.csv: line at byte offset 0 is not a row of numbers"):
+    with pytest.raises(RecordError, match=r"h\.csv: the line at byte offset 0 is not a row of numbers"):
         read_all(text_header, CsvInput(header=False), 1 << 20)
     tsv = tmp_path / "t.tsv"
     tsv.write_text("x\ty\n1.5\t2\n3\t4\n")
@@ -64,11 +64,11 @@ def test_csv_header_rules_tsv_and_dtype(tmp_path, table):
 def test_csv_bad_rows_name_the_file_and_offset(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3,x\n5,6\n")
-    with pytest.raises(RecordError, match=r"bad\.csv: line at byte offset 8 is not a row of numbers separated by ',': '3,x'"):
+    with pytest.raises(RecordError, match=r"bad\.csv: the line at byte offset 8 is not a row of numbers separated by ',': '3,x'"):
         read_all(bad, CsvInput(), 1 << 20)
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("1,2\n3,4\n5\n")
-    with pytest.raises(RecordError, match=r"ragged\.csv: line at byte offset 8 has 1 columns, the rows before it 2"):
+    with pytest.raises(RecordError, match=r"ragged\.csv: the line at byte offset 8 has 1 columns, the rows before it 2"):
         read_all(ragged, CsvInput(), 1 << 20)
 
 
