@@ -1,4 +1,4 @@
-"""The `mrengine` command: run, master, worker, status. Thin: parse, call, map errors to exit codes."""
+"""The `mrengine` command: run, master, worker, status, verify. Thin: parse, call, map errors to exit codes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .errors import MrEngineError, TaskFailedError, UsageError
+from .errors import MrEngineError, TaskFailedError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -78,6 +78,17 @@ def read_secret(path: str | None) -> bytes:
     return secret
 
 
+def storage_options_of(pairs, endpoint_url: str | None) -> dict:
+    """--storage-option pairs plus --endpoint-url, which is short for --storage-option endpoint_url=URL."""
+    options = dict(pairs)
+    if endpoint_url is not None:
+        if options.get("endpoint_url", endpoint_url) != endpoint_url:
+            raise click.BadParameter("can't give both --endpoint-url and --storage-option endpoint_url=... "
+                                     "with different values", param_hint="--endpoint-url")
+        options["endpoint_url"] = endpoint_url
+    return options
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -115,7 +126,8 @@ def main() -> None:
 @click.option("--split-size", type=_Size(), default="64MiB", show_default=True, help="Bytes per input split.")
 @click.option("-p", "--param", "params", type=_Pair(typed=True), multiple=True, help="NAME=VALUE, seen by the job as ctx.params.")
 @click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
-              help="KEY=VALUE passed to fsspec for inputs and outputs (e.g. endpoint_url=...).")
+              help="KEY=VALUE passed to fsspec for every input and output URL (e.g. profile=NAME, anon=true); repeatable.")
+@click.option("--endpoint-url", default=None, metavar="URL", help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
 @click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
@@ -123,25 +135,26 @@ def main() -> None:
 @click.option("--master", default=None, help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's logs.")
-def run(job_file, inputs, output, workers, reducers, split_size, params, storage_options, overwrite,
+def run(job_file, inputs, output, workers, reducers, split_size, params, storage_options, endpoint_url, overwrite,
         sort_buffer_mb, max_attempts, master, secret_file, verbose):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     from .cluster import EmbeddedCluster
     from .driver import Driver, RunOptions
+    from .iterative import run_main
     from .job import load_job
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
-    opts = RunOptions(reducers=reducers, split_size=split_size, params=dict(params), storage_options=dict(storage_options),
+    opts = RunOptions(reducers=reducers, split_size=split_size, params=dict(params),
+                      storage_options=storage_options_of(storage_options, endpoint_url),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
     try:
         job = load_job(job_file)
-        if job.main is not None and not job.steps:
-            raise UsageError(f"{job_file} defines main(ctx); iterative jobs are not supported yet")
+        execute = run_main if job.main is not None else Driver.run  # main(ctx) drives its own rounds
         if master:
-            summary = Driver(master, read_secret(secret_file)).run(job, list(inputs), output, opts)
+            summary = execute(Driver(master, read_secret(secret_file)), job, list(inputs), output, opts)
         else:
             with EmbeddedCluster(workers, verbose=verbose) as cluster:
-                summary = Driver(cluster.address, cluster.secret).run(job, list(inputs), output, opts)
+                summary = execute(Driver(cluster.address, cluster.secret), job, list(inputs), output, opts)
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -244,3 +257,25 @@ def status(master_address, secret_file, as_json, all_tasks):
 def _attempt_text(a: dict) -> str:
     took = f" {a['seconds']}s" if a["seconds"] is not None else ""
     return f"{a['id']}@{a['worker']} {a['state']}{took}{' (backup)' if a['backup'] else ''}"
+
+
+@main.command()
+@click.argument("output")
+@click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
+              help="KEY=VALUE passed to fsspec (as for run); repeatable.")
+@click.option("--endpoint-url", default=None, metavar="URL", help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
+def verify(output, storage_options, endpoint_url):
+    """Re-read OUTPUT's part files and check them against the manifest in its _SUCCESS.
+
+    Exit code 0 when every part's size, CRC-32 and record count match, 1 when something differs.
+    """
+    from . import outputs
+
+    try:
+        report = outputs.verify(output, storage_options_of(storage_options, endpoint_url))
+    except MrEngineError as exc:
+        _fail(exc)
+    for line in report.lines():
+        click.echo(line, err=bool(report.problems))
+    if report.problems:
+        sys.exit(1)

@@ -18,6 +18,7 @@ from .inputs import DEFAULT_SPLIT_SIZE, input_format
 from .job import JobSpec
 
 POLL_SECONDS = 0.05
+SUBMIT_TIMEOUT = 600.0
 
 
 @dataclass
@@ -51,11 +52,13 @@ class Summary:
             f"  output: {sum(p['records'] for p in self.parts.values())} records, "
             f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
         ]
-        user = sorted((g, n, v) for (g, n), v in c.items() if g != "mrengine")
-        if user:
-            out.append("  counters:")
-            out += [f"    {g}/{n} = {v}" for g, n, v in user]
-        return out
+        return out + counter_lines(c)
+
+
+def counter_lines(counters: Counter) -> list[str]:
+    """The job's own counters (not mrengine's), one line each, for a summary."""
+    user = sorted((g, n, v) for (g, n), v in counters.items() if g != "mrengine")
+    return ["  counters:", *(f"    {g}/{n} = {v}" for g, n, v in user)] if user else []
 
 
 class Progress:
@@ -120,9 +123,13 @@ class Driver:
         summary.elapsed = time.monotonic() - started
         return summary
 
-    def _run_step(self, conn, job: JobSpec, index: int, inputs: list[str], output: str, opts: RunOptions, last: bool) -> dict:
+    def _run_step(self, conn, job: JobSpec, index: int, inputs: list[str], output: str, opts: RunOptions, last: bool,
+                  label: str | None = None, extra: dict | None = None) -> dict:
+        """Submit one step as a master job and follow it to its end; `extra`: more fields for the submission."""
         step = job.steps[index]
         fmt = job.input_format if index == 0 else "msgpack"
+        timeout = conn.sock.gettimeout()
+        conn.settimeout(SUBMIT_TIMEOUT)  # the master lists every input first: a big bucket takes a while
         reply = conn.request({
             "type": "submit", "job_bytes": job.dumps(), "job_name": job.name, "step": index,
             "inputs": inputs, "input_format": None if index == 0 else "msgpack",
@@ -131,8 +138,10 @@ class Driver:
             "num_reducers": step.num_reducers or opts.reducers, "split_size": opts.split_size,
             "params": opts.params, "storage_options": opts.storage_options,
             "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
+            **(extra or {}),
         })
-        label = job.name if len(job.steps) == 1 else f"{job.name} step {index + 1}/{len(job.steps)}"
+        conn.settimeout(timeout)
+        label = label or (job.name if len(job.steps) == 1 else f"{job.name} step {index + 1}/{len(job.steps)}")
         try:
             while True:
                 status = conn.request({"type": "job_status", "job_id": reply["job_id"]})

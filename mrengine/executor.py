@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Iterator
 
 from . import context, outputs
+from .cache import SlotCache
 from .errors import FetchFailedError, MrEngineError
 from .inputs import Split, input_format
 from .job import JobSpec, Step, user_traceback
@@ -35,7 +36,7 @@ def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
     hint = ""
     if isinstance(exc, (TypeError, ValueError)) and "unpack" in str(exc) or "not iterable" in str(exc):
         hint = f" ({function} must yield or return (key, value) pairs)"
-    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}\n  at {where}", user_traceback(exc))
+    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}, {where}", user_traceback(exc))
 
 
 def _counter_list(ctx: context.TaskContext, engine: Counter) -> list:
@@ -55,11 +56,15 @@ def _pairs(result: Any) -> Any:
 # ---------------------------------------------------------------- map
 
 
-def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
-    """Run one map attempt; returns {"path", "segments", "counters"}. The file stays in work_dir."""
+def run_map(job: JobSpec, step: Step, task: dict, work_dir: str, cache: SlotCache | None = None) -> dict:
+    """Run one map attempt; returns {"path", "segments", "counters"}. The file stays in work_dir.
+
+    `cache`: what the slot process keeps between attempts (broadcast values, parsed splits).
+    """
     split = Split(*task["split"])
     engine: Counter = Counter()
-    ctx = context.TaskContext(task["params"], split=split)
+    cache = cache if cache is not None else SlotCache(max_bytes=0)
+    ctx = context.TaskContext(task["params"], split=split, broadcast=cache.broadcast(task["job_id"], job, engine))
     num_partitions = task["num_partitions"]
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
@@ -72,11 +77,11 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
         engine,
     )
     fmt = input_format(task["input_format"] if task["input_format"] is not None else job.input_format)
-    blocks = fmt.read(split, task["storage_options"])
+    blocks = cache.blocks(job, fmt, split, task["storage_options"], engine)
     context.activate(ctx)
     try:
         if step.map_split is not None:
-            _map_split(step, blocks, buffer, engine, split)
+            _map_split(step, blocks, buffer, engine, split, fmt.whole_blocks)
         else:
             _map_records(step, blocks, buffer, engine, split)
         path = os.path.join(attempt_dir, "map.out")
@@ -89,7 +94,7 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
 
 def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
     mapper, add = step.mapper, buffer.add
-    where = f"split {split.describe()}"
+    where = "before the first record"
     if step.mapper_init is not None:
         _call_hook(step.mapper_init, "mapper_init", where, buffer)
     records = 0
@@ -102,11 +107,11 @@ def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: 
         except MrEngineError:
             raise
         except Exception as exc:
-            raise _user_error(exc, "mapper", f"split {split.describe()}, {block.locate(i)}") from None
+            raise _user_error(exc, "mapper", f"at {block.locate(i)}") from None
         records += len(block.values)
     engine["map_input_records"] += records
     if step.mapper_final is not None:
-        _call_hook(step.mapper_final, "mapper_final", where, buffer)
+        _call_hook(step.mapper_final, "mapper_final", "after the last record", buffer)
 
 
 def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
@@ -118,30 +123,35 @@ def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
         raise _user_error(exc, name, where) from None
 
 
-def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
+def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split,
+               whole_blocks: bool) -> None:
     seen = [0]
 
     def records():
         for block in blocks:
             seen[0] += len(block.values)
-            yield from block.values
+            if whole_blocks:  # numeric formats: map_split works on whole arrays
+                yield block.values
+            else:
+                yield from block.values
 
     try:
         buffer.add_all(_pairs(step.map_split(records())))
     except MrEngineError:
         raise
     except Exception as exc:
-        raise _user_error(exc, "map_split", f"split {split.describe()}, within its first {seen[0]} records") from None
+        raise _user_error(exc, "map_split", f"within the split's first {seen[0]} records") from None
     engine["map_input_records"] += seen[0]
 
 
 # ---------------------------------------------------------------- reduce
 
 
-def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes) -> dict:
+def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes, cache: SlotCache | None = None) -> dict:
     """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}."""
     engine: Counter = Counter()
-    ctx = context.TaskContext(task["params"])
+    cache = cache if cache is not None else SlotCache(max_bytes=0)
+    ctx = context.TaskContext(task["params"], broadcast=cache.broadcast(task["job_id"], job, engine))
     partition = task["index"]
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
@@ -195,4 +205,4 @@ def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> It
     except MrEngineError:
         raise
     except Exception as exc:
-        raise _user_error(exc, "reducer", f"reduce partition {partition}, key {key!r}") from None
+        raise _user_error(exc, "reducer", f"while reducing key {key!r}") from None

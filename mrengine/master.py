@@ -33,6 +33,7 @@ log = logging.getLogger("mrengine.master")
 DEFAULT_WORKER_TIMEOUT = 5.0
 LONG_POLL_SECONDS = 0.25
 KEEP_FINISHED_JOBS = 100  # finished jobs the master remembers, for `mrengine status`
+LOCALITY_WAIT_SECONDS = 3.0  # how long a map waits for the worker its submission prefers
 
 
 @dataclass
@@ -301,7 +302,7 @@ class Master:
         parts = {outputs.part_name(t.index): {k: t.result[k] for k in ("bytes", "records", "crc32")} for t in job.tasks.reduces}
         counts = job.tasks.counts()
         job.manifest = {"job": sub["job_name"], "step": sub["step"], "parts": parts, "maps": counts["maps"],
-                        "reduces": counts["reduces"], "counters": job.counters()}
+                        "reduces": counts["reduces"], "counters": job.counters(), "format": sub["output_format"]}
         try:
             outputs.commit_job(sub["output"], job.id, job.manifest, sub["storage_options"])
         except Exception as exc:
@@ -337,9 +338,13 @@ class Master:
                                    "sort_buffer_bytes", "max_attempts")}
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
+        # Optional: [url, start, end, worker] of splits that should run on that worker (its cache).
+        prefer = {(url, start, end): worker for url, start, end, worker in msg.get("prefer") or ()}
+        preferred = [prefer.get((s.url, s.start, s.end)) for s in splits]
         with self.lock:
             job_id = f"job{next(self._ids):04d}"
-            tasks = JobTasks(len(splits), sub["num_reducers"], sub["max_attempts"], self.backup_after)
+            tasks = JobTasks(len(splits), sub["num_reducers"], sub["max_attempts"], preferred, LOCALITY_WAIT_SECONDS,
+                             self.backup_after)
             job = self.jobs[job_id] = Job(job_id, sub, splits, tasks, time.monotonic())
             log.info("job %s (%s step %d): %d map tasks, %d reduce tasks", job_id, sub["job_name"], sub["step"],
                      len(splits), sub["num_reducers"])
@@ -354,9 +359,12 @@ class Master:
             if job is None:
                 raise StorageError(f"no job {msg['job_id']!r} on this master")
             end = job.finished if job.state != "running" else time.monotonic()
+            # Where each split's map ran, for a driver whose next job reads the same splits (see `prefer`).
+            map_workers = [[s.url, s.start, s.end, t.winner.worker] for s, t in zip(job.splits, job.tasks.maps)
+                           if t.winner] if job.state == "succeeded" else []
             return {"type": "job_status", "state": job.state, "counts": job.tasks.counts(), "counters": job.counters(),
                     "elapsed": end - job.started, "error": job.error, "manifest": job.manifest,
-                    "workers": sum(w.alive for w in self.workers.values())}
+                    "workers": sum(w.alive for w in self.workers.values()), "map_workers": map_workers}
 
     def _status(self, msg: dict) -> dict:
         with self.lock:

@@ -171,15 +171,22 @@ class JobFailed:
 
 
 class JobTasks:
-    """`backup_after`: seconds a task must have run before it may get a backup attempt (0: never)."""
+    """`preferred[i]`: the worker map task i should run on if it can (it may hold the split's records in
+    memory); another worker takes it only when that one is gone or `locality_wait` seconds have passed
+    since the first worker asked for work. `backup_after`: seconds a task must have run before it may
+    get a backup attempt (0: never)."""
 
-    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4, backup_after: float = DEFAULT_BACKUP_AFTER):
+    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4, preferred: list | None = None,
+                 locality_wait: float = 0.0, backup_after: float = DEFAULT_BACKUP_AFTER):
         self.maps = [Task(MAP, i) for i in range(num_maps)]
         self.reduces = [Task(REDUCE, i) for i in range(num_reduces)]
         self.max_attempts = max_attempts
         self.backup_after = backup_after
         self.attempts: dict[str, Attempt] = {}
         self.done = False
+        self.preferred = list(preferred) if preferred else [None] * num_maps
+        self.locality_wait = locality_wait
+        self.first_ready: float | None = None
 
     # ------------------------------------------------------------ queries
 
@@ -229,9 +236,12 @@ class JobTasks:
         return handler(event)
 
     def _worker_ready(self, ev: WorkerReady) -> list:
+        if self.first_ready is None:
+            self.first_ready = ev.now
         phase = self.maps if not self.maps_done() else self.reduces
         pending = [t for t in phase if t.state is TaskState.PENDING]
-        choice = next((t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on), None)
+        allowed = [t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on]
+        choice = self._local_choice(allowed, ev) if phase is self.maps else next(iter(allowed), None)
         backup = False
         if choice is None and not pending:
             choice, backup = self._straggler(phase, ev), True
@@ -261,6 +271,18 @@ class JobTasks:
             if ev.now - running[0].started > limit:
                 slow.append((ev.now - running[0].started, task))
         return max(slow, key=lambda pair: pair[0])[1] if slow else None
+
+    def _local_choice(self, allowed: list[Task], ev: WorkerReady) -> Task | None:
+        """A map that prefers this worker; else one that prefers no live worker; else, after the wait, any."""
+        waited = ev.now - self.first_ready >= self.locality_wait
+        fallback = None
+        for task in allowed:
+            want = self.preferred[task.index]
+            if want == ev.worker:
+                return task
+            if fallback is None and (want is None or want not in ev.live or waited):
+                fallback = task
+        return fallback
 
     def _live_attempt(self, attempt_id: str) -> Attempt | None:
         attempt = self.attempts.get(attempt_id)

@@ -31,11 +31,10 @@ import time
 import traceback
 import uuid
 
-import cloudpickle
-
 from . import comm, outputs
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .procutil import die_with_parent
+from .cache import IDLE_SECONDS, SlotCache
 from .executor import UserCodeError, run_map, run_reduce
 from .tasks import MAP
 
@@ -44,6 +43,7 @@ log = logging.getLogger("mrengine.worker")
 HEARTBEAT_SECONDS = 0.5
 MASTER_RETRY_SECONDS = 30.0  # to reach the master at start; once registered a worker retries for ever
 RECONNECT_SECONDS = 0.5
+MAX_REMEMBERED_SPLITS = 100_000
 
 
 # ---------------------------------------------------------------- slot processes
@@ -59,27 +59,27 @@ def slot_main(conn, secret: bytes, work_dir: str) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    jobs: dict = {}
+    cache = SlotCache(on_load=lambda job: _prime_linecache(job.path, job.source))
     while True:
         try:
+            if not conn.poll(IDLE_SECONDS):
+                cache.drop_splits()  # nothing to do for a while: give the memory back
+                continue
             task = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(_run_attempt(task, jobs, secret, work_dir))
+        conn.send(_run_attempt(task, cache, secret, work_dir))
 
 
-def _run_attempt(task: dict, jobs: dict, secret: bytes, work_dir: str) -> dict:
+def _run_attempt(task: dict, cache: SlotCache, secret: bytes, work_dir: str) -> dict:
     reply = {"attempt_id": task["attempt_id"], "job_id": task["job_id"]}
     try:
-        job = jobs.get(task["job_id"])
-        if job is None:
-            job = jobs[task["job_id"]] = cloudpickle.loads(task["job_bytes"])
-            _prime_linecache(job.path, job.source)
+        job = cache.job(task["job_id"], task["job_bytes"])
         step = job.steps[task["step"]]
         if task["kind"] == MAP:
-            result = run_map(job, step, task, work_dir)
+            result = run_map(job, step, task, work_dir, cache)
         else:
-            result = run_reduce(job, step, task, work_dir, secret)
+            result = run_reduce(job, step, task, work_dir, secret, cache)
         return {**reply, "ok": True, "result": result}
     except FetchFailedError as exc:
         source = next(s[2] for s in task["sources"] if s[0] == exc.map_index)
@@ -153,6 +153,7 @@ class Worker:
         self.master_instance = ""  # which master gave it
         self.worker_timeout = 0.0  # the master's, learnt on registering
         self.finished: list[tuple[dict, dict]] = []  # (task, report) not yet delivered to the master
+        self.split_slots: dict[tuple, Slot] = {}  # (url, start, end) -> the slot that last ran it
 
     # ------------------------------------------------------------ serving map outputs
 
@@ -328,7 +329,8 @@ class Worker:
                     if slot.conn in ready:
                         self.finished.append(self._collect(slot))
             elif not busy and not reply.get("assign"):
-                time.sleep(0.01 if reply.get("polled") else HEARTBEAT_SECONDS)
+                # Right after reporting, ask again at once (that request long-polls): the next job may be waiting.
+                time.sleep(0.01 if reply.get("polled") or msg["finished"] else HEARTBEAT_SECONDS)
 
     def _apply(self, reply: dict) -> None:
         ended = set(reply.get("forget", ()))
@@ -341,9 +343,25 @@ class Worker:
                         self._remove_job_temp(task)
         for job_id in ended:
             self._forget(job_id)
-        free = iter([s for s in self.slots if s.task is None])
+        free = [s for s in self.slots if s.task is None]
         for task in reply.get("assign", ()):
-            next(free).run(task)
+            slot = self._slot_for(task, free)
+            free.remove(slot)
+            slot.run(task)
+
+    def _slot_for(self, task: dict, free: list) -> Slot:
+        # A map of a split this worker ran before goes to the same slot when it is free: that
+        # process may still hold the split's parsed records (iterative jobs cache them).
+        if task["kind"] != MAP:
+            return free[0]
+        key = tuple(task["split"][1:4])
+        slot = self.split_slots.get(key)
+        if slot not in free:
+            slot = free[0]
+            if len(self.split_slots) >= MAX_REMEMBERED_SPLITS:
+                self.split_slots.clear()
+            self.split_slots[key] = slot
+        return slot
 
     def _remove_job_temp(self, task: dict) -> None:
         # The job is over, yet its cancelled attempt may have made the job's temporary directory again.
