@@ -1,4 +1,4 @@
-"""The `mrengine` command: run, master, worker, status. Thin: parse, call, map errors to exit codes."""
+"""The `mrengine` command: run, master, worker, status, verify. Thin: parse, call, map errors to exit codes."""
 
 from __future__ import annotations
 
@@ -78,6 +78,17 @@ def read_secret(path: str | None) -> bytes:
     return secret
 
 
+def storage_options_of(pairs, endpoint_url: str | None) -> dict:
+    """--storage-option pairs plus --endpoint-url, which is short for --storage-option endpoint_url=URL."""
+    options = dict(pairs)
+    if endpoint_url is not None:
+        if options.get("endpoint_url", endpoint_url) != endpoint_url:
+            raise click.BadParameter("can't give both --endpoint-url and --storage-option endpoint_url=... "
+                                     "with different values", param_hint="--endpoint-url")
+        options["endpoint_url"] = endpoint_url
+    return options
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -115,7 +126,8 @@ def main() -> None:
 @click.option("--split-size", type=_Size(), default="64MiB", show_default=True, help="Bytes per input split.")
 @click.option("-p", "--param", "params", type=_Pair(typed=True), multiple=True, help="NAME=VALUE, seen by the job as ctx.params.")
 @click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
-              help="KEY=VALUE passed to fsspec for inputs and outputs (e.g. endpoint_url=...).")
+              help="KEY=VALUE passed to fsspec for every input and output URL (e.g. profile=NAME, anon=true); repeatable.")
+@click.option("--endpoint-url", default=None, metavar="URL", help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
 @click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
@@ -129,7 +141,7 @@ def main() -> None:
               "k8s://... (default local[*]).")
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
-def run(job_file, inputs, output, workers, reducers, split_size, params, storage_options, overwrite,
+def run(job_file, inputs, output, workers, reducers, split_size, params, storage_options, endpoint_url, overwrite,
         sort_buffer_mb, max_attempts, master, secret_file, verbose, runner, spark_master, spark_conf):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
@@ -139,26 +151,29 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
                                  "use --spark-master for Spark's", param_hint="--master")
     from .cluster import EmbeddedCluster
     from .driver import Driver, RunOptions
+    from .iterative import run_main
     from .job import load_job
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
-    opts = RunOptions(reducers=reducers, split_size=split_size, params=dict(params), storage_options=dict(storage_options),
+    opts = RunOptions(reducers=reducers, split_size=split_size, params=dict(params),
+                      storage_options=storage_options_of(storage_options, endpoint_url),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
     try:
         job = load_job(job_file)
-        if job.main is not None and not job.steps:
-            raise UsageError(f"{job_file} defines main(ctx); iterative jobs are not supported yet")
+        execute = run_main if job.main is not None else Driver.run  # main(ctx) drives its own rounds
         if runner == "spark":
             from .spark import SparkRunner
 
+            if job.main is not None:
+                raise UsageError(f"{job_file} defines main(ctx); iterative jobs do not run on --runner spark yet")
             with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {job.name}",
                              verbose) as spark:
                 summary = spark.run(job, list(inputs), output, opts)
         elif master:
-            summary = Driver(master, read_secret(secret_file)).run(job, list(inputs), output, opts)
+            summary = execute(Driver(master, read_secret(secret_file)), job, list(inputs), output, opts)
         else:
             with EmbeddedCluster(workers, verbose=verbose) as cluster:
-                summary = Driver(cluster.address, cluster.secret).run(job, list(inputs), output, opts)
+                summary = execute(Driver(cluster.address, cluster.secret), job, list(inputs), output, opts)
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -173,8 +188,11 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback).")
 @click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds of silence after which a worker is declared dead.")
+@click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
+                   "attempt near the end of its phase; 0 disables backup attempts.")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
     from .comm import parse_address
@@ -188,7 +206,7 @@ def master_cmd(bind, secret_file, worker_timeout, ready_file):
         raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
                                  param_hint="--bind")
     try:
-        master.main(host, port, secret, worker_timeout, ready_file)
+        master.main(host, port, secret, worker_timeout, ready_file, backup_after)
     except MrEngineError as exc:
         _fail(exc)
 
@@ -222,14 +240,15 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 @click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, help="HOST:PORT of the master.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
-def status(master_address, secret_file, as_json):
-    """Show a master's workers and jobs."""
+@click.option("--tasks", "all_tasks", is_flag=True, help="Show the tasks and attempts of finished jobs too.")
+def status(master_address, secret_file, as_json, all_tasks):
+    """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
     from . import comm
 
     try:
         conn = comm.connect(master_address, read_secret(secret_file))
         try:
-            reply = conn.request({"type": "status"})
+            reply = conn.request({"type": "status", "tasks": all_tasks})
         finally:
             conn.close()
     except MrEngineError as exc:
@@ -240,9 +259,42 @@ def status(master_address, secret_file, as_json):
     click.echo(f"workers ({sum(w['alive'] for w in reply['workers'])} alive):")
     for w in reply["workers"]:
         state = "alive" if w["alive"] else "dead"
-        click.echo(f"  {w['id']:6} {state:5} {w['host']} shuffle {w['shuffle']} slots {w['slots']} running {len(w['running'])}")
+        click.echo(f"  {w['id']:6} {state:5} {w['host']} pid {w['pid']} shuffle {w['shuffle']} slots {w['slots']} "
+                   f"running {len(w['running'])} last heard {w['last_seen']}s ago")
     click.echo("jobs:")
     for j in reply["jobs"]:
         c = j["counts"]
         click.echo(f"  {j['id']} {j['name']} step {j['step']} {j['state']}: map {c['maps_done']}/{c['maps']} "
                    f"reduce {c['reduces_done']}/{c['reduces']} attempts {c['attempts']} {j['elapsed']}s")
+        if j["error"]:
+            click.echo(f"    error: {j['error'].splitlines()[0]}")
+        for t in j["tasks"] or ():
+            if t["attempts"]:
+                click.echo(f"    {t['kind']:6} {t['index']:5} {t['state']:9} " + ", ".join(map(_attempt_text, t["attempts"])))
+
+
+def _attempt_text(a: dict) -> str:
+    took = f" {a['seconds']}s" if a["seconds"] is not None else ""
+    return f"{a['id']}@{a['worker']} {a['state']}{took}{' (backup)' if a['backup'] else ''}"
+
+
+@main.command()
+@click.argument("output")
+@click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
+              help="KEY=VALUE passed to fsspec (as for run); repeatable.")
+@click.option("--endpoint-url", default=None, metavar="URL", help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
+def verify(output, storage_options, endpoint_url):
+    """Re-read OUTPUT's part files and check them against the manifest in its _SUCCESS.
+
+    Exit code 0 when every part's size, CRC-32 and record count match, 1 when something differs.
+    """
+    from . import outputs
+
+    try:
+        report = outputs.verify(output, storage_options_of(storage_options, endpoint_url))
+    except MrEngineError as exc:
+        _fail(exc)
+    for line in report.lines():
+        click.echo(line, err=bool(report.problems))
+    if report.problems:
+        sys.exit(1)

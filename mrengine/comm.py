@@ -4,6 +4,10 @@ Before anything else, both ends prove they hold the cluster's secret (mutual HMA
 challenge-response, compared in constant time); only then is a single frame read. So a peer without
 the secret can never make anyone decode a frame, let alone unpickle job code. After that, messages
 are `protocol` frames; map output segments follow a header frame as raw bytes.
+
+A peer that fails or abandons the handshake, or sends an oversize, undecodable or truncated frame,
+is a `ProtocolError`: a server logs it and closes that one connection. A peer that hangs up between
+frames, or a connection that times out, is a `ConnectionClosed`.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class Connection:
 
     # ------------------------------------------------------------ raw bytes
 
-    def _recv_exact(self, n: int) -> bytes:
+    def _recv_exact(self, n: int, between_frames: bool = False) -> bytes:
         buf = bytearray()
         while len(buf) < n:
             try:
@@ -55,6 +59,8 @@ class Connection:
             except OSError as exc:
                 raise ConnectionClosed(f"{self.peer}: {exc}") from None
             if not chunk:
+                if buf or not between_frames:
+                    raise ProtocolError(f"{self.peer} closed the connection after {len(buf)} of {n} bytes (truncated)")
                 raise ConnectionClosed(f"{self.peer} closed the connection")
             buf += chunk
         return bytes(buf)
@@ -69,15 +75,23 @@ class Connection:
 
     def authenticate_as_server(self, secret: bytes) -> None:
         nonce = os.urandom(_NONCE)
-        self._send_all(_MAGIC + nonce)
-        reply = self._recv_exact(_NONCE + 32)
+        try:
+            self._send_all(_MAGIC + nonce)
+            reply = self._recv_exact(_NONCE + 32)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{self.peer} did not complete the handshake: {exc}") from None
         client_nonce, client_mac = reply[:_NONCE], reply[_NONCE:]
         if not hmac.compare_digest(client_mac, _mac(secret, b"C", nonce, client_nonce)):
-            raise ProtocolError(f"{self.peer} failed authentication (wrong or missing secret)")
+            raise ProtocolError("failed authentication (wrong or missing secret)")
         self._send_all(_mac(secret, b"S", client_nonce, nonce))
 
     def authenticate_as_client(self, secret: bytes) -> None:
-        hello = self._recv_exact(len(_MAGIC) + _NONCE)
+        try:
+            hello = self._recv_exact(len(_MAGIC) + _NONCE)
+        except ConnectionClosed:
+            raise
+        except ProtocolError:
+            raise ProtocolError(f"{self.peer} is not an mrengine endpoint (it hung up on connection)") from None
         if hello[: len(_MAGIC)] != _MAGIC:
             raise ProtocolError(f"{self.peer} is not an mrengine endpoint of protocol version {protocol.VERSION}")
         nonce = hello[len(_MAGIC):]
@@ -86,7 +100,9 @@ class Connection:
         try:
             server_mac = self._recv_exact(32)
         except ConnectionClosed:
-            raise ProtocolError(f"{self.peer} refused our credentials: the cluster secret differs") from None
+            raise
+        except ProtocolError:
+            raise ProtocolError(f"{self.peer} refused our credentials: the cluster secret differs (check --secret-file)") from None
         if not hmac.compare_digest(server_mac, _mac(secret, b"S", mine, nonce)):
             raise ProtocolError(f"{self.peer} failed to prove it holds the cluster secret")
 
@@ -98,7 +114,7 @@ class Connection:
             self._send_all(data)
 
     def recv(self) -> dict:
-        length = protocol.frame_length(self._recv_exact(protocol.HEADER.size), self.max_frame)
+        length = protocol.frame_length(self._recv_exact(protocol.HEADER.size, between_frames=True), self.max_frame)
         return protocol.decode(self._recv_exact(length))
 
     def request(self, msg: dict) -> dict:

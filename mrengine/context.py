@@ -1,8 +1,10 @@
 """What a job's functions can reach while they run: `from mrengine import ctx`.
 
-`ctx.params` holds the `-p name=value` parameters, `ctx.counter(group, name, n)` counts, and
-`ctx.split` says which split a map task reads. In `main(ctx)` the driver hands its own context,
-which can also run rounds of map/reduce.
+`ctx.params` holds the `-p name=value` parameters, `ctx.counter(group, name, n)` counts,
+`ctx.split` says which split a map task reads, and `ctx.broadcast` is the value the round's
+`ctx.map_reduce(..., broadcast=...)` sent (iterative jobs). In `main(ctx)` the driver hands its own
+context (`mrengine.iterative.DriverContext`), which runs the rounds; `mrengine.ctx` forwards to it
+there too.
 """
 
 from __future__ import annotations

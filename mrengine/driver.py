@@ -18,6 +18,7 @@ from .inputs import DEFAULT_SPLIT_SIZE, input_format
 from .job import JobSpec
 
 POLL_SECONDS = 0.05
+SUBMIT_TIMEOUT = 600.0
 
 
 @dataclass
@@ -51,11 +52,13 @@ class Summary:
             f"  output: {sum(p['records'] for p in self.parts.values())} records, "
             f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
         ]
-        user = sorted((g, n, v) for (g, n), v in c.items() if g != "mrengine")
-        if user:
-            out.append("  counters:")
-            out += [f"    {g}/{n} = {v}" for g, n, v in user]
-        return out
+        return out + counter_lines(c)
+
+
+def counter_lines(counters: Counter) -> list[str]:
+    """The job's own counters (not mrengine's), one line each, for a summary."""
+    user = sorted((g, n, v) for (g, n), v in counters.items() if g != "mrengine")
+    return ["  counters:", *(f"    {g}/{n} = {v}" for g, n, v in user)] if user else []
 
 
 class Progress:
@@ -150,8 +153,13 @@ class Driver:
         finally:
             conn.close()
 
-    def _run_step(self, conn, sub: dict, label: str) -> dict:
+    def _run_step(self, conn, sub: dict, label: str, name: str | None = None) -> dict:
+        """Submit one step (a `step_submission`, plus any fields of its own) as a master job and follow it
+        to its end; `name`: the job's name in a failure message (default: the submission's)."""
+        timeout = conn.sock.gettimeout()
+        conn.settimeout(SUBMIT_TIMEOUT)  # the master lists every input first: a big bucket takes a while
         reply = conn.request({"type": "submit", **sub})
+        conn.settimeout(timeout)
         try:
             while True:
                 status = conn.request({"type": "job_status", "job_id": reply["job_id"]})
@@ -163,5 +171,5 @@ class Driver:
             self.progress.done()
         if status["state"] == "failed":
             error = status["error"]
-            raise TaskFailedError(f"job {sub['job_name']} failed: {error['message']}", label, 0, error.get("traceback", ""))
+            raise TaskFailedError(f"job {name or sub['job_name']} failed: {error['message']}", label, 0, error.get("traceback", ""))
         return status

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Iterator
 
 from . import context, outputs
+from .cache import SlotCache
 from .errors import FetchFailedError, MrEngineError
 from .inputs import Split, input_format
 from .job import JobSpec, Step, user_traceback
@@ -36,7 +37,7 @@ def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
     hint = ""
     if isinstance(exc, (TypeError, ValueError)) and "unpack" in str(exc) or "not iterable" in str(exc):
         hint = f" ({function} must yield or return (key, value) pairs)"
-    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}\n  at {where}", user_traceback(exc))
+    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}, {where}", user_traceback(exc))
 
 
 def error_report(exc: BaseException) -> dict:
@@ -65,24 +66,30 @@ def _pairs(result: Any) -> Any:
 # ---------------------------------------------------------------- map
 
 
-def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
-    """Run one map attempt; returns {"path", "segments", "counters"}. The file stays in work_dir."""
+def run_map(job: JobSpec, step: Step, task: dict, work_dir: str, cache: SlotCache | None = None) -> dict:
+    """Run one map attempt; returns {"path", "segments", "counters"}. The file stays in work_dir.
+
+    `cache`: what the slot process keeps between attempts (broadcast values, parsed splits).
+    """
+    split = Split(*task["split"])
+    engine: Counter = Counter()
+    cache = cache if cache is not None else SlotCache(max_bytes=0)
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
-    fmt = task["input_format"] if task["input_format"] is not None else job.input_format
-    path, segments, counters = map_to_file(step, Split(*task["split"]), fmt, task["params"], task["storage_options"],
-                                           task["num_partitions"], task["sort_buffer_bytes"], attempt_dir)
+    fmt = input_format(task["input_format"] if task["input_format"] is not None else job.input_format)
+    broadcast = cache.broadcast(task["job_id"], job, engine)
+    blocks = cache.blocks(job, fmt, split, task["storage_options"], engine)
+    path, segments, counters = map_to_file(step, split, fmt, blocks, task["params"], broadcast, task["num_partitions"],
+                                           task["sort_buffer_bytes"], attempt_dir, engine)
     return {"path": path, "segments": [list(s) for s in segments], "counters": counters}
 
 
-def map_to_file(step: Step, split: Split, fmt: Any, params: dict, storage_options: dict | None, num_partitions: int,
-                sort_buffer_bytes: int, attempt_dir: str) -> tuple[str, list, list]:
-    """Map one split into `attempt_dir/map.out`, one sorted segment per partition (both runners call this).
-
-    Returns (path, segments, counters).
+def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, broadcast: Any, num_partitions: int,
+                sort_buffer_bytes: int, attempt_dir: str, engine: Counter) -> tuple[str, list, list]:
+    """Map the `blocks` of one split (read with `fmt`) into `attempt_dir/map.out`, one sorted segment
+    per partition; both runners call this. Returns (path, segments, counters).
     """
-    engine: Counter = Counter()
-    ctx = context.TaskContext(params, split=split)
+    ctx = context.TaskContext(params, split=split, broadcast=broadcast)
     buffer = MapOutputBuffer(
         num_partitions,
         checked_partitioner(step.partitioner, num_partitions),
@@ -91,11 +98,10 @@ def map_to_file(step: Step, split: Split, fmt: Any, params: dict, storage_option
         attempt_dir,
         engine,
     )
-    blocks = input_format(fmt).read(split, storage_options)
     context.activate(ctx)
     try:
         if step.map_split is not None:
-            _map_split(step, blocks, buffer, engine, split)
+            _map_split(step, blocks, buffer, engine, split, fmt.whole_blocks)
         else:
             _map_records(step, blocks, buffer, engine, split)
         path = os.path.join(attempt_dir, "map.out")
@@ -108,7 +114,7 @@ def map_to_file(step: Step, split: Split, fmt: Any, params: dict, storage_option
 
 def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
     mapper, add = step.mapper, buffer.add
-    where = f"split {split.describe()}"
+    where = "before the first record"
     if step.mapper_init is not None:
         _call_hook(step.mapper_init, "mapper_init", where, buffer)
     records = 0
@@ -121,11 +127,11 @@ def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: 
         except MrEngineError:
             raise
         except Exception as exc:
-            raise _user_error(exc, "mapper", f"split {split.describe()}, {block.locate(i)}") from None
+            raise _user_error(exc, "mapper", f"at {block.locate(i)}") from None
         records += len(block.values)
     engine["map_input_records"] += records
     if step.mapper_final is not None:
-        _call_hook(step.mapper_final, "mapper_final", where, buffer)
+        _call_hook(step.mapper_final, "mapper_final", "after the last record", buffer)
 
 
 def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
@@ -137,29 +143,35 @@ def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
         raise _user_error(exc, name, where) from None
 
 
-def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
+def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split,
+               whole_blocks: bool) -> None:
     seen = [0]
 
     def records():
         for block in blocks:
             seen[0] += len(block.values)
-            yield from block.values
+            if whole_blocks:  # numeric formats: map_split works on whole arrays
+                yield block.values
+            else:
+                yield from block.values
 
     try:
         buffer.add_all(_pairs(step.map_split(records())))
     except MrEngineError:
         raise
     except Exception as exc:
-        raise _user_error(exc, "map_split", f"split {split.describe()}, within its first {seen[0]} records") from None
+        raise _user_error(exc, "map_split", f"within the split's first {seen[0]} records") from None
     engine["map_input_records"] += seen[0]
 
 
 # ---------------------------------------------------------------- reduce
 
 
-def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes) -> dict:
+def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes, cache: SlotCache | None = None) -> dict:
     """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}."""
     engine: Counter = Counter()
+    cache = cache if cache is not None else SlotCache(max_bytes=0)
+    broadcast = cache.broadcast(task["job_id"], job, engine)
     partition = task["index"]
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
@@ -167,7 +179,7 @@ def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: byte
         files = _fetch_all(task, partition, attempt_dir, secret, engine)
         runs = [read_segment(f, length, f.name, map_index) for f, length, map_index in files]
         out_path = outputs.attempt_path(task["output"], task["job_id"], task["attempt_id"], partition)
-        result = reduce_to_file(step, runs, partition, out_path, task["output_format"], task["params"],
+        result = reduce_to_file(step, runs, partition, out_path, task["output_format"], task["params"], broadcast,
                                 task["storage_options"], engine)
         for f, _, _ in files:
             f.close()
@@ -177,11 +189,11 @@ def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: byte
 
 
 def reduce_to_file(step: Step, runs: list, partition: int, out_path: str, output_format: str, params: dict,
-                   storage_options: dict | None, engine: Counter) -> dict:
+                   broadcast: Any, storage_options: dict | None, engine: Counter) -> dict:
     """Merge one partition's sorted runs (given in map-index order), reduce each key group and write
-    `out_path` (both runners call this). Returns {"bytes", "records", "crc32", "counters"}.
+    `out_path`; both runners call this. Returns {"bytes", "records", "crc32", "counters"}.
     """
-    ctx = context.TaskContext(params)
+    ctx = context.TaskContext(params, broadcast=broadcast)
     groups = group_by_key(merge_sorted(runs)) if runs else iter(())
     context.activate(ctx)
     try:
@@ -224,4 +236,4 @@ def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> It
     except MrEngineError:
         raise
     except Exception as exc:
-        raise _user_error(exc, "reducer", f"reduce partition {partition}, key {key!r}") from None
+        raise _user_error(exc, "reducer", f"while reducing key {key!r}") from None

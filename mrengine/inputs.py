@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Callable, Iterator, NamedTuple
 
-import fsspec
+import numpy as np
 from fsspec.utils import infer_compression
 
-from . import serde
+from . import serde, storage
 from .errors import RecordError, StorageError
 
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
@@ -76,17 +77,9 @@ def list_inputs(patterns: list[str], storage_options: dict | None = None) -> lis
     """Every file the patterns name, sorted by URL; raises StorageError for a missing path or an empty match."""
     found: dict[str, int] = {}
     for pattern in patterns:
-        try:
-            fs, path = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
+        fs, path = storage.filesystem(pattern, storage_options)
+        with storage.translated(f"input path {pattern!r}", fs, path):
             matches = _expand(fs, path, pattern)
-        except StorageError:
-            raise
-        except FileNotFoundError:
-            raise StorageError(f"input path {pattern!r} does not exist") from None
-        except PermissionError as exc:
-            raise StorageError(f"input path {pattern!r} cannot be read: permission denied ({exc})") from None
-        except (OSError, ValueError, ImportError) as exc:
-            raise StorageError(f"input path {pattern!r} cannot be listed: {exc}") from None
         for path, size in matches:
             found[_to_url(fs, path, pattern)] = size
     return [InputFile(url, size) for url, size in sorted(found.items())]
@@ -97,6 +90,8 @@ def _expand(fs, path: str, pattern: str) -> list[tuple[str, int]]:
         entries = fs.glob(path, detail=True)
         files = [(p, info) for p, info in entries.items() if info.get("type") != "directory"]
         if not files:
+            if storage.missing_bucket(fs, path):  # globbing a missing bucket finds nothing, silently
+                raise FileNotFoundError(path)
             raise StorageError(f"input pattern {pattern!r} matched no files")
         return [(p, int(info.get("size") or 0)) for p, info in files]
     info = fs.info(path)
@@ -136,14 +131,17 @@ def make_splits(files: list[InputFile], split_size: int = DEFAULT_SPLIT_SIZE, sp
     return splits
 
 
-def open_input(url: str, storage_options: dict | None, compression: str | None = None):
-    """An fsspec file opened for binary reading; close it with `with`."""
-    try:
-        return fsspec.open(url, "rb", compression=compression, **(storage_options or {})).open()
-    except FileNotFoundError:
-        raise StorageError(f"input file {url!r} no longer exists") from None
-    except OSError as exc:
-        raise StorageError(f"input file {url!r} cannot be opened: {exc}") from None
+def open_input(url: str, storage_options: dict | None, compression: str | None = None, range_end: int = -1):
+    """An fsspec file opened for binary reading; close it with `with`.
+
+    `range_end >= 0`: the reader reads a split ending there (plus one line), so a remote object is
+    fetched in ranges that stop near it rather than read ahead past it.
+    """
+    fs, path = storage.filesystem(url, storage_options)
+    with storage.translated(f"input file {url!r}", fs, path):
+        if range_end >= 0 and not compression:
+            return storage.open_range(fs, path, range_end)
+        return fs.open(path, "rb", compression=compression)
 
 
 # ---------------------------------------------------------------- reading lines
@@ -214,14 +212,14 @@ def _split_lines(text: str) -> list[str]:
 def _line_locator(url: str, offset: int, chunk: bytes) -> Callable[[int], str]:
     def locate(i: int) -> str:  # only called when reporting an error, so the re-split is fine
         before = chunk.split(b"\n", i)[:i]
-        return f"line at byte offset {offset + sum(len(b) + 1 for b in before)}"
+        return f"the line at byte offset {offset + sum(len(b) + 1 for b in before)}"
 
     return locate
 
 
 def iter_text_lines(split: Split, storage_options: dict | None) -> Iterator[tuple[int, bytes, list[str]]]:
     """(offset, raw chunk, decoded lines) for every chunk of lines the split owns."""
-    with open_input(split.url, storage_options, split.compression) as f:
+    with open_input(split.url, storage_options, split.compression, split.end) as f:
         for offset, chunk in _read_line_chunks(f, split.start, split.end):
             yield offset, chunk, _split_lines(_decode(chunk, offset, split.url))
 
@@ -234,9 +232,15 @@ class InputFormat:
 
     name = "?"
     splittable = False
+    whole_blocks = False  # True: map_split gets each block's `values` whole (a numpy array), not record by record
+    cacheable = False  # True: blocks are numpy arrays that iterative jobs may keep between rounds
 
     def read(self, split: Split, storage_options: dict | None) -> Iterator[Block]:
         raise NotImplementedError
+
+    def cache_key(self) -> tuple:
+        """What, with the split, identifies cached blocks: formats with options include them."""
+        return (self.name,)
 
 
 class TextInput(InputFormat):
@@ -322,13 +326,184 @@ class CustomInput(InputFormat):
                 yield Block(keys, values, lambda i, b=count: f"record #{b + i}")
 
 
+# ---------------------------------------------------------------- numeric formats
+
+
+class CsvInput(InputFormat):
+    """Rows of numbers separated by `delimiter`: each split's rows as ONE read-only 2-D numpy array.
+
+    Lines belong to splits under the text line rule; blank lines are skipped. `header="auto"` skips a
+    file's first line when it does not read as numbers (True: always skip it, False: never). With
+    `map_split(blocks)` the job gets an iterator of 2-D arrays (the whole split in one); `mapper(key,
+    row)` gets the file's URL and one 1-D row. Arrays are read-only because iterative jobs share them
+    across rounds. Use `CsvInput(delimiter=";", dtype="float32")` as a job's `input_format` for
+    other layouts.
+    """
+
+    name = "csv"
+    splittable = True
+    whole_blocks = True  # map_split receives the blocks themselves, not their rows
+    cacheable = True  # iterative jobs may keep the parsed blocks in memory between rounds
+    delimiter = ","
+
+    def __init__(self, delimiter: str | None = None, header: bool | str = "auto", dtype: str = "float64"):
+        if header not in (True, False, "auto"):
+            raise ValueError(f"header must be True, False or 'auto', not {header!r}")
+        self.delimiter = delimiter or self.delimiter
+        self.header = header
+        self.dtype = np.dtype(dtype)
+
+    def cache_key(self) -> tuple:
+        return (self.name, self.delimiter, self.header, self.dtype.str)
+
+    def read(self, split, storage_options):
+        parts: list[np.ndarray] = []
+        for offset, chunk, lines in iter_text_lines(split, storage_options):
+            if offset == 0 and lines and self._is_header(lines[0]):
+                skip = chunk.find(b"\n") + 1
+                offset, chunk, lines = skip, chunk[skip:], lines[1:]
+            rows = self._parse(lines, offset, chunk, split.url)
+            if not len(rows):
+                continue
+            if parts and rows.shape[1:] != parts[0].shape[1:]:
+                raise RecordError(f"{split.url}: rows near byte offset {offset} have {rows.shape[1]} columns, "
+                                  f"rows before them {parts[0].shape[1]}")
+            parts.append(rows)
+        if parts:
+            yield Block(repeat(split.url), _read_only(np.concatenate(parts) if len(parts) > 1 else parts[0]),
+                        lambda i: f"data row #{i} of the split")
+
+    def _is_header(self, line: str) -> bool:
+        if self.header != "auto":
+            return self.header
+        try:
+            [float(field) for field in line.split(self.delimiter)]
+        except ValueError:
+            return True
+        return False
+
+    def _parse(self, lines: list[str], offset: int, chunk: bytes, url: str) -> np.ndarray:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": only blank lines
+                return np.loadtxt(lines, delimiter=self.delimiter, dtype=self.dtype, ndmin=2, comments=None)
+        except ValueError:
+            pass
+        # Find the culprit line only now that parsing failed: the fast path above does not track lines.
+        locate, width = _line_locator(url, offset, chunk), None
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                fields = np.loadtxt([line], delimiter=self.delimiter, dtype=self.dtype, ndmin=2, comments=None)
+            except ValueError:
+                raise RecordError(f"{url}: {locate(i)} is not a row of numbers separated by {self.delimiter!r}: "
+                                  f"{line[:120]!r}") from None
+            if width is not None and fields.shape[1] != width:
+                raise RecordError(f"{url}: {locate(i)} has {fields.shape[1]} columns, the rows before it {width}")
+            width = fields.shape[1]
+        raise RecordError(f"{url}: the lines from byte offset {offset} do not read as rows of numbers")
+
+
+class TsvInput(CsvInput):
+    """Like `CsvInput`, with tab-separated columns."""
+
+    name = "tsv"
+    delimiter = "\t"
+
+
+class NpyInput(InputFormat):
+    """A `.npy` array cut by rows (its first axis): each split's rows as ONE read-only numpy array.
+
+    Splits are byte ranges; a split [start, end) owns the rows whose first byte lies in it, found from
+    the header's row size, so every row belongs to exactly one split and nothing is parsed. Compressed
+    files are read whole. Arrays must be in C order and hold no Python objects.
+    """
+
+    name = "npy"
+    splittable = True
+    whole_blocks = True
+    cacheable = True
+
+    def read(self, split, storage_options):
+        with open_input(split.url, storage_options, split.compression) as f:
+            shape, dtype, data_start = self._header(f, split.url)
+            row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
+            rows = shape[0]
+            if split.end < 0:  # a whole file
+                first, last = 0, rows
+            else:
+                first = min(max(-(-(split.start - data_start) // row_bytes), 0), rows)
+                last = min(max(-(-(split.end - data_start) // row_bytes), 0), rows)
+                f.seek(data_start + first * row_bytes)
+            if last <= first:
+                return
+            data = bytearray((last - first) * row_bytes)
+            view, got = memoryview(data), 0
+            while got < len(data):
+                n = f.readinto(view[got:])
+                if not n:
+                    raise RecordError(f"{split.url}: the file ends before row {first + got // row_bytes} of the "
+                                      f"{rows} its header announces; is it truncated?")
+                got += n
+            array = np.frombuffer(data, dtype=dtype).reshape((last - first, *shape[1:]))
+            yield Block(repeat(split.url), _read_only(array), lambda i, b=first: f"row {b + i} of the array")
+
+    @staticmethod
+    def _header(f, url: str) -> tuple[tuple, np.dtype, int]:
+        fmt = np.lib.format
+        try:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"format version {version} is not supported")
+        except ValueError as exc:
+            raise RecordError(f"{url} is not a readable .npy file ({exc}); pass only .npy files, e.g. 'DIR/*.npy'") from None
+        if dtype.hasobject:
+            raise RecordError(f"{url} holds Python objects (dtype {dtype}); mrengine reads only plain numeric .npy arrays")
+        if fortran and len(shape) > 1:
+            raise RecordError(f"{url} is stored in Fortran order, which cannot be cut by rows; "
+                              "save it with np.save(path, np.ascontiguousarray(array))")
+        if not shape or dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64)) == 0:
+            raise RecordError(f"{url} holds an array of shape {shape}, which has no rows of data to read")
+        return shape, dtype, f.tell()
+
+
+class NumericInput(InputFormat):
+    """csv, tsv or npy, by each file's name: `.npy` and `.tsv` files (compressed or not) read as such,
+    anything else as csv. Lets one job take numeric data in any of the three layouts."""
+
+    name = "numeric"
+    splittable = True
+    whole_blocks = True
+    cacheable = True
+
+    def read(self, split, storage_options):
+        url = split.url
+        if split.compression:
+            url = url.rsplit(".", 1)[0]
+        fmt = NpyInput() if url.endswith(".npy") else TsvInput() if url.endswith(".tsv") else CsvInput()
+        return fmt.read(split, storage_options)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
 INPUT_FORMATS: dict[str, type[InputFormat]] = {
-    cls.name: cls for cls in (TextInput, JsonLinesInput, MsgpackInput)
+    cls.name: cls for cls in (TextInput, JsonLinesInput, MsgpackInput, CsvInput, TsvInput, NpyInput, NumericInput)
 }
 
 
-def input_format(spec: str | Callable) -> InputFormat:
-    """The format a job names (a name from INPUT_FORMATS, or a reader function)."""
+def input_format(spec: str | Callable | InputFormat) -> InputFormat:
+    """The format a job names: a name from INPUT_FORMATS, an InputFormat such as `CsvInput(delimiter=";")`,
+    or a reader function."""
+    if isinstance(spec, InputFormat):
+        return spec
     if callable(spec):
         return CustomInput(spec)
     return INPUT_FORMATS[spec]()

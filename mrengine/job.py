@@ -26,7 +26,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from .errors import JobDefinitionError
-from .inputs import INPUT_FORMATS
+from .inputs import INPUT_FORMATS, InputFormat
 from .outputs import OUTPUT_FORMATS
 
 # name -> number of positional arguments the function must accept
@@ -74,6 +74,10 @@ class JobSpec:
     input_format: Any = "text"
     output_format: str = "text"
     main: Callable | None = None
+    # Set on the rounds of a `main(ctx)` job: the rounds of one run share `session` (workers keep
+    # parsed splits under it) and carry `broadcast`, the pickled value tasks see as `ctx.broadcast`.
+    session: str | None = None
+    broadcast: bytes | None = None
 
     @property
     def name(self) -> str:
@@ -198,8 +202,9 @@ def _check_misspellings(module, defined: dict, where: str) -> None:
 
 def _check_formats(spec: JobSpec, where: str) -> None:
     fmt = spec.input_format
-    if not callable(fmt) and fmt not in INPUT_FORMATS:
-        raise JobDefinitionError(f"{where}: input_format must be one of {', '.join(INPUT_FORMATS)} or a reader function, not {fmt!r}")
+    if not isinstance(fmt, InputFormat) and not callable(fmt) and fmt not in INPUT_FORMATS:
+        raise JobDefinitionError(f"{where}: input_format must be one of {', '.join(INPUT_FORMATS)}, an InputFormat "
+                                 f"such as CsvInput(delimiter=';'), or a reader function, not {fmt!r}")
     if spec.output_format not in OUTPUT_FORMATS:
         raise JobDefinitionError(f"{where}: output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {spec.output_format!r}")
 

@@ -3,6 +3,9 @@
 It lists inputs and cuts splits, hands attempts to workers on their heartbeats, notices workers that
 fell silent, commits one winning reduce output per partition and writes `_SUCCESS` last. It never
 touches record data and never runs job code: the pickled job travels to the workers unopened.
+
+A heartbeat says which attempts the worker is running; one the master launched there but the worker
+does not mention was lost on the way (a reply cut off with its connection) and runs again elsewhere.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
@@ -20,14 +24,16 @@ from . import comm, outputs, protocol
 from .errors import MrEngineError, ProtocolError, StorageError
 from .inputs import list_inputs, make_splits
 from .tasks import (
-    MAP, AttemptFailed, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed, JobFailed, JobSucceeded,
-    JobTasks, Launch, WorkerLost, WorkerReady,
+    DEFAULT_BACKUP_AFTER, MAP, AttemptFailed, AttemptState, AttemptLost, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed,
+    JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
 )
 
 log = logging.getLogger("mrengine.master")
 
 DEFAULT_WORKER_TIMEOUT = 5.0
 LONG_POLL_SECONDS = 0.25
+KEEP_FINISHED_JOBS = 100  # finished jobs the master remembers, for `mrengine status`
+LOCALITY_WAIT_SECONDS = 3.0  # how long a map waits for the worker its submission prefers
 
 
 @dataclass
@@ -37,6 +43,7 @@ class WorkerInfo:
     shuffle: str
     slots: int
     last_seen: float
+    pid: int = 0
     alive: bool = True
     running: list = field(default_factory=list)
     cancels: list = field(default_factory=list)
@@ -58,7 +65,7 @@ class Job:
 
     def counters(self) -> list:
         total: Counter = Counter()
-        for task in self.tasks.winners():
+        for task in self.tasks.counted():
             for group, name, n in task.result["counters"]:
                 total[(group, name)] += n
         return [[g, n, v] for (g, n), v in sorted(total.items())]
@@ -66,13 +73,15 @@ class Job:
 
 class Master:
     def __init__(self, host: str, port: int, secret: bytes, worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
-                 max_frame: int = protocol.DEFAULT_MAX_FRAME):
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME, backup_after: float = DEFAULT_BACKUP_AFTER):
         self.secret = secret
         self.worker_timeout = worker_timeout
+        self.backup_after = backup_after
         self.workers: dict[str, WorkerInfo] = {}
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Condition()
         self._ids = itertools.count(1)
+        self.instance = secrets.token_hex(8)  # worker ids mean something only to the master that gave them
         self._stopped = threading.Event()
         self.server = comm.Server(host, port, secret, self._serve, "master", max_frame)
 
@@ -114,29 +123,41 @@ class Master:
     def _register(self, msg: dict) -> dict:
         with self.lock:
             worker_id = f"w{next(self._ids)}"
-            self.workers[worker_id] = WorkerInfo(worker_id, str(msg["host"]), str(msg["shuffle"]), int(msg["slots"]), time.monotonic())
+            previous = self._worker_of({**msg, "worker_id": str(msg.get("previous") or "")})
+            if previous is not None:
+                log.warning("worker %s registers again as %s: its attempts and map outputs are dropped", previous.id, worker_id)
+                self._lose(previous)
+            self.workers[worker_id] = WorkerInfo(worker_id, str(msg["host"]), str(msg["shuffle"]), int(msg["slots"]),
+                                                 time.monotonic(), int(msg.get("pid") or 0))
             log.info("worker %s joined from %s (%d slots)", worker_id, msg["shuffle"], msg["slots"])
             self.lock.notify_all()
-        return {"type": "registered", "worker_id": worker_id}
+        return {"type": "registered", "worker_id": worker_id, "worker_timeout": self.worker_timeout, "master": self.instance}
 
     def _goodbye(self, msg: dict) -> dict:
         with self.lock:
-            worker = self.workers.get(msg["worker_id"])
-            if worker is not None and worker.alive:
+            worker = self._worker_of(msg)
+            if worker is not None:
                 log.info("worker %s left", worker.id)
                 self._lose(worker)
         return {"type": "ok"}
 
+    def _worker_of(self, msg: dict) -> WorkerInfo | None:
+        """The live worker sending `msg`; None for one this master does not know (or no longer trusts)."""
+        worker = self.workers.get(msg["worker_id"]) if msg.get("master") == self.instance else None
+        return worker if worker is not None and worker.alive else None
+
     def _heartbeat(self, msg: dict) -> dict:
         deadline = time.monotonic() + LONG_POLL_SECONDS
+        worker = self._worker_of(msg)
+        if worker is not None:
+            worker.last_seen = time.monotonic()  # before the lock: a busy master must not time workers out
         with self.lock:
-            worker = self.workers.get(msg["worker_id"])
-            if worker is None or not worker.alive:
+            if worker is None or not worker.alive:  # (it may have died while we waited for the lock)
                 return {"type": "reregister", "reregister": True}
-            worker.last_seen = time.monotonic()
-            worker.running = list(msg["running"])
+            worker.running = [(str(job_id), str(attempt_id)) for job_id, attempt_id in msg["running"]]
             for report in msg["finished"]:
                 self._finished(worker, report)
+            self._reconcile(worker, {(r["job_id"], r["attempt_id"]) for r in msg["finished"]})
             free = int(msg["free_slots"])
             assign = self._assign(worker, free)
             polled = False
@@ -146,21 +167,36 @@ class Master:
                 if not worker.alive:
                     return {"type": "reregister", "reregister": True}
                 assign = self._assign(worker, free)
-            worker.last_seen = time.monotonic()
             reply = {"type": "work", "assign": assign, "cancel": worker.cancels, "forget": worker.forget, "polled": polled}
+            worker.last_seen = time.monotonic()
             worker.cancels, worker.forget = [], []
             return reply
+
+    def _reconcile(self, worker: WorkerInfo, finished: set) -> None:
+        """Attempts launched on `worker` that it neither runs nor reports finished never reached it."""
+        reported = set(worker.running) | finished
+        for job in [j for j in self.jobs.values() if j.state == "running"]:
+            for attempt in job.tasks.running_on(worker.id):
+                if (job.id, attempt.id) not in reported:
+                    log.warning("job %s: attempt %s never reached %s; launching it again", job.id, attempt.id, worker.id)
+                    self._carry_out(job, job.tasks.handle(AttemptLost(attempt.id)))
 
     def _assign(self, worker: WorkerInfo, free: int) -> list:
         assigned: list = []
         live = frozenset(w.id for w in self.workers.values() if w.alive)
         for job in [j for j in self.jobs.values() if j.state == "running"]:
             while len(assigned) < free:
-                actions = job.tasks.handle(WorkerReady(worker.id, time.monotonic(), live))
+                now = time.monotonic()
+                actions = job.tasks.handle(WorkerReady(worker.id, now, live))
                 if not actions:
                     break
                 for action in actions:
-                    assigned.append(self._task_message(job, action.attempt))
+                    attempt = action.attempt
+                    if attempt.backup:
+                        first = job.tasks.task_of(attempt).running()[0]
+                        log.info("job %s: %s on %s has run %.1fs; backup attempt %s on %s", job.id, first.id,
+                                 first.worker, now - first.started, attempt.id, worker.id)
+                    assigned.append(self._task_message(job, attempt))
         return assigned
 
     def _task_message(self, job: Job, attempt) -> dict:
@@ -186,10 +222,13 @@ class Master:
         if job is None:
             return
         if report["ok"]:
-            event = AttemptSucceeded(report["attempt_id"], report["result"])
-        elif report.get("fetch_failed") is not None and report["fetch_failed"] >= 0:
-            event = FetchFailed(report["attempt_id"], report["fetch_failed"])
-            log.warning("job %s: %s", job.id, report["error"]["message"])
+            event = AttemptSucceeded(report["attempt_id"], report["result"], time.monotonic())
+        elif report.get("fetch_failed") is not None:
+            map_index, map_attempt = report["fetch_failed"]
+            event = FetchFailed(report["attempt_id"], int(map_index), str(map_attempt), report["error"])
+            log.warning("job %s: reduce attempt %s on %s could not fetch its input; the map outputs of the worker "
+                        "it fetched from will be made again: %s", job.id, report["attempt_id"], worker.id,
+                        report["error"]["message"])
         else:
             event = AttemptFailed(report["attempt_id"], report["error"])
             log.warning("job %s: attempt %s failed on %s: %s", job.id, report["attempt_id"], worker.id,
@@ -207,10 +246,11 @@ class Master:
     def _monitor(self) -> None:
         while not self._stopped.wait(min(0.25, self.worker_timeout / 4)):
             with self.lock:
-                now = time.monotonic()
-                for worker in self.workers.values():
-                    if worker.alive and now - worker.last_seen > self.worker_timeout:
-                        log.warning("worker %s missed heartbeats for %.1fs: declared dead", worker.id, now - worker.last_seen)
+                for worker in list(self.workers.values()):
+                    silent = time.monotonic() - worker.last_seen
+                    if worker.alive and silent > self.worker_timeout:
+                        log.warning("worker %s (%s) silent for %.1fs: declared dead; its running attempts and the map "
+                                    "outputs still needed will be made again", worker.id, worker.shuffle, silent)
                         self._lose(worker)
 
     # ------------------------------------------------------------ actions
@@ -219,9 +259,11 @@ class Master:
         sub = job.sub
         for action in actions:
             if isinstance(action, Cancel):
+                # The worker kills the attempt and then removes what it wrote; removing it here too
+                # covers a worker that never comes back.
                 worker = self.workers.get(action.attempt.worker)
                 if worker is not None and worker.alive:
-                    worker.cancels.append(action.attempt.id)
+                    worker.cancels.append([job.id, action.attempt.id])
                 if action.attempt.kind != MAP:
                     self._discard(job, action.attempt)
             elif isinstance(action, Discard):
@@ -237,11 +279,14 @@ class Master:
                 self._succeed(job)
             elif isinstance(action, JobFailed):
                 task = action.task
-                self._fail(job, {
-                    "message": f"{task.name}{self._where(job, task)} failed on all {task.failures} attempts; "
-                               f"the last error: {action.error['message']}",
-                    "traceback": action.error.get("traceback", ""),
-                })
+                if task.failures >= job.tasks.max_attempts:
+                    workers = sorted({a.worker for a in task.attempts if a.state is AttemptState.FAILED})
+                    what = (f"failed on all {task.failures} attempts (on worker{'s' * (len(workers) > 1)} "
+                            f"{', '.join(workers)}); the last error: {action.error['message']}")
+                else:
+                    what = action.error["message"]
+                self._fail(job, {"message": f"{task.name}{self._where(job, task)} {what}",
+                                 "traceback": action.error.get("traceback", "")})
 
     def _where(self, job: Job, task) -> str:
         return f" (split {job.splits[task.index].describe()})" if task.kind == MAP else ""
@@ -257,7 +302,7 @@ class Master:
         parts = {outputs.part_name(t.index): {k: t.result[k] for k in ("bytes", "records", "crc32")} for t in job.tasks.reduces}
         counts = job.tasks.counts()
         job.manifest = {"job": sub["job_name"], "step": sub["step"], "parts": parts, "maps": counts["maps"],
-                        "reduces": counts["reduces"], "counters": job.counters()}
+                        "reduces": counts["reduces"], "counters": job.counters(), "format": sub["output_format"]}
         try:
             outputs.commit_job(sub["output"], job.id, job.manifest, sub["storage_options"])
         except Exception as exc:
@@ -280,6 +325,9 @@ class Master:
         for worker in self.workers.values():
             if worker.alive:
                 worker.forget.append(job.id)
+        finished = [j.id for j in self.jobs.values() if j.state != "running"]
+        for job_id in finished[:-KEEP_FINISHED_JOBS]:
+            del self.jobs[job_id]
         self.lock.notify_all()
 
     # ------------------------------------------------------------ drivers
@@ -290,9 +338,13 @@ class Master:
                                    "sort_buffer_bytes", "max_attempts")}
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
+        # Optional: [url, start, end, worker] of splits that should run on that worker (its cache).
+        prefer = {(url, start, end): worker for url, start, end, worker in msg.get("prefer") or ()}
+        preferred = [prefer.get((s.url, s.start, s.end)) for s in splits]
         with self.lock:
             job_id = f"job{next(self._ids):04d}"
-            tasks = JobTasks(len(splits), sub["num_reducers"], sub["max_attempts"])
+            tasks = JobTasks(len(splits), sub["num_reducers"], sub["max_attempts"], preferred, LOCALITY_WAIT_SECONDS,
+                             self.backup_after)
             job = self.jobs[job_id] = Job(job_id, sub, splits, tasks, time.monotonic())
             log.info("job %s (%s step %d): %d map tasks, %d reduce tasks", job_id, sub["job_name"], sub["step"],
                      len(splits), sub["num_reducers"])
@@ -307,25 +359,44 @@ class Master:
             if job is None:
                 raise StorageError(f"no job {msg['job_id']!r} on this master")
             end = job.finished if job.state != "running" else time.monotonic()
+            # Where each split's map ran, for a driver whose next job reads the same splits (see `prefer`).
+            map_workers = [[s.url, s.start, s.end, t.winner.worker] for s, t in zip(job.splits, job.tasks.maps)
+                           if t.winner] if job.state == "succeeded" else []
             return {"type": "job_status", "state": job.state, "counts": job.tasks.counts(), "counters": job.counters(),
                     "elapsed": end - job.started, "error": job.error, "manifest": job.manifest,
-                    "workers": sum(w.alive for w in self.workers.values())}
+                    "workers": sum(w.alive for w in self.workers.values()), "map_workers": map_workers}
 
     def _status(self, msg: dict) -> dict:
         with self.lock:
             now = time.monotonic()
-            workers = [{"id": w.id, "host": w.host, "shuffle": w.shuffle, "slots": w.slots, "alive": w.alive,
-                        "running": w.running, "last_seen": round(now - w.last_seen, 2)} for w in self.workers.values()]
+            workers = [{"id": w.id, "host": w.host, "pid": w.pid, "shuffle": w.shuffle, "slots": w.slots, "alive": w.alive,
+                        "running": [list(r) for r in w.running], "last_seen": round(now - w.last_seen, 2)}
+                       for w in self.workers.values()]
             jobs = [{"id": j.id, "name": j.sub["job_name"], "step": j.sub["step"], "state": j.state,
-                     "counts": j.tasks.counts(), "elapsed": round((j.finished or now) - j.started, 2)} for j in self.jobs.values()]
+                     "counts": j.tasks.counts(), "elapsed": round((j.finished or now) - j.started, 2),
+                     "error": j.error and j.error["message"],
+                     "tasks": self._task_rows(j, now) if j.state == "running" or msg.get("tasks") else None}
+                    for j in self.jobs.values()]
         return {"type": "status", "workers": workers, "jobs": jobs}
 
+    @staticmethod
+    def _task_rows(job: Job, now: float) -> list:
+        def seconds(a) -> float | None:  # how long it has run, or took to succeed
+            end = now if a.state is AttemptState.RUNNING else a.finished
+            return round(end - a.started, 2) if end else None
 
-def main(host: str, port: int, secret: bytes, worker_timeout: float, ready_file: str | None) -> None:
+        return [{"kind": t.kind, "index": t.index, "state": t.state.value, "failures": t.failures,
+                 "attempts": [{"id": a.id, "worker": a.worker, "state": a.state.value, "backup": a.backup,
+                               "seconds": seconds(a)} for a in t.attempts]}
+                for t in job.tasks.maps + job.tasks.reduces]
+
+
+def main(host: str, port: int, secret: bytes, worker_timeout: float, ready_file: str | None,
+         backup_after: float = DEFAULT_BACKUP_AFTER) -> None:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s master %(levelname)s %(message)s", stream=sys.stderr)
-    master = Master(host, port, secret, worker_timeout).start()
+    master = Master(host, port, secret, worker_timeout, backup_after=backup_after).start()
     log.info("listening on %s", master.address)
     if ready_file:
         tmp = ready_file + ".tmp"

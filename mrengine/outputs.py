@@ -1,23 +1,28 @@
 """Output formats, every output file name, and the commit protocol.
 
-A reduce attempt writes `OUT/_temporary/<job>/<attempt>/part-NNNNN`. The master commits one winning
-attempt per partition by moving it to `OUT/part-NNNNN`, and when every partition is committed writes
-`OUT/_SUCCESS` last, holding a manifest of each part's bytes, records and CRC-32. A job that fails
-removes its temporary files and any part it had already committed, so no output looks complete that
-is not. Every name is built here; nothing parses them back.
+A reduce attempt writes its own file, `OUT/_temporary/<job>/<attempt>/part-NNNNN`, so attempts of
+one partition never share a name. The master commits the first attempt of each partition to
+succeed (the winner) as `OUT/part-NNNNN`: a rename on local disks, a server-side copy on object
+stores, where rename is copy + delete and not atomic, but a copied object appears whole or not at
+all. When every partition is committed the job's temporary files go (losers, failed attempts,
+the winners' originals), and `OUT/_SUCCESS` is written last, holding a manifest of each part's
+bytes, records and CRC-32; `verify` checks an output against it. A job that fails removes its
+temporary files and any part it had already committed, and never writes `_SUCCESS`, so no output
+looks complete that is not. Every name is built here; nothing parses them back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterable
 
-import fsspec
 import numpy as np
 
-from . import serde
-from .errors import StorageError, UsageError
+from . import serde, storage
+from .errors import UsageError
 
 SUCCESS = "_SUCCESS"
 TEMPORARY = "_temporary"
@@ -26,8 +31,11 @@ TEMPORARY = "_temporary"
 # ---------------------------------------------------------------- names
 
 
+PART_PREFIX = "part-"
+
+
 def part_name(partition: int) -> str:
-    return f"part-{partition:05d}"
+    return f"{PART_PREFIX}{partition:05d}"
 
 
 def join(base: str, *names: str) -> str:
@@ -63,13 +71,15 @@ def _json_default(x: Any) -> Any:
 class _Counting:
     """Wraps a binary file, counting bytes and a CRC-32 of everything written."""
 
-    def __init__(self, f: BinaryIO):
+    def __init__(self, f: BinaryIO, what: str):
         self.f = f
+        self.what = what
         self.bytes = 0
         self.crc = 0
 
     def write(self, data: bytes) -> None:
-        self.f.write(data)
+        with storage.translated(self.what):
+            self.f.write(data)
         self.bytes += len(data)
         self.crc = zlib.crc32(data, self.crc)
 
@@ -120,8 +130,13 @@ def write_pairs(path: str, fmt_name: str, pairs: Iterable[tuple], storage_option
     """Write (key, value) pairs to `path`; returns {"bytes", "records", "crc32"} for the manifest."""
     fmt = OUTPUT_FORMATS[fmt_name]()
     records = 0
-    with fsspec.open(path, "wb", auto_mkdir=True, **(storage_options or {})) as f:
-        out = _Counting(f)
+    what = f"output file {path!r}"
+    fs, fs_path = storage.filesystem(path, storage_options)
+    with storage.translated(what, fs, fs_path):
+        storage.makedirs(fs, fs._parent(fs_path))
+        f = fs.open(fs_path, "wb")
+    out = _Counting(f, what)
+    try:
         chunk: list = []
         for pair in pairs:
             chunk.append(pair)
@@ -132,6 +147,12 @@ def write_pairs(path: str, fmt_name: str, pairs: Iterable[tuple], storage_option
         if chunk:
             out.write(fmt.encode(chunk))
             records += len(chunk)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            f.close()  # what was written stays in the attempt's own file; the master discards it
+        raise
+    with storage.translated(what):
+        f.close()  # on object stores the upload completes here
     return {"bytes": out.bytes, "records": records, "crc32": out.crc}
 
 
@@ -139,70 +160,116 @@ def write_pairs(path: str, fmt_name: str, pairs: Iterable[tuple], storage_option
 
 
 def _fs(out: str, storage_options: dict | None):
-    return fsspec.core.url_to_fs(out, **(storage_options or {}))
+    return storage.filesystem(out, storage_options)
 
 
 def check_output_dir(out: str, overwrite: bool, storage_options: dict | None = None) -> None:
-    """Refuse an output directory that already holds something, unless asked to overwrite it."""
-    try:
-        fs, path = _fs(out, storage_options)
-        if not fs.exists(path):
+    """Refuse an output directory that already holds something, unless asked to overwrite it.
+
+    On object stores the "directory" is a key prefix: it exists while objects have it, so an
+    existing one is never empty. A missing bucket is an error here, before any task runs.
+    """
+    fs, path = _fs(out, storage_options)
+    what = f"output directory {out!r}"
+    with storage.translated(what, fs, path):
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            bucket = storage.missing_bucket(fs, path)
+            if bucket:
+                raise storage.bucket_error(what, bucket) from None
             return
-        if not fs.isdir(path):
+        if info.get("type") != "directory":
             raise UsageError(f"output path {out!r} is a file; give a directory that does not exist yet")
         if not fs.ls(path):
             return
         if not overwrite:
             held = "a finished result" if fs.exists(join(path, SUCCESS)) else "files"
             raise UsageError(f"output directory {out!r} already holds {held}; choose a new directory or pass --overwrite to replace it")
-        fs.rm(path, recursive=True)
-    except UsageError:
-        raise
-    except Exception as exc:
-        raise StorageError(f"output directory {out!r} cannot be checked or cleared: {exc}") from None
+        storage.remove_tree(fs, path)
 
 
 def commit_task(out: str, job_id: str, attempt_id: str, partition: int, storage_options: dict | None) -> None:
-    """Publish one winning attempt's file as the partition's part file."""
-    fs, _ = _fs(out, storage_options)
-    src = _fs(attempt_path(out, job_id, attempt_id, partition), storage_options)[1]
+    """Publish one winning attempt's file as the partition's part file.
+
+    Where a rename is atomic (local disks) the file is renamed. On object stores a rename is a copy
+    and a delete; the copy alone publishes the part (a copied object appears whole or not at all),
+    and the attempt's object goes with the rest of the job's temporary prefix in `commit_job`.
+    """
+    fs, src = _fs(attempt_path(out, job_id, attempt_id, partition), storage_options)
     dst = _fs(join(out, part_name(partition)), storage_options)[1]
-    fs.mv(src, dst)
+    if storage.has_buckets(fs):
+        fs.cp_file(src, dst)
+    else:
+        fs.mv(src, dst)
 
 
 def discard_attempt(out: str, job_id: str, attempt_id: str, storage_options: dict | None) -> None:
     """Remove what a losing or failed attempt wrote."""
-    fs, path = _fs(join(out, TEMPORARY, job_id, attempt_id), storage_options)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    fs, path = _fs(join(job_temp_dir(out, job_id), attempt_id), storage_options)
+    storage.remove_tree(fs, path)
 
 
 def commit_job(out: str, job_id: str, manifest: dict, storage_options: dict | None) -> None:
-    """Write `_SUCCESS` with the manifest, last; then remove the job's temporary directory."""
+    """Remove the job's temporary files, then write `_SUCCESS` with the manifest, last: a reader
+    that sees `_SUCCESS` sees every part and nothing else of the job's."""
     fs, path = _fs(out, storage_options)
-    fs.makedirs(path, exist_ok=True)
+    _remove_temp(fs, path, job_id)
+    storage.makedirs(fs, path)  # a job with no reducers and no input has written nothing yet
     with fs.open(join(path, SUCCESS), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")
-    _remove_temp(fs, path, job_id)
 
 
 def abort_job(out: str, job_id: str, partitions: Iterable[int], storage_options: dict | None) -> None:
     """Undo a failed job: its temporary files and the parts it had already committed."""
     fs, path = _fs(out, storage_options)
     for p in partitions:
-        part = join(path, part_name(p))
-        if fs.exists(part):
-            fs.rm(part)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(join(path, part_name(p)))
+    _remove_temp(fs, path, job_id)
+
+
+def remove_job_temp(out: str, job_id: str, storage_options: dict | None) -> None:
+    """Remove an ended job's temporary directory (and `_temporary` itself once empty)."""
+    fs, path = _fs(out, storage_options)
     _remove_temp(fs, path, job_id)
 
 
 def _remove_temp(fs, path: str, job_id: str) -> None:
-    temp = join(path, TEMPORARY)
-    if fs.exists(join(temp, job_id)):
-        fs.rm(join(temp, job_id), recursive=True)
-    if fs.exists(temp) and not fs.ls(temp):
-        fs.rmdir(temp)
+    storage.remove_tree(fs, job_temp_dir(path, job_id))
+    storage.remove_empty_dir(fs, join(path, TEMPORARY))
+
+
+def round_dir(out: str, session: str, round_number: int) -> str:
+    """Where a round of an iterative job writes the results it hands back to the driver."""
+    return join(job_temp_dir(out, session), f"round-{round_number:05d}")
+
+
+def staged_path(out: str, session: str, name: str) -> str:
+    """Where an iterative job's own file `name` waits until the job succeeds (see `publish_staged`)."""
+    return join(job_temp_dir(out, session), "files", name)
+
+
+def publish_staged(out: str, session: str, storage_options: dict | None) -> dict:
+    """Move the session's staged files into `out`; returns {name: bytes} for the manifest."""
+    fs, _ = _fs(out, storage_options)
+    staged = _fs(join(job_temp_dir(out, session), "files"), storage_options)[1].rstrip("/")
+    published = {}
+    if fs.exists(staged):
+        for path, info in sorted(fs.find(staged, detail=True).items()):
+            name = path[len(staged) + 1:]
+            target = _fs(join(out, name), storage_options)[1]
+            fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            fs.mv(path, target)
+            published[name] = int(info.get("size") or 0)
+    return published
+
+
+def remove_dir(path: str, storage_options: dict | None) -> None:
+    fs, p = _fs(path, storage_options)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
 
 
 def step_dir(out: str, step: int) -> str:
@@ -213,9 +280,98 @@ def step_dir(out: str, step: int) -> str:
 def remove_step_dirs(out: str, steps: int, storage_options: dict | None) -> None:
     fs, path = _fs(out, storage_options)
     for step in range(steps):
-        step_path = _fs(step_dir(out, step), storage_options)[1]
-        if fs.exists(step_path):
-            fs.rm(step_path, recursive=True)
-    temp = join(path, TEMPORARY)
-    if fs.exists(temp) and not fs.ls(temp):
-        fs.rmdir(temp)
+        storage.remove_tree(fs, _fs(step_dir(out, step), storage_options)[1])
+    storage.remove_empty_dir(fs, join(path, TEMPORARY))
+
+
+# ---------------------------------------------------------------- verifying a committed output
+
+_VERIFY_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass
+class Verification:
+    """What `verify` found: the manifest's totals and every way the parts differ from it."""
+
+    out: str
+    job: str = "?"
+    parts: int = 0
+    records: int = 0
+    bytes: int = 0
+    problems: list = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        if self.problems:
+            return [f"{self.out}: {len(self.problems)} problem(s) against the manifest in {SUCCESS}:",
+                    *(f"  {p}" for p in self.problems)]
+        return [f"{self.out}: {self.parts} part files, {self.records} records, {self.bytes} bytes "
+                f"match the manifest of job {self.job}"]
+
+
+def verify(out: str, storage_options: dict | None = None) -> Verification:
+    """Re-read every part file of a committed output and check it against the `_SUCCESS` manifest:
+    size, CRC-32 and record count per part, and no part files the manifest does not name."""
+    fs, path = _fs(out, storage_options)
+    report = Verification(out)
+    with storage.translated(f"output directory {out!r}", fs, path):
+        try:
+            with fs.open(join(path, SUCCESS), "rb") as f:
+                manifest = json.loads(f.read())
+        except FileNotFoundError:
+            if not fs.exists(path):
+                raise
+            report.problems.append(f"there is no {SUCCESS}: the job did not finish, or this is not an mrengine output")
+            return report
+        except ValueError as exc:
+            report.problems.append(f"{SUCCESS} does not hold a manifest: {exc}")
+            return report
+        expected = manifest.get("parts", {})
+        report.job = manifest.get("job", "?")
+        fmt = manifest.get("format", "text")
+        present = set(fs.ls(path, detail=False))
+        named = {join(path, name) for name in expected}
+        for extra in sorted(p for p in present - named if p.startswith(join(path, PART_PREFIX))):
+            report.problems.append(f"{extra[len(path) + 1:]} is not in the manifest")
+        for name, want in sorted(expected.items()):
+            report.parts += 1
+            report.records += want["records"]
+            report.bytes += want["bytes"]
+            if join(path, name) not in present:
+                report.problems.append(f"{name} is missing")
+                continue
+            got = _measure(fs, join(path, name), fmt)
+            differs = [f"{key} {got[key]} (manifest: {want[key]})" for key in ("bytes", "crc32", "records")
+                       if got[key] != want[key]]
+            if "error" in got:
+                differs.append(got["error"])
+            if differs:
+                report.problems.append(f"{name} differs: {', '.join(differs)}")
+    return report
+
+
+def _measure(fs, path: str, fmt: str) -> dict:
+    """Bytes, CRC-32 and records of one part file, read once from start to end.
+
+    Text and JSON lines hold a record per line (a text value holding a newline counts twice);
+    msgpack holds a stream of [key, value] arrays.
+    """
+    found = {"bytes": 0, "crc32": 0, "records": 0}
+    unpacker = serde.unpacker() if fmt == MsgpackOutput.name else None
+    decoded = 0  # msgpack: where the last whole record ends
+    with fs.open(path, "rb", block_size=_VERIFY_CHUNK) as f:
+        while chunk := f.read(_VERIFY_CHUNK):
+            found["bytes"] += len(chunk)
+            found["crc32"] = zlib.crc32(chunk, found["crc32"])
+            if unpacker is None:
+                found["records"] += chunk.count(b"\n")
+            elif "error" not in found:
+                unpacker.feed(chunk)
+                try:
+                    for _ in unpacker:
+                        found["records"] += 1
+                        decoded = unpacker.tell()
+                except Exception as exc:  # corrupt bytes can fail anywhere in decoding
+                    found["error"] = f"does not decode as msgpack at byte {decoded}: {type(exc).__name__}: {exc}"
+    if unpacker is not None and "error" not in found and decoded != found["bytes"]:
+        found["error"] = f"ends inside a record (the last {found['bytes'] - decoded} bytes)"
+    return found

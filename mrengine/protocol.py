@@ -13,7 +13,7 @@ from typing import Any
 from . import serde
 from .errors import ProtocolError
 
-VERSION = 1
+VERSION = 2  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
 HEADER = struct.Struct("!I")
 DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 

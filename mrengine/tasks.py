@@ -7,16 +7,24 @@ anything else is a bug and raises.
 
 Rules, after Hadoop and the MapReduce paper: maps run first; reduces start when every map has
 succeeded. A failed attempt is retried, preferably on another worker, until a task has failed
-`max_attempts` times; then the job fails. Attempts lost with their worker, cancelled, or unable to
-fetch their input are not the task's fault and do not count. A lost worker's finished map outputs are
-re-made while any reduce still needs them. Counters come from the one attempt that won each task.
+`max_attempts` times; then the job fails. Attempts lost with their worker or on the way to it,
+cancelled, or unable to fetch their input are not the task's fault and do not count. A lost worker's finished map outputs are
+re-made while any reduce still needs them; so are those of a worker a reducer could not fetch from,
+and that reduce waits, pending, until every map has succeeded again. Near the end of a phase (no task
+of it left pending) a task running much longer than its finished peers gets one backup attempt on
+another worker; the first attempt to finish wins and the other is cancelled. Counters come from the
+one attempt that won each task.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+BACKUP_FACTOR = 2.0  # a task is a straggler once it has run this many times its peers' median ...
+DEFAULT_BACKUP_AFTER = 10.0  # ... and at least this many seconds
 
 
 class TaskState(str, Enum):
@@ -51,6 +59,8 @@ class Attempt:
     worker: str
     state: AttemptState = AttemptState.RUNNING
     started: float = 0.0
+    finished: float = 0.0
+    backup: bool = False  # launched while another attempt of its task was running
 
 
 @dataclass
@@ -61,9 +71,10 @@ class Task:
     attempts: list[Attempt] = field(default_factory=list)
     failures: int = 0
     failed_on: set = field(default_factory=set)
-    winner: Attempt | None = None
-    result: dict | None = None  # the winner's result: map output place, or reduce output stats
+    winner: Attempt | None = None  # the attempt whose output is in use
+    result: dict | None = None  # the last winner's result: map output place, or reduce output stats; and counters
     last_error: dict | None = None
+    fetch_failures: int = 0  # reduce attempts lost because a map output could not be fetched
 
     @property
     def name(self) -> str:
@@ -94,6 +105,7 @@ class WorkerReady:
 class AttemptSucceeded:
     attempt_id: str
     result: dict
+    now: float = 0.0
 
 
 @dataclass
@@ -104,13 +116,24 @@ class AttemptFailed:
 
 @dataclass
 class FetchFailed:
+    """A reduce attempt could not fetch map task `map_index`'s output, made by attempt `map_attempt`."""
+
     attempt_id: str
     map_index: int
+    map_attempt: str
+    error: dict = field(default_factory=dict)
 
 
 @dataclass
 class WorkerLost:
     worker: str
+
+
+@dataclass
+class AttemptLost:
+    """The attempt's worker does not have it: the message launching it never arrived."""
+
+    attempt_id: str
 
 
 # ---------------------------------------------------------------- actions
@@ -148,12 +171,22 @@ class JobFailed:
 
 
 class JobTasks:
-    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4):
+    """`preferred[i]`: the worker map task i should run on if it can (it may hold the split's records in
+    memory); another worker takes it only when that one is gone or `locality_wait` seconds have passed
+    since the first worker asked for work. `backup_after`: seconds a task must have run before it may
+    get a backup attempt (0: never)."""
+
+    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4, preferred: list | None = None,
+                 locality_wait: float = 0.0, backup_after: float = DEFAULT_BACKUP_AFTER):
         self.maps = [Task(MAP, i) for i in range(num_maps)]
         self.reduces = [Task(REDUCE, i) for i in range(num_reduces)]
         self.max_attempts = max_attempts
+        self.backup_after = backup_after
         self.attempts: dict[str, Attempt] = {}
         self.done = False
+        self.preferred = list(preferred) if preferred else [None] * num_maps
+        self.locality_wait = locality_wait
+        self.first_ready: float | None = None
 
     # ------------------------------------------------------------ queries
 
@@ -175,40 +208,81 @@ class JobTasks:
             "attempts": len(self.attempts),
         }
 
-    def winners(self) -> list[Task]:
-        return [t for t in self.maps + self.reduces if t.state is TaskState.SUCCEEDED]
+    def counted(self) -> list[Task]:
+        """Tasks whose counters count: each has succeeded, though a map's output may since be re-made."""
+        return [t for t in self.maps + self.reduces if t.result is not None]
+
+    def running_on(self, worker: str) -> list[Attempt]:
+        return [a for a in self.attempts.values() if a.worker == worker and a.state is AttemptState.RUNNING]
 
     # ------------------------------------------------------------ the one entry point
 
     def handle(self, event: Any) -> list:
         if self.done:
-            if isinstance(event, (AttemptSucceeded, AttemptFailed, FetchFailed)):
-                attempt = self.attempts.get(event.attempt_id)
-                if attempt and attempt.state is AttemptState.RUNNING:
-                    attempt.state = AttemptState.KILLED
-                    return [Discard(attempt)] if attempt.kind == REDUCE else []
-            return []
+            attempt = self.attempts.get(getattr(event, "attempt_id", None))
+            if attempt is None or isinstance(event, AttemptLost):
+                return []
+            if attempt.state is AttemptState.RUNNING:
+                attempt.state = AttemptState.KILLED
+            return self._late_news(attempt)
         handler = {
             WorkerReady: self._worker_ready,
             AttemptSucceeded: self._succeeded,
             AttemptFailed: self._failed,
             FetchFailed: self._fetch_failed,
             WorkerLost: self._worker_lost,
+            AttemptLost: self._attempt_lost,
         }[type(event)]
         return handler(event)
 
     def _worker_ready(self, ev: WorkerReady) -> list:
+        if self.first_ready is None:
+            self.first_ready = ev.now
         phase = self.maps if not self.maps_done() else self.reduces
         pending = [t for t in phase if t.state is TaskState.PENDING]
-        choice = next((t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on), None)
+        allowed = [t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on]
+        choice = self._local_choice(allowed, ev) if phase is self.maps else next(iter(allowed), None)
+        backup = False
+        if choice is None and not pending:
+            choice, backup = self._straggler(phase, ev), True
         if choice is None:
             return []
         kind = "m" if choice.kind == MAP else "r"
-        attempt = Attempt(f"{kind}{choice.index:05d}.{len(choice.attempts)}", choice.kind, choice.index, ev.worker, started=ev.now)
+        attempt = Attempt(f"{kind}{choice.index:05d}.{len(choice.attempts)}", choice.kind, choice.index, ev.worker,
+                          started=ev.now, backup=backup)
         choice.attempts.append(attempt)
         self.attempts[attempt.id] = attempt
         choice.move(TaskState.RUNNING)
         return [Launch(attempt)]
+
+    def _straggler(self, phase: list[Task], ev: WorkerReady) -> Task | None:
+        """The task of this phase most in need of a backup attempt on `ev.worker`, if any."""
+        if self.backup_after <= 0:
+            return None
+        took = [t.winner.finished - t.winner.started for t in phase if t.state is TaskState.SUCCEEDED]
+        if not took:
+            return None  # nothing to compare with yet
+        limit = max(self.backup_after, BACKUP_FACTOR * statistics.median(took))
+        slow: list[tuple[float, Task]] = []
+        for task in phase:
+            running = task.running()
+            if len(running) != 1 or running[0].worker == ev.worker or ev.worker in task.failed_on:
+                continue  # already backed up, or this worker would be no better
+            if ev.now - running[0].started > limit:
+                slow.append((ev.now - running[0].started, task))
+        return max(slow, key=lambda pair: pair[0])[1] if slow else None
+
+    def _local_choice(self, allowed: list[Task], ev: WorkerReady) -> Task | None:
+        """A map that prefers this worker; else one that prefers no live worker; else, after the wait, any."""
+        waited = ev.now - self.first_ready >= self.locality_wait
+        fallback = None
+        for task in allowed:
+            want = self.preferred[task.index]
+            if want == ev.worker:
+                return task
+            if fallback is None and (want is None or want not in ev.live or waited):
+                fallback = task
+        return fallback
 
     def _live_attempt(self, attempt_id: str) -> Attempt | None:
         attempt = self.attempts.get(attempt_id)
@@ -216,24 +290,28 @@ class JobTasks:
             return None  # late news of an attempt already cancelled or lost
         return attempt
 
+    def _late_news(self, attempt: Attempt | None) -> list:
+        """A cancelled or lost attempt reports after all: whatever output it wrote must go."""
+        if attempt is None or attempt.kind != REDUCE or attempt.state is AttemptState.SUCCEEDED:
+            return []
+        return [Discard(attempt)]
+
     def _succeeded(self, ev: AttemptSucceeded) -> list:
         attempt = self._live_attempt(ev.attempt_id)
         if attempt is None:
-            return []
+            return self._late_news(self.attempts.get(ev.attempt_id))
         task = self.task_of(attempt)
-        if task.state is not TaskState.RUNNING:
-            attempt.state = AttemptState.KILLED  # another attempt already won
-            return [Discard(attempt)] if attempt.kind == REDUCE else []
         attempt.state = AttemptState.SUCCEEDED
+        attempt.finished = ev.now
         task.winner, task.result = attempt, ev.result
         task.move(TaskState.SUCCEEDED)
         actions: list = []
-        for other in task.running():  # backups that lost the race
-            other.state = AttemptState.KILLED
-            actions.append(Cancel(other))
+        actions = self._cancel(task.running())  # backups that lost the race
         if attempt.kind == REDUCE:
             actions.append(Commit(attempt))
             if all(t.state is TaskState.SUCCEEDED for t in self.reduces):
+                # Maps still re-making a lost output are needed no more.
+                actions += self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
                 self.done = True
                 actions.append(JobSucceeded())
         elif self.maps_done() and not self.reduces:
@@ -241,10 +319,16 @@ class JobTasks:
             actions.append(JobSucceeded())
         return actions
 
+    @staticmethod
+    def _cancel(attempts: list[Attempt]) -> list:
+        for a in attempts:
+            a.state = AttemptState.KILLED
+        return [Cancel(a) for a in attempts]
+
     def _failed(self, ev: AttemptFailed) -> list:
         attempt = self._live_attempt(ev.attempt_id)
         if attempt is None:
-            return []
+            return self._late_news(self.attempts.get(ev.attempt_id))
         attempt.state = AttemptState.FAILED
         task = self.task_of(attempt)
         task.failures += 1
@@ -260,41 +344,49 @@ class JobTasks:
 
     def _fail_job(self, task: Task, error: dict) -> list:
         self.done = True
-        actions: list = []
-        for a in self.attempts.values():
-            if a.state is AttemptState.RUNNING:
-                a.state = AttemptState.KILLED
-                actions.append(Cancel(a))
-        return actions + [JobFailed(task, error)]
+        return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING]) + [JobFailed(task, error)]
 
     def _fetch_failed(self, ev: FetchFailed) -> list:
         attempt = self._live_attempt(ev.attempt_id)
         if attempt is None:
             return []
+        actions = self._lose_attempt(attempt)
+        task = self.task_of(attempt)
+        task.fetch_failures += 1
+        source = self.maps[ev.map_index]
+        if source.state is TaskState.SUCCEEDED and source.winner.id == ev.map_attempt:
+            # Its worker could not serve it: take all that worker's outputs for lost, as its death would.
+            self._remake_outputs_of(source.winner.worker)
+        if task.fetch_failures >= 2 * self.max_attempts:
+            task.move(TaskState.FAILED)
+            error = {"message": f"could not fetch its input {task.fetch_failures} times; the last time: "
+                                f"{ev.error.get('message', '?')}", "traceback": ""}
+            return actions + self._fail_job(task, error)
+        return actions
+
+    def _lose_attempt(self, attempt: Attempt) -> list:
+        """The attempt is gone through no fault of its task: kill it and let the task run again."""
         attempt.state = AttemptState.KILLED
-        actions: list = [Discard(attempt)]
         task = self.task_of(attempt)
         if task.state is TaskState.RUNNING and not task.running():
             task.move(TaskState.PENDING)
-        lost = self.maps[ev.map_index]
-        if lost.state is TaskState.SUCCEEDED:
-            lost.move(TaskState.PENDING)  # its output is gone or corrupt: make it again
-            lost.winner = lost.result = None
-        return actions
+        return [Discard(attempt)] if attempt.kind == REDUCE else []
+
+    def _remake_outputs_of(self, worker: str) -> None:
+        if all(t.state is TaskState.SUCCEEDED for t in self.reduces):
+            return  # no reduce needs them any more
+        for task in self.maps:
+            if task.state is TaskState.SUCCEEDED and task.winner.worker == worker:
+                task.move(TaskState.PENDING)
+                task.winner = None  # its result stays, for its counters, until a new winner replaces it
 
     def _worker_lost(self, ev: WorkerLost) -> list:
         actions: list = []
-        for a in self.attempts.values():
-            if a.worker == ev.worker and a.state is AttemptState.RUNNING:
-                a.state = AttemptState.KILLED
-                if a.kind == REDUCE:
-                    actions.append(Discard(a))
-                task = self.task_of(a)
-                if task.state is TaskState.RUNNING and not task.running():
-                    task.move(TaskState.PENDING)
-        reduces_pending = any(t.state is not TaskState.SUCCEEDED for t in self.reduces)
-        for task in self.maps:
-            if task.state is TaskState.SUCCEEDED and task.winner.worker == ev.worker and reduces_pending:
-                task.move(TaskState.PENDING)
-                task.winner = task.result = None
+        for attempt in self.running_on(ev.worker):
+            actions += self._lose_attempt(attempt)
+        self._remake_outputs_of(ev.worker)
         return actions
+
+    def _attempt_lost(self, ev: AttemptLost) -> list:
+        attempt = self._live_attempt(ev.attempt_id)
+        return self._lose_attempt(attempt) if attempt is not None else []

@@ -5,6 +5,11 @@ attempts up and new assignments, cancellations and clean-ups down) and a shuffle
 reducers' fetches. Attempts run in long-lived slot processes, one attempt at a time each, so user
 code gets its own core and a cancelled or stuck attempt is ended by killing its process.
 
+An attempt is ended (cancelled, or lost with this worker's registration) by killing its process; only
+then is the reduce output it may have been writing removed, so nothing it wrote can outlive it. A
+worker cut off from the master for longer than the master's worker timeout knows it has been declared
+dead: it ends its attempts, drops its map outputs and registers anew once the master is back.
+
 Shutdown is two-stage: the first SIGTERM/SIGINT stops taking work and lets running attempts finish;
 the second kills them. Slot processes ignore SIGINT (a Ctrl-C reaches the whole process group) and
 die with their worker (PR_SET_PDEATHSIG), so no process outlives a killed worker.
@@ -24,11 +29,10 @@ import threading
 import time
 import uuid
 
-import cloudpickle
-
-from . import comm
+from . import comm, outputs
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .procutil import die_with_parent
+from .cache import IDLE_SECONDS, SlotCache
 from .executor import error_report, run_map, run_reduce
 from .job import prime_linecache
 from .tasks import MAP
@@ -36,7 +40,9 @@ from .tasks import MAP
 log = logging.getLogger("mrengine.worker")
 
 HEARTBEAT_SECONDS = 0.5
-MASTER_RETRY_SECONDS = 10.0
+MASTER_RETRY_SECONDS = 30.0  # to reach the master at start; once registered a worker retries for ever
+RECONNECT_SECONDS = 0.5
+MAX_REMEMBERED_SPLITS = 100_000
 
 
 # ---------------------------------------------------------------- slot processes
@@ -46,30 +52,31 @@ def slot_main(conn, secret: bytes, work_dir: str) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    jobs: dict = {}
+    cache = SlotCache(on_load=prime_linecache)
     while True:
         try:
+            if not conn.poll(IDLE_SECONDS):
+                cache.drop_splits()  # nothing to do for a while: give the memory back
+                continue
             task = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(_run_attempt(task, jobs, secret, work_dir))
+        conn.send(_run_attempt(task, cache, secret, work_dir))
 
 
-def _run_attempt(task: dict, jobs: dict, secret: bytes, work_dir: str) -> dict:
+def _run_attempt(task: dict, cache: SlotCache, secret: bytes, work_dir: str) -> dict:
     reply = {"attempt_id": task["attempt_id"], "job_id": task["job_id"]}
     try:
-        job = jobs.get(task["job_id"])
-        if job is None:
-            job = jobs[task["job_id"]] = cloudpickle.loads(task["job_bytes"])
-            prime_linecache(job)
+        job = cache.job(task["job_id"], task["job_bytes"])
         step = job.steps[task["step"]]
         if task["kind"] == MAP:
-            result = run_map(job, step, task, work_dir)
+            result = run_map(job, step, task, work_dir, cache)
         else:
-            result = run_reduce(job, step, task, work_dir, secret)
+            result = run_reduce(job, step, task, work_dir, secret, cache)
         return {**reply, "ok": True, "result": result}
     except FetchFailedError as exc:
-        return {**reply, "ok": False, "fetch_failed": exc.map_index, "error": {"message": str(exc), "traceback": ""}}
+        source = next(s[2] for s in task["sources"] if s[0] == exc.map_index)
+        return {**reply, "ok": False, "fetch_failed": [exc.map_index, source], "error": {"message": str(exc), "traceback": ""}}
     except Exception as exc:
         return {**reply, "ok": False, "error": error_report(exc)}
 
@@ -129,7 +136,12 @@ class Worker:
         self.outputs: dict[tuple[str, str], tuple[str, list]] = {}
         self.outputs_lock = threading.Lock()
         self.stop_requests = 0
-        self.worker_id = ""
+        self.worker_id = ""  # empty until registered, and again once the master declared this worker dead
+        self.previous = ""  # the registration before, if any
+        self.master_instance = ""  # which master gave it
+        self.worker_timeout = 0.0  # the master's, learnt on registering
+        self.finished: list[tuple[dict, dict]] = []  # (task, report) not yet delivered to the master
+        self.split_slots: dict[tuple, Slot] = {}  # (url, start, end) -> the slot that last ran it
 
     # ------------------------------------------------------------ serving map outputs
 
@@ -163,30 +175,72 @@ class Worker:
         shutil.rmtree(target, ignore_errors=True)
         os.makedirs(self.work_dir, exist_ok=True)
 
+    # ------------------------------------------------------------ ending attempts
+
+    def _kill(self, slot: Slot) -> None:
+        """End the slot's attempt; then remove what a reduce attempt wrote, now that nothing writes it."""
+        task = slot.task
+        slot.restart()
+        if task["kind"] != MAP:
+            self._discard(task)
+
+    def _discard(self, task: dict) -> None:
+        try:
+            outputs.discard_attempt(task["output"], task["job_id"], task["attempt_id"], task["storage_options"])
+        except Exception as exc:
+            log.warning("could not remove the output of attempt %s: %s", task["attempt_id"], exc)
+
+    def _drop_all(self) -> None:
+        """This registration is over (declared dead): end its attempts, drop its outputs, register anew."""
+        for slot in self.slots:
+            if slot.task is not None:
+                self._kill(slot)
+        for task, _ in self.finished:
+            if task["kind"] != MAP:
+                self._discard(task)
+        self.finished = []
+        self._forget()
+        self.previous, self.worker_id = self.worker_id or self.previous, ""
+
     # ------------------------------------------------------------ talking to the master
 
-    def _connect(self) -> comm.Connection:
-        deadline = time.monotonic() + MASTER_RETRY_SECONDS
-        while True:
-            try:
-                conn = comm.connect(self.master, self.secret)
-                break
-            except ClusterError:
-                if time.monotonic() > deadline or self.stop_requests:
-                    raise
-                time.sleep(0.2)
-        host = conn.sock.getsockname()[0]  # the address the master sees us at
-        reply = conn.request({"type": "register", "host": socket.gethostname(), "slots": self.num_slots,
-                              "shuffle": f"{host}:{self.shuffle.port}", "pid": os.getpid()})
-        self.worker_id = reply["worker_id"]
-        log.info("registered with %s as %s", self.master, self.worker_id)
+    def _open(self) -> comm.Connection:
+        """Connect to the master, registering first if this worker has no registration."""
+        conn = comm.connect(self.master, self.secret, timeout=max(self.worker_timeout, 1.0) if self.worker_timeout else 10.0)
+        try:
+            if not self.worker_id:
+                host = self.bind_host
+                if host in ("0.0.0.0", "::"):
+                    host = conn.sock.getsockname()[0]  # the address the master sees us at
+                reply = conn.request({"type": "register", "host": socket.gethostname(), "slots": self.num_slots,
+                                      "shuffle": f"{host}:{self.shuffle.port}", "pid": os.getpid(),
+                                      "previous": self.previous, "master": self.master_instance})
+                self.worker_id, self.worker_timeout = reply["worker_id"], float(reply["worker_timeout"])
+                self.master_instance = reply["master"]
+                conn.settimeout(max(self.worker_timeout, 1.0))
+                log.info("registered with %s as %s", self.master, self.worker_id)
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    def _first_connection(self) -> comm.Connection | None:
+        deadline = time.monotonic() + MASTER_RETRY_SECONDS
+        while not self.stop_requests:
+            try:
+                return self._open()
+            except (ClusterError, comm.ConnectionClosed) as exc:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"cannot reach the master at {self.master} within {MASTER_RETRY_SECONDS:.0f}s: {exc}") from None
+                time.sleep(0.2)
+        return None
 
     def _request_stop(self, signum, frame) -> None:
         self.stop_requests += 1
         if self.stop_requests > 1:
             for slot in self.slots:
                 slot.stop()
+            shutil.rmtree(self.work_dir, ignore_errors=True)
             os._exit(1)
 
     def run(self) -> None:
@@ -204,39 +258,56 @@ class Worker:
             for slot in self.slots:
                 slot.stop()
             shutil.rmtree(self.work_dir, ignore_errors=True)
+        log.info("stopped")
 
     def _loop(self) -> None:
-        conn = self._connect()
-        finished: list[dict] = []
+        conn = self._first_connection()
+        if conn is None:
+            return  # stopped before it ever registered
+        heard = time.monotonic()  # when the master last answered
+        announced = False
         while True:
             busy = [s for s in self.slots if s.task is not None]
-            if self.stop_requests and not busy and not finished:
+            if self.stop_requests and not announced:
+                log.info("stopping: taking no new work, finishing %d running attempt(s); signal again to kill them", len(busy))
+                announced = True
+            if self.stop_requests and not busy and not self.finished and conn is not None:
                 try:
-                    conn.request({"type": "goodbye", "worker_id": self.worker_id})
+                    conn.request({"type": "goodbye", "worker_id": self.worker_id, "master": self.master_instance})
                 except MrEngineError:
                     pass
                 conn.close()
                 return
             free = 0 if self.stop_requests else len(self.slots) - len(busy)
-            msg = {"type": "heartbeat", "worker_id": self.worker_id, "free_slots": free,
-                   "running": [s.task["attempt_id"] for s in busy], "finished": finished}
             try:
+                if conn is None:
+                    conn = self._open()
+                msg = {"type": "heartbeat", "worker_id": self.worker_id, "master": self.master_instance, "free_slots": free,
+                       "running": [[s.task["job_id"], s.task["attempt_id"]] for s in busy],
+                       "finished": [report for _, report in self.finished]}
                 reply = conn.request(msg)
-            except (ProtocolError, ClusterError) as exc:
+            except (ClusterError, ProtocolError) as exc:
+                # Keep the finished reports: they were not delivered.
                 if self.stop_requests:
                     return
-                log.warning("lost the master (%s); reconnecting", exc)
-                conn.close()
-                conn = self._connect()
-                continue  # keep `finished`: it was not delivered
-            finished = []
+                if conn is not None:
+                    log.warning("lost the master (%s); reconnecting", exc)
+                    conn.close()
+                    conn = None
+                if self.worker_id and time.monotonic() - heard > 2 * self.worker_timeout:
+                    log.warning("cut off from the master for %.1fs, so declared dead there: ending this worker's "
+                                "attempts and dropping its map outputs", time.monotonic() - heard)
+                    self._drop_all()
+                time.sleep(RECONNECT_SECONDS)
+                continue
+            heard = time.monotonic()
+            self.finished = []
             if reply.get("reregister"):
-                log.warning("the master declared this worker dead; dropping its outputs and registering anew")
-                for slot in busy:
-                    slot.restart()
-                self._forget()
+                log.warning("the master does not know this worker (it declared it dead, or restarted): dropping its "
+                            "attempts and outputs and registering anew")
+                self._drop_all()
                 conn.close()
-                conn = self._connect()
+                conn = None
                 continue
             self._apply(reply)
             busy = [s for s in self.slots if s.task is not None]
@@ -244,29 +315,57 @@ class Worker:
                 ready = multiprocessing.connection.wait([s.conn for s in busy], timeout=HEARTBEAT_SECONDS)
                 for slot in busy:
                     if slot.conn in ready:
-                        finished.append(self._collect(slot))
+                        self.finished.append(self._collect(slot))
             elif not busy and not reply.get("assign"):
-                time.sleep(0.01 if reply.get("polled") else HEARTBEAT_SECONDS)
+                # Right after reporting, ask again at once (that request long-polls): the next job may be waiting.
+                time.sleep(0.01 if reply.get("polled") or msg["finished"] else HEARTBEAT_SECONDS)
 
     def _apply(self, reply: dict) -> None:
-        for attempt_id in reply.get("cancel", ()):
+        ended = set(reply.get("forget", ()))
+        for job_id, attempt_id in reply.get("cancel", ()):
             for slot in self.slots:
-                if slot.task is not None and slot.task["attempt_id"] == attempt_id:
-                    slot.restart()
-        for job_id in reply.get("forget", ()):
+                task = slot.task
+                if task is not None and (task["job_id"], task["attempt_id"]) == (job_id, attempt_id):
+                    self._kill(slot)
+                    if job_id in ended and task["kind"] != MAP:
+                        self._remove_job_temp(task)
+        for job_id in ended:
             self._forget(job_id)
-        free = iter([s for s in self.slots if s.task is None])
+        free = [s for s in self.slots if s.task is None]
         for task in reply.get("assign", ()):
-            next(free).run(task)
+            slot = self._slot_for(task, free)
+            free.remove(slot)
+            slot.run(task)
 
-    def _collect(self, slot: Slot) -> dict:
+    def _slot_for(self, task: dict, free: list) -> Slot:
+        # A map of a split this worker ran before goes to the same slot when it is free: that
+        # process may still hold the split's parsed records (iterative jobs cache them).
+        if task["kind"] != MAP:
+            return free[0]
+        key = tuple(task["split"][1:4])
+        slot = self.split_slots.get(key)
+        if slot not in free:
+            slot = free[0]
+            if len(self.split_slots) >= MAX_REMEMBERED_SPLITS:
+                self.split_slots.clear()
+            self.split_slots[key] = slot
+        return slot
+
+    def _remove_job_temp(self, task: dict) -> None:
+        # The job is over, yet its cancelled attempt may have made the job's temporary directory again.
+        try:
+            outputs.remove_job_temp(task["output"], task["job_id"], task["storage_options"])
+        except Exception as exc:
+            log.warning("could not remove the temporary files of job %s: %s", task["job_id"], exc)
+
+    def _collect(self, slot: Slot) -> tuple[dict, dict]:
         task = slot.task
         reply = slot.result()
         if reply["ok"] and task["kind"] == MAP:
             result = reply["result"]
             with self.outputs_lock:
                 self.outputs[(task["job_id"], task["attempt_id"])] = (result.pop("path"), result["segments"])
-        return reply
+        return task, reply
 
 
 def main(master: str, secret: bytes, slots: int, work_dir: str | None, bind_host: str) -> None:

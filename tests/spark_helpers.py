@@ -1,29 +1,16 @@
-"""Running mrengine's CLI and comparing output directories, for the Spark runner's tests."""
+"""Comparing the Spark runner's output directories with the native runner's."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JOBS = os.path.join(ROOT, "tests", "jobs")
-TEXT = os.path.join(ROOT, "sample_data", "text")
+from conftest import SAMPLE_TEXT, run_cli
+
 RUN_TIMEOUT = 300.0  # one CLI run, Spark's start-up included, on 2 busy cores
 
 
-def python(*args: str, env: dict | None = None, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    """`python ARGS` from the repository root; stdout and stderr captured as text."""
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, env=env, timeout=timeout)
-
-
-def mrengine(*args: str, env: dict | None = None, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    return python("-m", "mrengine", *args, env=env, timeout=timeout)
-
-
-def run_native(job: str, out: str, *args: str, inputs: str = TEXT) -> subprocess.CompletedProcess:
-    result = mrengine("run", job, inputs, "-o", str(out), "--workers", "2", *args)
+def run_native(job: str, out, *args: str, inputs: str = SAMPLE_TEXT):
+    result = run_cli("run", job, inputs, "-o", out, "--workers", "2", *args, timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr
     return result
 

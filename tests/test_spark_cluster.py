@@ -13,9 +13,10 @@ import time
 import pytest
 
 from spark_cluster import StandaloneCluster, loopback_env
-from spark_helpers import JOBS, ROOT, RUN_TIMEOUT, TEXT, files_of, mrengine, run_native
+from conftest import JOBS, REPO, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
+from spark_helpers import RUN_TIMEOUT, files_of, run_native
 
-WORDCOUNT = os.path.join(ROOT, "jobs", "wordcount.py")
+WORDCOUNT = os.path.join(JOBS, "wordcount.py")
 STALL_SECONDS = 240  # longer than the test may take: only a speculative copy lets the job end in time
 MARKS_TIMEOUT = 240.0  # seconds for the slow job's maps to get going on both executors
 
@@ -43,8 +44,8 @@ def spark_args(cluster) -> list[str]:
 
 
 def test_wordcount_on_a_standalone_cluster(cluster, native_wordcount, tmp_path):
-    result = mrengine("run", WORDCOUNT, TEXT, "-o", str(tmp_path / "wc"), "--split-size", "1m", *spark_args(cluster),
-                      env=loopback_env())
+    result = run_cli("run", WORDCOUNT, TEXT, "-o", tmp_path / "wc", "--split-size", "1m", *spark_args(cluster),
+                     env=loopback_env(), timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert parts_of(tmp_path / "wc") == parts_of(native_wordcount)
 
@@ -54,9 +55,9 @@ def test_a_speculative_copy_overtakes_a_straggler_and_leaves_no_strays(cluster, 
     marks.mkdir()
     speculation = ["spark.speculation=true", "spark.speculation.interval=100ms", "spark.speculation.quantile=0.5",
                    "spark.speculation.multiplier=1.5", "spark.speculation.minTaskRuntime=500ms"]
-    result = mrengine("run", os.path.join(JOBS, "straggler.py"), TEXT, "-o", str(tmp_path / "wc"),
-                      "-p", f"marks={marks}", "-p", f"stall_seconds={STALL_SECONDS}", *spark_args(cluster),
-                      *[arg for conf in speculation for arg in ("--spark-conf", conf)], env=loopback_env())
+    result = run_cli("run", os.path.join(TEST_JOBS, "straggler.py"), TEXT, "-o", tmp_path / "wc",
+                     "-p", f"marks={marks}", "-p", f"stall_seconds={STALL_SECONDS}", *spark_args(cluster),
+                     *[arg for conf in speculation for arg in ("--spark-conf", conf)], env=loopback_env(), timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr
     # Two reduce tasks got past "s", and a third attempt did: the copy of the stalled one, which won.
     assert len([m for m in os.listdir(marks) if m.startswith("reached-")]) == 3
@@ -67,10 +68,10 @@ def test_a_speculative_copy_overtakes_a_straggler_and_leaves_no_strays(cluster, 
 def test_killing_a_worker_mid_job_still_gives_the_exact_output(cluster, native_wordcount, tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    cmd = [sys.executable, "-m", "mrengine", "run", os.path.join(JOBS, "slow_wordcount.py"), TEXT, "-o", str(tmp_path / "wc"),
+    cmd = [sys.executable, "-m", "mrengine", "run", os.path.join(TEST_JOBS, "slow_wordcount.py"), TEXT, "-o", str(tmp_path / "wc"),
            "--split-size", "256k", "-p", f"marks={marks}", "-p", "map_seconds=1", *spark_args(cluster)]
     with open(tmp_path / "stderr", "w") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+        proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                 env=loopback_env())
     try:
         # Wait until map tasks have started in two Python workers (both executors), then kill worker 1 and

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 
-from spark_helpers import JOBS, ROOT, TEXT, mrengine, python
+from conftest import JOBS, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
+from spark_helpers import RUN_TIMEOUT
 
-WORDCOUNT = os.path.join(ROOT, "jobs", "wordcount.py")
+WORDCOUNT = os.path.join(JOBS, "wordcount.py")
 CLUSTER_ERROR = 7  # errors.ClusterError.exit_code
 TASK_FAILED = 5  # errors.TaskFailedError.exit_code
 
@@ -20,14 +22,15 @@ def assert_one_paragraph(stderr: str) -> str:
     return lines[0]
 
 
-def run_wordcount(tmp_path, *args: str, env: dict | None = None):
-    return mrengine("run", WORDCOUNT, TEXT, "-o", str(tmp_path / "out"), "--runner", "spark", *args, env=env)
+def run_wordcount(tmp_path, *args: str, env: dict | None = None, timeout: float = RUN_TIMEOUT):
+    return run_cli("run", WORDCOUNT, TEXT, "-o", tmp_path / "out", "--runner", "spark", *args, env=env, timeout=timeout)
 
 
 def test_without_pyspark_it_names_the_extra_to_install(tmp_path):
     # The interpreter is told that pyspark and py4j are not there, as on a machine without them.
     code = "import sys; sys.modules['pyspark'] = sys.modules['py4j'] = None; from mrengine.cli import main; main()"
-    result = python("-c", code, "run", WORDCOUNT, TEXT, "-o", str(tmp_path / "out"), "--runner", "spark")
+    result = subprocess.run([sys.executable, "-c", code, "run", WORDCOUNT, TEXT, "-o", str(tmp_path / "out"), "--runner", "spark"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT)
     assert result.returncode == CLUSTER_ERROR
     line = assert_one_paragraph(result.stderr)
     assert "needs pyspark" in line and "pip install 'mrengine[spark]'" in line
@@ -35,16 +38,14 @@ def test_without_pyspark_it_names_the_extra_to_install(tmp_path):
 
 
 def test_without_java_on_path(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
-    env["PATH"] = os.path.dirname(sys.executable)  # python, and no java
-    result = run_wordcount(tmp_path, env=env)
+    result = run_wordcount(tmp_path, env={"JAVA_HOME": "", "PATH": os.path.dirname(sys.executable)})  # python, no java
     assert result.returncode == CLUSTER_ERROR
     line = assert_one_paragraph(result.stderr)
     assert "needs Java 17 or newer" in line and "no java on PATH" in line
 
 
 def test_java_home_pointing_nowhere(tmp_path):
-    result = run_wordcount(tmp_path, env={**os.environ, "JAVA_HOME": str(tmp_path / "no-jdk")})
+    result = run_wordcount(tmp_path, env={"JAVA_HOME": str(tmp_path / "no-jdk")})
     assert result.returncode == CLUSTER_ERROR
     line = assert_one_paragraph(result.stderr)
     assert f"JAVA_HOME is '{tmp_path / 'no-jdk'}', which holds no bin/java" in line
@@ -54,30 +55,28 @@ def test_unreachable_master_fails_fast(tmp_path):
     with socket.socket() as s:  # a port nobody listens on once closed
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = mrengine("run", WORDCOUNT, TEXT, "-o", str(tmp_path / "out"), "--runner", "spark",
-                      "--spark-master", f"spark://127.0.0.1:{port}", timeout=60)
+    result = run_wordcount(tmp_path, "--spark-master", f"spark://127.0.0.1:{port}", timeout=60)
     assert result.returncode == CLUSTER_ERROR
     line = assert_one_paragraph(result.stderr)
     assert f"cannot reach the Spark master spark://127.0.0.1:{port}" in line and "refused" in line
 
 
 def test_spark_options_need_the_spark_runner(tmp_path):
-    result = mrengine("run", WORDCOUNT, TEXT, "-o", str(tmp_path / "out"), "--spark-master", "local[2]")
+    result = run_cli("run", WORDCOUNT, TEXT, "-o", tmp_path / "out", "--spark-master", "local[2]")
     assert result.returncode == 2
     assert "--spark-master and --spark-conf go with --runner spark" in result.stderr
 
 
 def test_user_error_shows_the_users_traceback_and_leaves_no_output(tmp_path):
-    result = mrengine("run", os.path.join(JOBS, "crashes.py"), TEXT, "-o", str(tmp_path / "out"), "--runner", "spark",
-                      "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false")
+    result = run_cli("run", os.path.join(TEST_JOBS, "crashes.py"), TEXT, "-o", tmp_path / "out", "--runner", "spark",
+                     "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false", timeout=RUN_TIMEOUT)
     assert result.returncode == TASK_FAILED
     errors = result.stderr[result.stderr.index("mrengine: error: "):]
     assert errors.startswith(
         "mrengine: error: job crashes failed: map task 0 (split "
         f"{os.path.join(TEXT, 'kjv-law-and-history.txt')} bytes 0-1997513) failed on all 4 attempts; "
-        "the last error: mapper raised ZeroDivisionError: division by zero\n"
-        f"  at split {os.path.join(TEXT, 'kjv-law-and-history.txt')} bytes 0-1997513, line at byte offset 16348\n"
+        "the last error: mapper raised ZeroDivisionError: division by zero, at the line at byte offset 16348\n"
         "Traceback (most recent call last):\n"
-        f'  File "{os.path.join(JOBS, "crashes.py")}", line 6, in mapper\n')
+        f'  File "{os.path.join(TEST_JOBS, "crashes.py")}", line 6, in mapper\n')
     assert "\tat " not in errors and "py4j" not in errors and "mrengine-task-error" not in errors
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []

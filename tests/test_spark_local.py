@@ -11,7 +11,8 @@ import pytest
 from mrengine.driver import RunOptions
 from mrengine.job import load_job
 from mrengine.spark import SparkRunner
-from spark_helpers import JOBS, ROOT, TEXT, assert_same_output, mrengine, run_native, summary_without_time
+from conftest import JOBS, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
+from spark_helpers import RUN_TIMEOUT, assert_same_output, run_native, summary_without_time
 
 SPLIT = "1m"  # several map tasks per file
 SMALL = os.path.join(TEXT, "kjv-new-testament.txt")  # 1 MB: cut in 256 KiB splits, four map tasks
@@ -29,10 +30,10 @@ def run_spark(spark, job: str, out, inputs: str = TEXT, split_size: int = 1 << 2
 
 
 def test_wordcount_through_the_cli_matches_native(tmp_path):
-    job = os.path.join(ROOT, "jobs", "wordcount.py")
+    job = os.path.join(JOBS, "wordcount.py")
     native = run_native(job, tmp_path / "native")
-    result = mrengine("run", job, TEXT, "-o", str(tmp_path / "spark"), "--runner", "spark",
-                      "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false")
+    result = run_cli("run", job, TEXT, "-o", tmp_path / "spark", "--runner", "spark", "--spark-master", "local[2]",
+                     "--spark-conf", "spark.ui.enabled=false", timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert_same_output(tmp_path / "native", tmp_path / "spark")
     assert summary_without_time(result.stderr) == summary_without_time(native.stderr)
@@ -42,11 +43,11 @@ def test_wordcount_through_the_cli_matches_native(tmp_path):
 
 
 @pytest.mark.parametrize("job", [
-    os.path.join(ROOT, "jobs", "wordcount_fast.py"),  # map_split
-    os.path.join(JOBS, "tuple_keys.py"),
-    os.path.join(JOBS, "custom_partitioner.py"),
-    os.path.join(JOBS, "two_steps.py"),  # values in arrival order: the order must match too
-    os.path.join(JOBS, "counters.py"),
+    os.path.join(JOBS, "wordcount_fast.py"),  # map_split
+    os.path.join(TEST_JOBS, "tuple_keys.py"),
+    os.path.join(TEST_JOBS, "custom_partitioner.py"),
+    os.path.join(TEST_JOBS, "two_steps.py"),  # values in arrival order: the order must match too
+    os.path.join(TEST_JOBS, "counters.py"),
 ], ids=lambda p: os.path.basename(p)[:-3])
 def test_job_matches_native(spark, tmp_path, job):
     native = run_native(job, tmp_path / "native", "--split-size", "256k", inputs=SMALL)
@@ -56,7 +57,7 @@ def test_job_matches_native(spark, tmp_path, job):
 
 
 def test_failed_attempts_are_retried_and_counted_once(spark, tmp_path):
-    job = os.path.join(JOBS, "flaky.py")
+    job = os.path.join(TEST_JOBS, "flaky.py")
     for name in ("native-marks", "spark-marks"):
         (tmp_path / name).mkdir()
     native = run_native(job, tmp_path / "native", "--split-size", SPLIT, "-p", f"marks={tmp_path / 'native-marks'}")

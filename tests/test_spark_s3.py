@@ -6,17 +6,19 @@ from __future__ import annotations
 import os
 
 from s3server import s3_bucket, s3_server  # noqa: F401  (fixtures)
-from spark_helpers import ROOT, TEXT, files_of, mrengine, run_native
+from conftest import JOBS, SAMPLE_TEXT as TEXT, run_cli
+from spark_helpers import RUN_TIMEOUT, files_of, run_native
 
 
 def test_wordcount_from_s3_to_s3(s3_server, s3_bucket, tmp_path):
     fs = s3_server.fs()
     for name in sorted(os.listdir(TEXT)):
         fs.put_file(os.path.join(TEXT, name), f"{s3_bucket}/in/{name}")
-    job = os.path.join(ROOT, "jobs", "wordcount.py")
+    job = os.path.join(JOBS, "wordcount.py")
     options = [arg for k, v in s3_server.storage_options.items() for arg in ("--storage-option", f"{k}={v}")]
-    result = mrengine("run", job, f"s3://{s3_bucket}/in/*.txt", "-o", f"s3://{s3_bucket}/wc", "--split-size", "1m",
-                      "--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false", *options)
+    result = run_cli("run", job, f"s3://{s3_bucket}/in/*.txt", "-o", f"s3://{s3_bucket}/wc", "--split-size", "1m",
+                     "--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false", *options,
+                     timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr
     run_native(job, tmp_path / "native", "--split-size", "1m")
     native = files_of(tmp_path / "native")

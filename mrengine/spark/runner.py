@@ -59,7 +59,7 @@ class SparkRunner:
         sc = self.spark.sc
         try:
             rdd = (sc.parallelize([list(s) for s in splits], max(len(splits), 1))
-                   .mapPartitionsWithIndex(tasks.map_task(sub, reducers))
+                   .mapPartitionsWithIndex(tasks.map_task(sub, job_id, reducers))
                    .partitionBy(reducers, tasks.partition_of)
                    .mapPartitionsWithIndex(tasks.reduce_task(sub, job_id)))
             results, counts = self._collect(rdd, job_id, label, len(splits), reducers)

@@ -26,29 +26,20 @@ import tempfile
 from collections import Counter
 from typing import Iterator
 
-import cloudpickle
-
 from .. import outputs
+from ..cache import SlotCache
 from ..executor import error_report, map_to_file, reduce_to_file
-from ..inputs import Split
-from ..job import JobSpec, prime_linecache
+from ..inputs import Split, input_format
+from ..job import prime_linecache
 from ..shuffle.runs import read_segment
 
 CHUNK_BYTES = 1 << 20  # a shuffle record's share of a segment: Spark batches a few dozen records at once
 
 _RUN, _COUNTERS = "run", "counters"
-_job_cache: dict = {}
 
-
-def _load(job_bytes: bytes) -> JobSpec:
-    # Python workers are reused across tasks: unpickle each job once per process.
-    key = hash(job_bytes)
-    job = _job_cache.get(key)
-    if job is None:
-        _job_cache.clear()
-        job = _job_cache[key] = cloudpickle.loads(job_bytes)
-        prime_linecache(job)
-    return job
+# Spark reuses its Python workers across tasks, as the native worker reuses its slot processes: the
+# same cache keeps unpickled jobs, their broadcast values and (for main(ctx) sessions) parsed splits.
+_cache = SlotCache(on_load=prime_linecache)
 
 
 def _local_dir() -> str:
@@ -92,26 +83,29 @@ def partition_of(partition: int) -> int:
     return partition
 
 
-def map_task(sub: dict, num_partitions: int):
+def map_task(sub: dict, job_id: str, num_partitions: int):
     """The function Spark runs over a partition of split descriptors (one split each)."""
 
     def run(_: int, rows: Iterator[list]) -> Iterator[tuple]:
         for row in rows:
             split = Split(*row)
             try:
-                yield from _map_one(sub, split, num_partitions)
+                yield from _map_one(sub, job_id, split, num_partitions)
             except Exception as exc:
                 raise TaskError(f"map task {split.index} (split {split.describe()})", exc) from None
 
     return run
 
 
-def _map_one(sub: dict, split: Split, num_partitions: int) -> Iterator[tuple]:
-    job = _load(sub["job_bytes"])
-    fmt = sub["input_format"] if sub["input_format"] is not None else job.input_format
+def _map_one(sub: dict, job_id: str, split: Split, num_partitions: int) -> Iterator[tuple]:
+    job = _cache.job(job_id, sub["job_bytes"])
+    engine: Counter = Counter()
+    fmt = input_format(sub["input_format"] if sub["input_format"] is not None else job.input_format)
+    broadcast = _cache.broadcast(job_id, job, engine)
+    blocks = _cache.blocks(job, fmt, split, sub["storage_options"], engine)
     with tempfile.TemporaryDirectory(prefix="mrengine-map-", dir=_local_dir()) as tmp:
-        path, segments, counters = map_to_file(job.steps[sub["step"]], split, fmt, sub["params"], sub["storage_options"],
-                                               num_partitions, sub["sort_buffer_bytes"], tmp)
+        path, segments, counters = map_to_file(job.steps[sub["step"]], split, fmt, blocks, sub["params"], broadcast,
+                                               num_partitions, sub["sort_buffer_bytes"], tmp, engine)
         with open(path, "rb") as f:
             for partition, seg in enumerate(segments):
                 f.seek(seg.offset)
@@ -152,8 +146,9 @@ class _Spool:
 
 
 def _reduce_one(sub: dict, job_id: str, attempt_id: str, partition: int, records: Iterator[tuple]) -> tuple[dict, dict]:
-    job = _load(sub["job_bytes"])
+    job = _cache.job(job_id, sub["job_bytes"])
     engine: Counter = Counter()
+    broadcast = _cache.broadcast(job_id, job, engine)
     map_counters: dict = {}
     spools: dict[int, _Spool] = {}
     with tempfile.TemporaryDirectory(prefix="mrengine-reduce-", dir=_local_dir()) as tmp:
@@ -182,7 +177,7 @@ def _reduce_one(sub: dict, job_id: str, attempt_id: str, partition: int, records
                 runs.append(read_segment(f, spool.length, spool.path, map_index))
             out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
             result = reduce_to_file(job.steps[sub["step"]], runs, partition, out_path, sub["output_format"], sub["params"],
-                                    sub["storage_options"], engine)
+                                    broadcast, sub["storage_options"], engine)
         finally:
             for f in files:
                 f.close()

@@ -1,0 +1,10 @@
+"""Keys of types that cannot be ordered together."""
+
+
+def mapper(path, line):
+    yield line, 1
+    yield len(line), 1
+
+
+def reducer(key, values):
+    yield key, sum(values)

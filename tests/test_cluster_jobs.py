@@ -1,0 +1,129 @@
+"""A multi-host cluster runs jobs right: across hosts, with workers joining mid-job, with failing user code.
+
+Scenarios 1, 6 and 7 of the cluster issue; each compares its output byte for byte with a failure-free
+run of the same job on an embedded cluster.
+"""
+
+import shutil
+import signal
+
+import pytest
+
+import netns
+from cluster_env import JOB, Cluster, assert_same_output, manifest, record_time, reference_output, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_wordcount_across_three_hosts(tmp_path, tmp_path_factory):
+    reference = reference_output(tmp_path_factory)
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        workers = cluster.start_workers(hosts)  # one on the master's host too: as in the failure scenarios, 3 workers
+        result = cluster.run_job()
+        assert result.returncode == 0, result.stderr
+        record_time("1 three hosts", result.stderr)
+        assert_same_output(cluster.out, reference)
+        job = cluster.job()
+        assert job["state"] == "succeeded"
+        used = {a["worker"] for a in cluster.attempts(job, "map") + cluster.attempts(job, "reduce")}
+        assert used == {cluster.worker_id(w) for w in workers}  # every host took part
+        text = cluster.mrengine("status", "--master", cluster.address, "--secret-file", cluster.secret_file, "--tasks")
+        assert "workers (3 alive)" in text.stdout and "succeeded: map 10/10 reduce 3/3" in text.stdout, text.stdout
+        assert "m00000.0@w" in text.stdout
+        cluster.stop(signal.SIGINT)  # Ctrl-C
+        assert "left" in cluster.log("master")  # the workers said goodbye
+
+
+def test_worker_joining_mid_job_gets_work_at_once(tmp_path, tmp_path_factory):
+    reference = reference_output(tmp_path_factory)
+    job_file = tmp_path / "submitter-only" / "wc.py"  # the workers run the shipped code, not this file
+    job_file.parent.mkdir()
+    shutil.copy(JOB, job_file)
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        cluster.start_worker(hosts[1])
+        driver = cluster.submit(["hold_map=a.txt"], job=job_file)  # map task 0 holds the only worker
+        cluster.held("map")
+        job_file.unlink()
+        late = cluster.start_worker(hosts[2], slots=2)
+        late_id = cluster.worker_id(late)
+        wait_for(lambda: any(a["worker"] == late_id for a in cluster.attempts(cluster.job())), 30,
+                 "the new worker to get a task while task 0 is still held", interval=0.2)
+        assert not (cluster.control / "release").exists()
+        cluster.release()
+        result = cluster.finish(driver)
+        assert result.returncode == 0, result.stderr
+        assert_same_output(cluster.out, reference)
+        cluster.stop()
+
+
+def test_workers_rejoin_a_restarted_master(tmp_path, tmp_path_factory):
+    reference = reference_output(tmp_path_factory)
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        address = cluster.start_master()
+        workers = cluster.start_workers(hosts[1:])
+        old_ids = [cluster.worker_id(w) for w in workers]
+        cluster.master.send_signal(signal.SIGTERM)
+        assert cluster.master.wait(30) == 0
+        assert cluster.start_master(port=address.rsplit(":", 1)[1]) == address
+        for w in workers:  # the new master knows none of them: they register anew
+            cluster.registrations(w, count=2)
+        result = cluster.run_job()
+        assert result.returncode == 0, result.stderr
+        assert_same_output(cluster.out, reference)
+        alive = {w["id"] for w in cluster.status()["workers"] if w["alive"]}
+        assert alive == {cluster.worker_id(w) for w in workers} and len(alive) == 2
+        for w in workers:
+            assert "does not know this worker" in cluster.log(w.log_name)
+        # Ids start again at the new master: the old ids name other workers now, and must not make it drop them.
+        assert set(old_ids) == alive and "registers again" not in cluster.log("master")
+        cluster.stop()
+
+
+def test_mapper_raising_on_one_record_fails_after_four_attempts(tmp_path):
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        cluster.start_workers(hosts[1:])
+        result = cluster.run_job(["fail_word=Melchizedek"])
+        assert result.returncode == 5, result.stderr
+        err = result.stderr
+        assert "failed on all 4 attempts (on workers w" in err, err
+        assert "mapper raised ValueError: refusing to count 'Melchizedek'" in err
+        assert "kjv-" in err and "line" in err  # the split and the record
+        traceback = err.split("Traceback", 1)[1]
+        assert "cluster_wc.py" in traceback and "in mapper" in traceback and "raise ValueError" in traceback
+        assert "executor.py" not in traceback and "worker.py" not in traceback  # the user's frames only
+        assert not (cluster.out / "_SUCCESS").exists()
+        assert not list(cluster.out.glob("part-*")) if cluster.out.exists() else True
+        (job,) = [j for j in cluster.status()["jobs"]]
+        assert job["state"] == "failed"
+        failed = [t for t in job["tasks"] if t["state"] == "failed"]
+        assert len(failed) == 1 and failed[0]["failures"] == 4
+        assert len({a["worker"] for a in failed[0]["attempts"]}) == 2  # retried on the other worker
+        # The cluster is fine afterwards.
+        result = cluster.run_job(out=tmp_path / "after")
+        assert result.returncode == 0, result.stderr
+        cluster.stop()
+
+
+def test_mapper_failing_once_succeeds_with_counters_counted_once(tmp_path, tmp_path_factory):
+    reference = reference_output(tmp_path_factory)
+    with netns.Hosts(3) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        cluster.start_workers(hosts[1:])
+        result = cluster.run_job(["fail_once=kjv-poetry-and-prophets.txt"])
+        assert result.returncode == 0, result.stderr
+        assert (cluster.control / "failed-once").exists()  # the first attempt did fail
+        assert_same_output(cluster.out, reference)  # counters included: user's and mrengine's
+        counters = {(g, n): v for g, n, v in manifest(cluster.out)["counters"]}
+        assert counters["wc", "lines"] == counters["mrengine", "map_input_records"]
+        assert f"wc/lines = {counters['wc', 'lines']}" in result.stderr  # what the driver printed
+        job = cluster.job()
+        assert [a["state"] for a in cluster.attempts(job)].count("failed") == 1
+        cluster.stop()

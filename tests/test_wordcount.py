@@ -1,0 +1,64 @@
+"""Word count end to end through the CLI, against an independent Counter reference."""
+
+import glob
+import os
+
+import pytest
+
+from conftest import JOBS, SAMPLE_TEXT, read_bytes, read_tsv, reference_wordcount, run_cli
+
+REFERENCE_FILES = sorted(glob.glob(os.path.join(SAMPLE_TEXT, "*.txt")))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return {w: str(n) for w, n in reference_wordcount(REFERENCE_FILES).items()}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, reference):
+    out = tmp_path_factory.mktemp("baseline") / "wc"
+    result = run_cli("run", os.path.join(JOBS, "wordcount.py"), SAMPLE_TEXT, "-o", out, "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert read_tsv(out) == reference
+    return read_bytes(out)
+
+
+def test_summary_and_layout(tmp_path, reference):
+    out = tmp_path / "wc"
+    result = run_cli("run", os.path.join(JOBS, "wordcount.py"), SAMPLE_TEXT, "-o", out, "--workers", "2", "-p", "x=1")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000", "part-00001"]
+    assert "[wordcount] map" in result.stderr  # the progress line
+    assert "job wordcount succeeded" in result.stderr
+    assert "input: 31102 records, 4404412 bytes" in result.stderr
+    assert f"output: {len(reference)} records" in result.stderr
+    for part in ("part-00000", "part-00001"):
+        keys = [line.split("\t")[0] for line in open(out / part, encoding="utf-8")]
+        assert keys == sorted(keys), "keys must increase within a part file"
+
+
+@pytest.mark.parametrize(
+    "job, workers, split_size",
+    [
+        ("wordcount.py", 1, "64MiB"),
+        ("wordcount.py", 4, "64MiB"),
+        ("wordcount.py", 2, "1k"),
+        ("wordcount.py", 2, "64k"),
+        ("wordcount_fast.py", 2, "1MiB"),
+        ("wordcount_fast.py", 4, "3000"),
+    ],
+)
+def test_same_bytes_in_every_configuration(tmp_path, baseline, job, workers, split_size):
+    out = tmp_path / "wc"
+    result = run_cli("run", os.path.join(JOBS, job), SAMPLE_TEXT, "-o", out, "--workers", workers, "--split-size", split_size)
+    assert result.returncode == 0, result.stderr
+    assert read_bytes(out) == baseline
+
+
+def test_reducers_option_sets_part_count(tmp_path, reference):
+    out = tmp_path / "wc"
+    result = run_cli("run", os.path.join(JOBS, "wordcount_fast.py"), SAMPLE_TEXT, "-o", out, "--reducers", "5")
+    assert result.returncode == 0, result.stderr
+    assert len(read_bytes(out)) == 5
+    assert read_tsv(out) == reference
