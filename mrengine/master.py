@@ -301,8 +301,7 @@ class Master:
         sub = job.sub
         parts = {outputs.part_name(t.index): {k: t.result[k] for k in ("bytes", "records", "crc32")} for t in job.tasks.reduces}
         counts = job.tasks.counts()
-        job.manifest = {"job": sub["job_name"], "step": sub["step"], "parts": parts, "maps": counts["maps"],
-                        "reduces": counts["reduces"], "counters": job.counters(), "format": sub["output_format"]}
+        job.manifest = outputs.manifest(sub, parts, counts["maps"], job.counters())
         try:
             outputs.commit_job(sub["output"], job.id, job.manifest, sub["storage_options"])
         except Exception as exc:

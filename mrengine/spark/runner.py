@@ -145,9 +145,8 @@ class SparkRunner:
             for partition, attempt_id, _, _ in sorted(results, key=lambda r: r[0]):
                 outputs.commit_task(out, job_id, attempt_id, partition, options)
                 committed.append(partition)
-            manifest = {"job": sub["job_name"], "step": sub["step"], "parts": dict(sorted(parts.items())),
-                        "maps": len(splits), "reduces": sub["num_reducers"],
-                        "counters": [[g, n, v] for (g, n), v in sorted(total.items())]}
+            manifest = outputs.manifest(sub, dict(sorted(parts.items())), len(splits),
+                                        [[g, n, v] for (g, n), v in sorted(total.items())])
             outputs.commit_job(out, job_id, manifest, options)
         except Exception as exc:
             outputs.abort_job(out, job_id, committed, options)
