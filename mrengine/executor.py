@@ -20,9 +20,9 @@ from .inputs import Split, input_format
 from .job import JobSpec, Step, user_traceback
 from .shuffle.buffer import MapOutputBuffer
 from .shuffle.fetch import fetch_segment
-from .shuffle.merge import group_by_key, merge_sorted
+from .shuffle.merge import group_by_key, merge_runs
 from .shuffle.partition import checked_partitioner
-from .shuffle.runs import read_segment
+from .shuffle.runs import Run
 
 ENGINE = "mrengine"
 
@@ -65,8 +65,8 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
     os.makedirs(attempt_dir, exist_ok=True)
     buffer = MapOutputBuffer(
         num_partitions,
-        checked_partitioner(step.partitioner, num_partitions),
-        step.combiner,
+        checked_partitioner(_guarded(step.partitioner, "partitioner"), num_partitions),
+        _guarded_combiner(step.combiner),
         task["sort_buffer_bytes"],
         attempt_dir,
         engine,
@@ -87,24 +87,72 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
     return {"path": path, "segments": [list(s) for s in segments], "counters": _counter_list(ctx, engine)}
 
 
-def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
-    mapper, add = step.mapper, buffer.add
-    where = f"split {split.describe()}"
-    if step.mapper_init is not None:
-        _call_hook(step.mapper_init, "mapper_init", where, buffer)
-    records = 0
-    for block in blocks:
-        i = -1
+def _guarded(function, name: str):
+    """A job's per-key function (partitioner), its exceptions reported as the user's, naming the key."""
+    if function is None:
+        return None
+
+    def call(key, *args):
         try:
-            for i, (key, value) in enumerate(block.pairs()):
-                for out_key, out_value in mapper(key, value):
-                    add(out_key, out_value)
+            return function(key, *args)
+        except Exception as exc:
+            raise _user_error(exc, name, f"key {key!r}") from None
+
+    return call
+
+
+def _guarded_combiner(combiner):
+    if combiner is None:
+        return None
+
+    def combine(key, values):
+        try:
+            yield from combiner(key, values)
         except MrEngineError:
             raise
         except Exception as exc:
-            raise _user_error(exc, "mapper", f"split {split.describe()}, {block.locate(i)}") from None
-        records += len(block.values)
-    engine["map_input_records"] += records
+            raise _user_error(exc, "combiner", f"key {key!r}") from None
+
+    return combine
+
+
+class _Position:
+    """Where the mapper is, for error messages: the block and the record's index in it."""
+
+    block: Any = None
+    index = -1
+    records = 0
+
+
+def _mapper_calls(mapper, blocks: Iterator, pos: _Position) -> Iterator:
+    """mapper(key, value) for every record; the buffer iterates the results."""
+    blocks = iter(blocks)
+    while True:
+        pos.block = None  # an error while reading the next block is not the mapper's
+        block = next(blocks, None)
+        if block is None:
+            return
+        pos.block = block
+        for i, (key, value) in enumerate(block.pairs()):
+            pos.index = i
+            yield mapper(key, value)
+        pos.records += len(block.values)
+
+
+def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
+    where = f"split {split.describe()}"
+    if step.mapper_init is not None:
+        _call_hook(step.mapper_init, "mapper_init", where, buffer)
+    pos = _Position()
+    try:
+        buffer.collect(_mapper_calls(step.mapper, blocks, pos))
+    except MrEngineError:
+        raise
+    except Exception as exc:
+        if pos.block is None:
+            raise
+        raise _user_error(exc, "mapper", f"{where}, {pos.block.locate(pos.index)}") from None
+    engine["map_input_records"] += pos.records
     if step.mapper_final is not None:
         _call_hook(step.mapper_final, "mapper_final", where, buffer)
 
@@ -139,24 +187,26 @@ def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Co
 
 
 def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes) -> dict:
-    """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}."""
+    """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}.
+
+    Every map output segment is fetched into a local file first, so fetched data never waits in
+    memory; the merge then reads a block at a time from at most `MERGE_FACTOR` of them.
+    """
     engine: Counter = Counter()
     ctx = context.TaskContext(task["params"])
     partition = task["index"]
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
     try:
-        files = _fetch_all(task, partition, attempt_dir, secret, engine)
-        runs = [read_segment(f, length, f.name, map_index) for f, length, map_index in files]
-        groups = group_by_key(merge_sorted(runs)) if runs else iter(())
+        runs = _fetch_all(task, partition, attempt_dir, secret, engine)
+        merged = merge_runs(runs, _guarded_combiner(step.combiner), attempt_dir, engine, "reduce_merge_passes")
         out_path = outputs.attempt_path(task["output"], task["job_id"], task["attempt_id"], partition)
         context.activate(ctx)
         try:
-            stats = outputs.write_pairs(out_path, task["output_format"], _reduce(step, groups, engine, partition), task["storage_options"])
+            stats = outputs.write_pairs(out_path, task["output_format"], _reduce(step, group_by_key(merged), engine, partition),
+                                        task["storage_options"])
         finally:
             context.activate(None)
-        for f, _, _ in files:
-            f.close()
     finally:
         shutil.rmtree(attempt_dir, ignore_errors=True)
     engine["reduce_output_records"] += stats["records"]
@@ -164,8 +214,8 @@ def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: byte
     return {**stats, "counters": _counter_list(ctx, engine)}
 
 
-def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes, engine: Counter) -> list:
-    files = []
+def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes, engine: Counter) -> list[Run]:
+    runs = []
     for map_index, address, attempt_id, length, records in task["sources"]:
         if not length:
             continue
@@ -176,8 +226,8 @@ def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes, engi
         if got != length:
             raise FetchFailedError(f"map output {attempt_id} from {address} has {got} bytes, expected {length}", map_index)
         engine["shuffle_bytes"] += got
-        files.append((open(path, "rb"), length, map_index))
-    return files
+        runs.append(Run(path, 0, length, records, map_index))
+    return runs
 
 
 def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> Iterator[tuple]:
