@@ -230,8 +230,10 @@ def _peak_of(proc: psutil.Process) -> int:
 
 def role(cmdline: list[str]) -> str:
     text = " ".join(cmdline)
+    if "spawn_main" in text:
+        return "task slot"
     if "multiprocessing" in text:
-        return "task slot" if "spawn" in text else "pool worker"
+        return "mp helper"
     for name in ("worker", "master", "run", "_count"):
         if name in cmdline:
             return {"run": "driver", "_count": "main"}.get(name, name)

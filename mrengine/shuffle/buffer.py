@@ -159,8 +159,7 @@ class MapOutputBuffer:
             self._groups.clear()
             pairs = list(self._combined(items))
         else:
-            pairs = self._pairs[:]
-            self._pairs.clear()
+            pairs = self._pairs  # sorted in place and emptied by the caller once written
             sort_pairs(pairs)
         self._dropped += self._held
         self._held = 0
@@ -178,6 +177,14 @@ class MapOutputBuffer:
             target.append(pair)
         return parts
 
+    def _write(self, path: str) -> list[Segment]:
+        """Write what is held to `path`, one sorted segment per partition, and let it go."""
+        parts = self._sorted_partitions()
+        with open(path, "wb") as out:
+            segments = [write_segment(out, pairs, out.tell()) for pairs in parts]
+        self._pairs.clear()
+        return segments
+
     def _combined(self, items: list) -> Iterable[tuple]:
         combiner, counters = self.combiner, self.counters
         for key, values in items:
@@ -188,10 +195,8 @@ class MapOutputBuffer:
                 yield from combine_group(combiner, key, values, counters)
 
     def spill(self) -> None:
-        parts = self._sorted_partitions()
         path = os.path.join(self.spill_dir, f"spill-{len(self.spills):05d}.run")
-        with open(path, "wb") as out:
-            segments = _write_partitions(out, parts)
+        segments = self._write(path)
         self.spills.append((path, segments))
         self.counters["map_spills"] += 1
         self.counters["spilled_records"] += sum(s.records for s in segments)
@@ -201,9 +206,7 @@ class MapOutputBuffer:
     def close(self, path: str) -> list[Segment]:
         """Write the final map output to `path`: one sorted segment per partition."""
         if not self.spills:
-            parts = self._sorted_partitions()
-            with open(path, "wb") as out:
-                segments = _write_partitions(out, parts)
+            segments = self._write(path)
         else:
             if self._held:
                 self.spill()
@@ -228,10 +231,6 @@ class MapOutputBuffer:
 
 
 _NOTHING = object()
-
-
-def _write_partitions(out, parts: list[list]) -> list[Segment]:
-    return [write_segment(out, pairs, out.tell()) for pairs in parts]
 
 
 def _unhashable(key: Any) -> RecordError:

@@ -117,7 +117,7 @@ def _merge_pass(runs: list[Run], combiner, tmp_dir: str, counters: Counter, fact
     excess = len(runs) - factor
     merged: list[Run] = []
     i = 0
-    while excess > 0:
+    while excess > 0 and i + 1 < len(runs):
         group = runs[i:i + min(factor, excess + 1)]
         fd, path = tempfile.mkstemp(prefix="merge-", suffix=".run", dir=tmp_dir)
         own.add(path)
