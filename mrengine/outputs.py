@@ -10,11 +10,11 @@ is not. Every name is built here; nothing parses them back.
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from typing import Any, BinaryIO, Iterable
 
 import fsspec
-import numpy as np
 
 from . import serde
 from .errors import StorageError, UsageError
@@ -53,7 +53,8 @@ def render(x: Any) -> str:
 
 
 def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.ndarray, np.generic)):
+    np = sys.modules.get("numpy")  # not imported: x cannot be a numpy value
+    if np is not None and isinstance(x, (np.ndarray, np.generic)):
         return x.tolist()
     if isinstance(x, bytes):
         return x.decode("utf-8", "backslashreplace")
