@@ -23,6 +23,7 @@ from .procutil import die_with_parent
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+STOP_GRACE = 0.2
 
 
 class EmbeddedCluster:
@@ -90,23 +91,36 @@ class EmbeddedCluster:
 
     def stop(self) -> None:
         # All at once: the cluster goes away with its driver, so the workers need not say goodbye,
-        # and the master closing their connections wakes them from their long polls at once.
+        # and the master closing their connections wakes them from their long polls at once. A
+        # worker still there after a moment (asleep between heartbeats) gets the second SIGTERM of
+        # its two-stage shutdown: the job is over, nothing is left for its attempts to finish.
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
+        _wait_all(self.procs, STOP_GRACE)
         for p in self.procs:
-            try:
-                p.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            if p.poll() is None and p.name != "master":
+                p.send_signal(signal.SIGTERM)
+        for p in _wait_all(self.procs, STOP_TIMEOUT):
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
         self.procs = []
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[subprocess.Popen]:
+    """Wait up to `timeout` for the processes to end; returns those still running."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            pass
+    return [p for p in procs if p.poll() is None]
 
 
 def _free_port() -> int:
