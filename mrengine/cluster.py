@@ -23,7 +23,7 @@ from .procutil import die_with_parent
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-STOP_GRACE = 0.2
+STOP_GRACE = 0.1
 
 
 class EmbeddedCluster:
