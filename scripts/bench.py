@@ -20,9 +20,10 @@ Cases (the rows of `CASES`; another runner, e.g. Spark, is one more row there):
 
 Every case runs as its own process tree. The script polls the tree for the peak RSS of its largest
 process (VmHWM on Linux), checks that the case's output equals the reference counts, and prints wall
-seconds (process start to exit), MB/s, that peak, and the ratio to the pool case. With --repeat N each
-case runs N times and the fastest run counts. The load average goes with the table: on a busy machine
-compare ratios within one run, not seconds across runs.
+seconds (process start to exit), MB/s, that peak, and the ratio to the pool case. With --repeat N the
+cases run in N rounds, one run of each case per round, and each case's fastest run counts (its peak
+RSS is the highest seen). The load average goes with the table: on a busy machine compare ratios
+within one run, not seconds across runs.
 """
 
 from __future__ import annotations
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default=",".join([*CASES, "latency"]), help="comma-separated cases to run, in order")
     ap.add_argument("--sort-buffer-mb", type=int, default=100)
     ap.add_argument("--workers", type=int, default=WORKERS)
-    ap.add_argument("--repeat", type=int, default=1, help="runs per case; the fastest counts")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every case; each case's fastest run counts")
     ap.add_argument("--timeout", type=float, default=3600)
     opts_ns = ap.parse_args(args)
     data_dir = Path(opts_ns.data_dir)
@@ -360,45 +361,49 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {', '.join(files) if len(files) <= 3 else f'{len(files)} files'} ({total / 1e6:.1f} MB)")
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"--sort-buffer-mb {opts.sort_buffer_mb}, --workers {opts.workers}, best of {opts_ns.repeat}")
-    print(f"{'case':<10} {'wall s':>8} {'MB/s':>8} {'peak RSS MB':>12} {'(process)':<12} {'vs pool':>8}  output")
     reference: dict | None = None
-    walls: dict[str, float] = {}
-    failed = False
-    for name in [c for c in cases if c != "latency"]:
-        out = data_dir / f"out-{name}"
-        best: Result | None = None
-        for _ in range(max(1, opts_ns.repeat)):
+    best: dict[str, Result] = {}
+    failed: set[str] = set()
+    runs = [c for c in cases if c != "latency"]
+    # Round-robin rather than case after case: a change in the machine's load then touches every case.
+    for round_ in range(max(1, opts_ns.repeat)):
+        for name in [c for c in runs if c not in failed]:
+            out = data_dir / f"out-{name}"
             shutil.rmtree(out, ignore_errors=True)
             result = run_case(CASES[name](files, str(out), opts), env, opts_ns.timeout)
             if result.returncode != 0:
-                best = result
-                break
-            if best is None or result.wall < best.wall:
-                best = result
-        if best.returncode != 0:
-            print(f"{name:<10} failed (exit {best.returncode}):\n{best.stderr[-2000:]}")
-            failed = True
-            continue
-        if name == "counter" and reference is None:
-            reference = read_counts(out)
-            verdict = "reference"
-        else:
+                print(f"{name}: failed (exit {result.returncode}):\n{result.stderr[-2000:]}", file=sys.stderr)
+                failed.add(name)
+                continue
             if reference is None:
-                reference = read_counts(_reference_dir(files, data_dir, env, opts_ns.timeout))
+                reference = read_counts(out if name == "counter" else _reference_dir(files, data_dir, env, opts_ns.timeout))
             verdict = check(out, reference)
-        failed |= verdict.startswith("WRONG")
-        walls[name] = best.wall
-        ratio = f"{best.wall / walls['pool']:.2f}" if "pool" in walls else "-"
-        print(f"{name:<10} {best.wall:8.2f} {total / 1e6 / best.wall:8.1f} {best.peak / 2**20:12.0f} "
-              f"{'(' + best.peak_role + ')':<12} {ratio:>8}  {verdict}", flush=True)
+            if verdict != "ok":
+                print(f"{name}: output {verdict}", file=sys.stderr)
+                failed.add(name)
+                continue
+            if opts_ns.repeat > 1:
+                print(f"  round {round_ + 1}: {name} {result.wall:.2f} s", file=sys.stderr, flush=True)
+            if name not in best or result.wall < best[name].wall:
+                best[name] = result._replace(peak=max(result.peak, best[name].peak if name in best else 0))
+    print(f"{'case':<10} {'wall s':>8} {'MB/s':>8} {'peak RSS MB':>12} {'(process)':<12} {'vs pool':>8}  output")
+    for name in runs:
+        if name in failed:
+            print(f"{name:<10} {'failed':>8}")
+            continue
+        r = best[name]
+        ratio = f"{r.wall / best['pool'].wall:.2f}" if "pool" in best else "-"
+        verdict = "reference" if name == "counter" else "ok"
+        print(f"{name:<10} {r.wall:8.2f} {total / 1e6 / r.wall:8.1f} {r.peak / 2**20:12.0f} "
+              f"{'(' + r.peak_role + ')':<12} {ratio:>8}  {verdict}", flush=True)
     if "latency" in cases:
         small = latency_input(files, data_dir)
         runs = []
         for _ in range(max(3, opts_ns.repeat)):
             result = run_case(CASES["wordcount"]([str(small)], str(data_dir / "out-latency"), opts), env, opts_ns.timeout)
             if result.returncode != 0:
-                print(f"latency   failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
-                failed = True
+                print(f"latency: failed (exit {result.returncode}):\n{result.stderr[-2000:]}", file=sys.stderr)
+                failed.add("latency")
                 break
             runs.append(result.wall)
         if runs:
