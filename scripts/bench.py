@@ -20,7 +20,8 @@ Cases (the rows of `CASES`; another runner, e.g. Spark, is one more row there):
 
 Every case runs as its own process tree. The script polls the tree for the peak RSS of its largest
 process (VmHWM on Linux), checks that the case's output equals the reference counts, and prints wall
-seconds (process start to exit), MB/s, that peak, and the ratio to the pool case. With --repeat N the
+seconds (process start to exit), MB/s, the CPU seconds of the whole tree, that peak, and the ratios of
+wall and CPU to the pool case. CPU seconds move less than wall seconds when others load the machine. With --repeat N the
 cases run in N rounds, one run of each case per round, and each case's fastest run counts (its peak
 RSS is the highest seen). The load average goes with the table: on a busy machine compare ratios
 within one run, not seconds across runs.
@@ -34,6 +35,7 @@ import glob
 import multiprocessing
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -285,13 +287,20 @@ class TreePeak:
 
 class Result(NamedTuple):
     wall: float
+    cpu: float  # user + system seconds of the whole process tree
     peak: int
     peak_role: str
     returncode: int
     stderr: str
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # every waited-for descendant, recursively
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_case(argv: list[str], env: dict, timeout: float) -> Result:
+    cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     with TreePeak(proc.pid) as peak:
@@ -302,7 +311,7 @@ def run_case(argv: list[str], env: dict, timeout: float) -> Result:
             _, err = proc.communicate()
             err += f"\nbench: timed out after {timeout:.0f}s"
         wall = time.perf_counter() - start
-    return Result(wall, *peak.largest(), proc.returncode, err)
+    return Result(wall, _children_cpu() - cpu, *peak.largest(), proc.returncode, err)
 
 
 def read_counts(out_dir: Path) -> dict[str, int]:
@@ -383,19 +392,20 @@ def main(argv: list[str] | None = None) -> int:
                 failed.add(name)
                 continue
             if opts_ns.repeat > 1:
-                print(f"  round {round_ + 1}: {name} {result.wall:.2f} s", file=sys.stderr, flush=True)
+                print(f"  round {round_ + 1}: {name} {result.wall:.2f} s (cpu {result.cpu:.2f} s)", file=sys.stderr, flush=True)
             if name not in best or result.wall < best[name].wall:
                 best[name] = result._replace(peak=max(result.peak, best[name].peak if name in best else 0))
-    print(f"{'case':<10} {'wall s':>8} {'MB/s':>8} {'peak RSS MB':>12} {'(process)':<12} {'vs pool':>8}  output")
+    print(f"{'case':<10} {'wall s':>8} {'MB/s':>8} {'vs pool':>8} {'cpu s':>8} {'vs pool':>8} {'peak RSS MB':>12} {'(process)':<12} output")
     for name in runs:
         if name in failed:
             print(f"{name:<10} {'failed':>8}")
             continue
         r = best[name]
         ratio = f"{r.wall / best['pool'].wall:.2f}" if "pool" in best else "-"
+        cpu_ratio = f"{r.cpu / best['pool'].cpu:.2f}" if "pool" in best else "-"
         verdict = "reference" if name == "counter" else "ok"
-        print(f"{name:<10} {r.wall:8.2f} {total / 1e6 / r.wall:8.1f} {r.peak / 2**20:12.0f} "
-              f"{'(' + r.peak_role + ')':<12} {ratio:>8}  {verdict}", flush=True)
+        print(f"{name:<10} {r.wall:8.2f} {total / 1e6 / r.wall:8.1f} {ratio:>8} {r.cpu:8.2f} {cpu_ratio:>8} "
+              f"{r.peak / 2**20:12.0f} {'(' + r.peak_role + ')':<12} {verdict}", flush=True)
     if "latency" in cases:
         small = latency_input(files, data_dir)
         runs = []
