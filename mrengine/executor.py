@@ -65,7 +65,7 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
     os.makedirs(attempt_dir, exist_ok=True)
     buffer = MapOutputBuffer(
         num_partitions,
-        checked_partitioner(_guarded(step.partitioner, "partitioner"), num_partitions),
+        checked_partitioner(_guarded_partitioner(step.partitioner), num_partitions),
         _guarded_combiner(step.combiner),
         task["sort_buffer_bytes"],
         attempt_dir,
@@ -87,18 +87,21 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str) -> dict:
     return {"path": path, "segments": [list(s) for s in segments], "counters": _counter_list(ctx, engine)}
 
 
-def _guarded(function, name: str):
-    """A job's per-key function (partitioner), its exceptions reported as the user's, naming the key."""
-    if function is None:
+# The partitioner and the combiner run inside the buffer's loop over the mapper's output; these
+# wrappers report their exceptions as theirs, naming the key, rather than as the mapper's.
+
+
+def _guarded_partitioner(partitioner):
+    if partitioner is None:
         return None
 
-    def call(key, *args):
+    def partition(key, num_partitions):
         try:
-            return function(key, *args)
+            return partitioner(key, num_partitions)
         except Exception as exc:
-            raise _user_error(exc, name, f"key {key!r}") from None
+            raise _user_error(exc, "partitioner", f"key {key!r}") from None
 
-    return call
+    return partition
 
 
 def _guarded_combiner(combiner):
@@ -199,10 +202,10 @@ def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: byte
     os.makedirs(attempt_dir, exist_ok=True)
     try:
         runs = _fetch_all(task, partition, attempt_dir, secret, engine)
-        merged = merge_runs(runs, _guarded_combiner(step.combiner), attempt_dir, engine, "reduce_merge_passes")
         out_path = outputs.attempt_path(task["output"], task["job_id"], task["attempt_id"], partition)
-        context.activate(ctx)
+        context.activate(ctx)  # the combiner may run in merge passes
         try:
+            merged = merge_runs(runs, _guarded_combiner(step.combiner), attempt_dir, engine, "reduce_merge_passes")
             stats = outputs.write_pairs(out_path, task["output_format"], _reduce(step, group_by_key(merged), engine, partition),
                                         task["storage_options"])
         finally:
