@@ -12,6 +12,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any, Iterator
 
 from . import context, outputs
@@ -172,13 +173,13 @@ def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
 def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
     seen = [0]
 
-    def records():
+    def block_values():
         for block in blocks:
             seen[0] += len(block.values)
-            yield from block.values
+            yield block.values
 
-    try:
-        buffer.add_all(_pairs(step.map_split(records())))
+    try:  # records reach map_split through chain at C speed, not through a generator per record
+        buffer.add_all(_pairs(step.map_split(chain.from_iterable(block_values()))))
     except MrEngineError:
         raise
     except Exception as exc:
