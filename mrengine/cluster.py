@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from .procutil import die_with_parent
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+STOP_GRACE = 0.1
 
 
 class EmbeddedCluster:
@@ -61,11 +63,17 @@ class EmbeddedCluster:
         secret_file = os.path.join(self.tmp, "secret")
         with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
             f.write(self.secret)
+        # The workers start with the master rather than after it, so they need its port beforehand: a
+        # port free a moment ago (bound here and released; the workers retry until the master listens).
+        self.address = f"127.0.0.1:{_free_port()}"
         ready = os.path.join(self.tmp, "master.address")
-        args = ["master", "--bind", "127.0.0.1:0", "--secret-file", secret_file, "--ready-file", ready]
+        args = ["master", "--bind", self.address, "--secret-file", secret_file, "--ready-file", ready]
         if self.worker_timeout:
             args += ["--worker-timeout", str(self.worker_timeout)]
         master = self._spawn("master", args)
+        for i in range(self.num_workers):
+            self._spawn(f"worker-{i}", ["worker", "--master", self.address, "--secret-file", secret_file,
+                                        "--work-dir", os.path.join(self.tmp, "work")])
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(ready):
             if master.poll() is not None:
@@ -73,11 +81,6 @@ class EmbeddedCluster:
             if time.monotonic() > deadline:
                 raise ClusterError(f"the master did not start within {START_TIMEOUT:.0f}s")
             time.sleep(0.01)
-        with open(ready) as f:
-            self.address = f.read().strip()
-        for i in range(self.num_workers):
-            self._spawn(f"worker-{i}", ["worker", "--master", self.address, "--secret-file", secret_file,
-                                        "--work-dir", os.path.join(self.tmp, "work")])
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         try:
@@ -87,23 +90,40 @@ class EmbeddedCluster:
             return ""
 
     def stop(self) -> None:
-        # Workers first (they say goodbye to the master), then the master.
-        workers = [p for p in self.procs if p.name != "master"]
-        masters = [p for p in self.procs if p.name == "master"]
-        for group in (workers, masters):
-            for p in group:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + STOP_TIMEOUT
-            for p in group:
-                try:
-                    p.wait(max(deadline - time.monotonic(), 0.1))
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+        # All at once: the cluster goes away with its driver, so the workers need not say goodbye,
+        # and the master closing their connections wakes them from their long polls at once. A
+        # worker still there after a moment (asleep between heartbeats) gets the second SIGTERM of
+        # its two-stage shutdown: the job is over, nothing is left for its attempts to finish.
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        _wait_all(self.procs, STOP_GRACE)
+        for p in self.procs:
+            if p.poll() is None and p.name != "master":
+                p.send_signal(signal.SIGTERM)
+        for p in _wait_all(self.procs, STOP_TIMEOUT):
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
         self.procs = []
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[subprocess.Popen]:
+    """Wait up to `timeout` for the processes to end; returns those still running."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            pass
+    return [p for p in procs if p.poll() is None]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -13,6 +13,7 @@ import shutil
 import traceback
 from collections import Counter
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any, Iterator
 
 from . import context, outputs
@@ -22,9 +23,9 @@ from .inputs import Split, input_format
 from .job import JobSpec, Step, user_traceback
 from .shuffle.buffer import MapOutputBuffer
 from .shuffle.fetch import fetch_segment
-from .shuffle.merge import group_by_key, merge_sorted
+from .shuffle.merge import group_by_key, merge_runs
 from .shuffle.partition import checked_partitioner
-from .shuffle.runs import read_segment
+from .shuffle.runs import Run
 
 ENGINE = "mrengine"
 
@@ -92,8 +93,8 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
     ctx = context.TaskContext(params, split=split, broadcast=broadcast)
     buffer = MapOutputBuffer(
         num_partitions,
-        checked_partitioner(step.partitioner, num_partitions),
-        step.combiner,
+        checked_partitioner(_guarded_partitioner(step.partitioner), num_partitions),
+        _guarded_combiner(step.combiner),
         sort_buffer_bytes,
         attempt_dir,
         engine,
@@ -112,24 +113,74 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
     return path, segments, _counter_list(ctx, engine)
 
 
-def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
-    mapper, add = step.mapper, buffer.add
-    where = "before the first record"
-    if step.mapper_init is not None:
-        _call_hook(step.mapper_init, "mapper_init", where, buffer)
-    records = 0
-    for block in blocks:
-        i = -1
+# The partitioner and the combiner run inside the buffer's loop over the mapper's output; these
+# wrappers report their exceptions as theirs, naming the key, rather than as the mapper's.
+
+
+def _guarded_partitioner(partitioner):
+    if partitioner is None:
+        return None
+
+    def partition(key, num_partitions):
         try:
-            for i, (key, value) in enumerate(block.pairs()):
-                for out_key, out_value in mapper(key, value):
-                    add(out_key, out_value)
+            return partitioner(key, num_partitions)
+        except Exception as exc:
+            raise _user_error(exc, "partitioner", f"key {key!r}") from None
+
+    return partition
+
+
+def _guarded_combiner(combiner):
+    if combiner is None:
+        return None
+
+    def combine(key, values):
+        try:
+            yield from combiner(key, values)
         except MrEngineError:
             raise
         except Exception as exc:
-            raise _user_error(exc, "mapper", f"at {block.locate(i)}") from None
-        records += len(block.values)
-    engine["map_input_records"] += records
+            raise _user_error(exc, "combiner", f"key {key!r}") from None
+
+    return combine
+
+
+class _Position:
+    """Where the mapper is, for error messages: the block and the record's index in it."""
+
+    block: Any = None
+    index = -1
+    records = 0
+
+
+def _mapper_calls(mapper, blocks: Iterator, pos: _Position) -> Iterator:
+    """mapper(key, value) for every record; the buffer iterates the results."""
+    blocks = iter(blocks)
+    while True:
+        pos.block = None  # an error while reading the next block is not the mapper's
+        block = next(blocks, None)
+        if block is None:
+            return
+        pos.block = block
+        for i, (key, value) in enumerate(block.pairs()):
+            pos.index = i
+            yield mapper(key, value)
+        pos.records += len(block.values)
+
+
+def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
+    if step.mapper_init is not None:
+        _call_hook(step.mapper_init, "mapper_init", "before the first record", buffer)
+    pos = _Position()
+    try:
+        buffer.collect(_mapper_calls(step.mapper, blocks, pos))
+    except MrEngineError:
+        raise
+    except Exception as exc:
+        if pos.block is None:
+            raise
+        raise _user_error(exc, "mapper", f"at {pos.block.locate(pos.index)}") from None
+    engine["map_input_records"] += pos.records
     if step.mapper_final is not None:
         _call_hook(step.mapper_final, "mapper_final", "after the last record", buffer)
 
@@ -147,16 +198,16 @@ def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Co
                whole_blocks: bool) -> None:
     seen = [0]
 
-    def records():
+    def block_values():
         for block in blocks:
             seen[0] += len(block.values)
-            if whole_blocks:  # numeric formats: map_split works on whole arrays
-                yield block.values
-            else:
-                yield from block.values
+            yield block.values
 
+    # Numeric formats hand map_split whole arrays; other records reach it through chain at C speed,
+    # not through a generator per record.
+    records = block_values() if whole_blocks else chain.from_iterable(block_values())
     try:
-        buffer.add_all(_pairs(step.map_split(records())))
+        buffer.add_all(_pairs(step.map_split(records)))
     except MrEngineError:
         raise
     except Exception as exc:
@@ -168,7 +219,11 @@ def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Co
 
 
 def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes, cache: SlotCache | None = None) -> dict:
-    """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}."""
+    """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}.
+
+    Every map output segment is fetched into a local file first, so fetched data never waits in
+    memory; the merge then reads a block at a time from at most `MERGE_FACTOR` of them.
+    """
     engine: Counter = Counter()
     cache = cache if cache is not None else SlotCache(max_bytes=0)
     broadcast = cache.broadcast(task["job_id"], job, engine)
@@ -176,28 +231,27 @@ def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: byte
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
     try:
-        files = _fetch_all(task, partition, attempt_dir, secret, engine)
-        runs = [read_segment(f, length, f.name, map_index) for f, length, map_index in files]
+        runs = _fetch_all(task, partition, attempt_dir, secret, engine)
         out_path = outputs.attempt_path(task["output"], task["job_id"], task["attempt_id"], partition)
         result = reduce_to_file(step, runs, partition, out_path, task["output_format"], task["params"], broadcast,
-                                task["storage_options"], engine)
-        for f, _, _ in files:
-            f.close()
+                                task["storage_options"], engine, attempt_dir)
     finally:
         shutil.rmtree(attempt_dir, ignore_errors=True)
     return result
 
 
-def reduce_to_file(step: Step, runs: list, partition: int, out_path: str, output_format: str, params: dict,
-                   broadcast: Any, storage_options: dict | None, engine: Counter) -> dict:
-    """Merge one partition's sorted runs (given in map-index order), reduce each key group and write
-    `out_path`; both runners call this. Returns {"bytes", "records", "crc32", "counters"}.
+def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, output_format: str, params: dict,
+                   broadcast: Any, storage_options: dict | None, engine: Counter, tmp_dir: str) -> dict:
+    """Merge one partition's sorted runs (given in map-index order; intermediate merge passes write to
+    `tmp_dir`), reduce each key group and write `out_path`; both runners call this.
+    Returns {"bytes", "records", "crc32", "counters"}.
     """
     ctx = context.TaskContext(params, broadcast=broadcast)
-    groups = group_by_key(merge_sorted(runs)) if runs else iter(())
-    context.activate(ctx)
+    context.activate(ctx)  # the combiner may run in merge passes
     try:
-        stats = outputs.write_pairs(out_path, output_format, _reduce(step, groups, engine, partition), storage_options)
+        merged = merge_runs(runs, _guarded_combiner(step.combiner), tmp_dir, engine, "reduce_merge_passes")
+        stats = outputs.write_pairs(out_path, output_format, _reduce(step, group_by_key(merged), engine, partition),
+                                    storage_options)
     finally:
         context.activate(None)
     engine["reduce_output_records"] += stats["records"]
@@ -205,8 +259,8 @@ def reduce_to_file(step: Step, runs: list, partition: int, out_path: str, output
     return {**stats, "counters": _counter_list(ctx, engine)}
 
 
-def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes, engine: Counter) -> list:
-    files = []
+def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes, engine: Counter) -> list[Run]:
+    runs = []
     for map_index, address, attempt_id, length, records in task["sources"]:
         if not length:
             continue
@@ -217,8 +271,8 @@ def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes, engi
         if got != length:
             raise FetchFailedError(f"map output {attempt_id} from {address} has {got} bytes, expected {length}", map_index)
         engine["shuffle_bytes"] += got
-        files.append((open(path, "rb"), length, map_index))
-    return files
+        runs.append(Run(path, 0, length, records, map_index))
+    return runs
 
 
 def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> Iterator[tuple]:

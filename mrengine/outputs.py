@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterable
 
-import numpy as np
 
 from . import serde, storage
 from .errors import UsageError
@@ -61,7 +61,8 @@ def render(x: Any) -> str:
 
 
 def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.ndarray, np.generic)):
+    np = sys.modules.get("numpy")  # not imported: x cannot be a numpy value
+    if np is not None and isinstance(x, (np.ndarray, np.generic)):
         return x.tolist()
     if isinstance(x, bytes):
         return x.decode("utf-8", "backslashreplace")

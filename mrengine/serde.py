@@ -10,10 +10,10 @@ The extension types below keep those apart; anything else fails with a `RecordEr
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import msgpack
-import numpy as np
 
 from .errors import RecordError
 
@@ -31,12 +31,13 @@ def _default(obj: Any) -> Any:
             size = (obj.bit_length() + 8) // 8
             return msgpack.ExtType(_BIGINT, obj.to_bytes(size, "big", signed=True))
         return int(obj)  # bool is native; IntEnum and friends travel as plain ints
-    if isinstance(obj, np.ndarray):
+    np = sys.modules.get("numpy")  # not imported: obj cannot be a numpy value (and we spare its import time)
+    if np is not None and isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
             raise RecordError(f"cannot encode a numpy array of dtype object (shape {obj.shape})")
         arr = np.ascontiguousarray(obj)
         return msgpack.ExtType(_NDARRAY, dumps([arr.dtype.str, list(arr.shape), arr.tobytes()]))
-    if isinstance(obj, np.generic):
+    if np is not None and isinstance(obj, np.generic):
         return msgpack.ExtType(_NPSCALAR, dumps([obj.dtype.str, obj.tobytes()]))
     if isinstance(obj, str):
         return str(obj)
@@ -57,6 +58,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return tuple(loads(data))
     if code == _BIGINT:
         return int.from_bytes(data, "big", signed=True)
+    if code in (_NDARRAY, _NPSCALAR):
+        import numpy as np
     if code == _NDARRAY:
         dtype, shape, raw = loads(data)
         return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
@@ -76,6 +79,12 @@ def dumps(obj: Any) -> bytes:
         return msgpack.packb(obj, **_PACK_OPTIONS)
     except (TypeError, ValueError, OverflowError) as exc:
         raise RecordError(f"cannot encode a value of type {type(obj).__qualname__}: {exc}") from None
+
+
+def packer() -> msgpack.Packer:
+    """A reusable encoder for hot loops: `packer().pack(x) == dumps(x)`, minus building an encoder per
+    call. Not thread-safe: one per user."""
+    return msgpack.Packer(**_PACK_OPTIONS)
 
 
 def loads(data: bytes) -> Any:

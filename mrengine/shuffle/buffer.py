@@ -2,25 +2,42 @@
 
 Pairs are held in memory until their estimated size passes the budget; then they are combined (when
 the job has a combiner), sorted, partitioned and written as one spill file with one segment per
-partition. `close()` merges the spills (running the combiner again) into the final map output file.
-The size estimate comes from `sys.getsizeof` of a sample of pairs: counting every pair would cost more
-than the estimate is worth, and the budget is a bound on Python objects, not on encoded bytes.
+partition. `close()` merges the spills partition by partition, running the combiner again, into the
+final map output file (in several passes when there are more spills than `merge.MERGE_FACTOR`).
+
+With a combiner, values are grouped by key as they arrive. When the budget is reached, the combiner
+first folds in memory every key's pile of values; only if that does not free half the budget does
+the buffer spill. A sum over a small vocabulary (word count) so never spills, however big the input.
+`collect` takes the outputs of many mapper calls at once so that the per-pair work (a dict lookup
+and an append) happens inside one Python frame, with no call per pair.
+
+The size estimate multiplies what is held by sizes sampled with `sys.getsizeof` now and then:
+measuring every pair would cost more than the estimate is worth. Samples come often enough that the
+budget is overshot by at most about `1/_OVERSHOOT` of itself, however big the pairs. The budget bounds
+Python objects, not encoded bytes.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
+from operator import itemgetter
 from typing import Any, Callable, Iterable
 
 from ..errors import RecordError
-from .merge import combine_sorted, merge_sorted, sort_pairs
-from .runs import Segment, read_segment, write_segment
+from .merge import combine_group, combine_sorted, key_order_error, merge_runs, sort_pairs
+from .runs import Run, Segment, write_segment
 
-_SAMPLE_EVERY = 997
-_CHECK_EVERY = 4096
-_PAIR_OVERHEAD = 120  # tuple or dict slot + list slot + allocator rounding, measured on CPython 3.11
-_COMBINE_AT = 64  # values held for one key before the combiner folds them
+_FOLD_AT = 8  # values one key must hold for an in-memory fold to combine them
+_FOLD_ENOUGH = 0.5  # a fold that leaves more than this share of the budget held is followed by a spill
+_CHECK_EVERY = 4096  # most pairs between two looks at the budget
+_OVERSHOOT = 16
+_PAIR_OVERHEAD = 64  # the pair's tuple and its list slot (CPython 3.11, 64-bit)
+_GROUP_OVERHEAD = 160  # a key's dict entry and its value list, with the list's spare room
+_VALUE_OVERHEAD = 8  # a value's slot in its key's list
+
+_first = itemgetter(0)
 
 
 class MapOutputBuffer:
@@ -31,7 +48,7 @@ class MapOutputBuffer:
         combiner: Callable | None,
         budget_bytes: int,
         spill_dir: str,
-        counters: dict,
+        counters: Counter,
     ):
         self.num_partitions = num_partitions
         self.partition = partition
@@ -40,78 +57,114 @@ class MapOutputBuffer:
         self.spill_dir = spill_dir
         self.counters = counters
         self.spills: list[tuple[str, list[Segment]]] = []
-        self._pairs: list = []
-        self._groups: dict = {}
-        self._held = 0
-        self._bytes_per_pair = 0.0
-        self._sampled = 0
-        self._next_check = _CHECK_EVERY
+        self._pairs: list = []  # without a combiner: the pairs as they came
+        self._groups: dict = {}  # with one: key -> values not yet combined
+        self._held = 0  # pairs (or values) in memory
+        self._dropped = 0  # values folded away or spilled, so that held + dropped = pairs collected
+        self._key_bytes = 0.0
+        self._value_bytes = 0.0
+        self._samples = 0
+        self._next_check = 1
 
     # ------------------------------------------------------------ adding
 
-    def add(self, key: Any, value: Any) -> None:
+    def collect(self, outputs: Iterable[Iterable[tuple]]) -> None:
+        """Add the (key, value) pairs of every iterable in `outputs` (typically one per mapper call)."""
         if self.combiner is None:
-            self._pairs.append((key, value))
+            self._collect_pairs(outputs)
         else:
-            try:
-                values = self._groups.get(key)
-            except TypeError:
-                raise _unhashable(key) from None
-            if values is None:
-                self._groups[key] = [value]
-            else:
-                values.append(value)
-                if len(values) >= _COMBINE_AT:
-                    self._fold(key, values)
-        self._held += 1
-        if self._held >= self._next_check:
-            self._check_budget(key, value)
+            self._collect_groups(outputs)
 
     def add_all(self, pairs: Iterable[tuple]) -> None:
-        add = self.add
-        for key, value in pairs:
-            add(key, value)
+        self.collect((pairs,))
 
-    def _fold(self, key: Any, values: list) -> None:
-        before = len(values)
-        self.counters["combine_input_records"] += before
-        folded = []
-        for k, v in self.combiner(key, iter(values)):
-            if k == key:
-                folded.append(v)
-            else:
-                self._groups.setdefault(k, []).append(v)
-        values[:] = folded
-        self.counters["combine_output_records"] += len(folded)
-        self._held -= before - len(folded)
+    def _collect_pairs(self, outputs: Iterable[Iterable[tuple]]) -> None:
+        append = self._pairs.append  # spills empty the list in place, so this stays valid
+        held, check = self._held, self._next_check
+        try:
+            for out in outputs:
+                for key, value in out:
+                    append((key, value))
+                    held += 1
+                    if held >= check:
+                        self._held = held
+                        self._check_budget(key, value)
+                        held, check = self._held, self._next_check
+        finally:
+            self._held = held
+
+    def _collect_groups(self, outputs: Iterable[Iterable[tuple]]) -> None:
+        groups = self._groups  # likewise emptied in place
+        get = groups.get
+        held, check = self._held, self._next_check
+        try:
+            for out in outputs:
+                for key, value in out:
+                    try:
+                        values = get(key)
+                    except TypeError:
+                        raise _unhashable(key) from None
+                    if values is None:
+                        groups[key] = [value]
+                    else:
+                        values.append(value)
+                    held += 1
+                    if held >= check:
+                        self._held = held
+                        self._check_budget(key, value)
+                        held, check = self._held, self._next_check
+        finally:
+            self._held = held
 
     def _check_budget(self, key: Any, value: Any) -> None:
-        self._sampled += 1
-        size = sys.getsizeof(key) + sys.getsizeof(value) + _PAIR_OVERHEAD
-        self._bytes_per_pair += (size - self._bytes_per_pair) / min(self._sampled, 64)
-        if self._held * self._bytes_per_pair > self.budget:
-            self.spill()
-        self._next_check = self._held + _CHECK_EVERY
+        self._samples += 1
+        weight = 1 / min(self._samples, 64)
+        self._key_bytes += (sys.getsizeof(key) - self._key_bytes) * weight
+        self._value_bytes += (sys.getsizeof(value) - self._value_bytes) * weight
+        if self._estimate() > self.budget:
+            if self.combiner is not None:
+                self._fold()
+            if self._estimate() > self.budget * _FOLD_ENOUGH:
+                self.spill()
+        per_pair = self._key_bytes + self._value_bytes + _PAIR_OVERHEAD
+        self._next_check = self._held + max(1, min(_CHECK_EVERY, int(self.budget / _OVERSHOOT / per_pair)))
+
+    def _fold(self) -> None:
+        """Combine, in memory, the values of every key that has piled up several."""
+        combiner, counters = self.combiner, self.counters
+        before = self._held
+        for key, values in self._groups.items():
+            if len(values) >= _FOLD_AT:
+                counters["combine_input_records"] += len(values)
+                self._held -= len(values)
+                values[:] = [v for _, v in combine_group(combiner, key, values, counters)]
+                self._held += len(values)
+        self._dropped += before - self._held
+
+    def _estimate(self) -> float:
+        if self.combiner is None:
+            return self._held * (self._key_bytes + self._value_bytes + _PAIR_OVERHEAD)
+        return (len(self._groups) * (self._key_bytes + _GROUP_OVERHEAD)
+                + self._held * (self._value_bytes + _VALUE_OVERHEAD))
 
     # ------------------------------------------------------------ spilling
 
     def _sorted_partitions(self) -> list[list]:
         """The held pairs, combined, sorted and cut into partitions; empties the buffer."""
         if self.combiner is not None:
-            items = list(self._groups.items())
-            self._groups = {}
-            sort_pairs(items)
-            pairs = []
-            for key, values in items:
-                self.counters["combine_input_records"] += len(values)
-                before = len(pairs)
-                pairs.extend(self.combiner(key, iter(values)))
-                self.counters["combine_output_records"] += len(pairs) - before
+            try:
+                items = sorted(self._groups.items(), key=_first)
+            except TypeError as exc:
+                raise key_order_error(exc) from None
+            self._groups.clear()
+            pairs = list(self._combined(items))
         else:
-            pairs, self._pairs = self._pairs, []
+            pairs = self._pairs  # sorted in place and emptied by the caller once written
             sort_pairs(pairs)
+        self._dropped += self._held
         self._held = 0
-        self._next_check = _CHECK_EVERY
+        if self.num_partitions == 1:
+            return [pairs]
         parts: list[list] = [[] for _ in range(self.num_partitions)]
         partition = self.partition
         last_key: Any = _NOTHING
@@ -124,12 +177,28 @@ class MapOutputBuffer:
             target.append(pair)
         return parts
 
-    def spill(self) -> None:
+    def _write(self, path: str) -> list[Segment]:
+        """Write what is held to `path`, one sorted segment per partition, and let it go."""
         parts = self._sorted_partitions()
-        path = os.path.join(self.spill_dir, f"spill-{len(self.spills):04d}.run")
         with open(path, "wb") as out:
-            segments = _write_partitions(out, parts)
+            segments = [write_segment(out, pairs, out.tell()) for pairs in parts]
+        self._pairs.clear()
+        return segments
+
+    def _combined(self, items: list) -> Iterable[tuple]:
+        combiner, counters = self.combiner, self.counters
+        for key, values in items:
+            if len(values) == 1:
+                yield key, values[0]
+            else:
+                counters["combine_input_records"] += len(values)
+                yield from combine_group(combiner, key, values, counters)
+
+    def spill(self) -> None:
+        path = os.path.join(self.spill_dir, f"spill-{len(self.spills):05d}.run")
+        segments = self._write(path)
         self.spills.append((path, segments))
+        self.counters["map_spills"] += 1
         self.counters["spilled_records"] += sum(s.records for s in segments)
 
     # ------------------------------------------------------------ closing
@@ -137,48 +206,31 @@ class MapOutputBuffer:
     def close(self, path: str) -> list[Segment]:
         """Write the final map output to `path`: one sorted segment per partition."""
         if not self.spills:
-            parts = self._sorted_partitions()
-            with open(path, "wb") as out:
-                segments = _write_partitions(out, parts)
+            segments = self._write(path)
         else:
             if self._held:
                 self.spill()
             segments = self._merge_spills(path)
-        self.counters["map_output_records"] += sum(s.records for s in segments)
+        self.counters["map_output_records"] += self._dropped
         return segments
 
     def _merge_spills(self, path: str) -> list[Segment]:
-        files = [open(p, "rb") for p, _ in self.spills]
         try:
             segments = []
             with open(path, "wb") as out:
                 for p in range(self.num_partitions):
-                    runs = []
-                    for f, (spill_path, spill_segments) in zip(files, self.spills):
-                        seg = spill_segments[p]
-                        if seg.length:
-                            runs.append(_segment_reader(f, seg, spill_path))
-                    merged = combine_sorted(merge_sorted(runs), self.combiner) if runs else iter(())
-                    segments.append(write_segment(out, merged, out.tell()))
+                    runs = [Run(spill_path, *spill_segments[p]) for spill_path, spill_segments in self.spills
+                            if spill_segments[p].length]
+                    merged = merge_runs(runs, self.combiner, self.spill_dir, self.counters, "map_merge_passes")
+                    pairs = combine_sorted(merged, self.combiner, self.counters)
+                    segments.append(write_segment(out, pairs, out.tell()))
         finally:
-            for f in files:
-                f.close()
             for spill_path, _ in self.spills:
                 os.unlink(spill_path)
         return segments
 
 
 _NOTHING = object()
-
-
-def _segment_reader(f, segment: Segment, source: str):
-    # Partitions are merged one after another, so each spill file serves one segment at a time.
-    f.seek(segment.offset)
-    yield from read_segment(f, segment.length, source)
-
-
-def _write_partitions(out, parts: list[list]) -> list[Segment]:
-    return [write_segment(out, pairs, out.tell()) for pairs in parts]
 
 
 def _unhashable(key: Any) -> RecordError:

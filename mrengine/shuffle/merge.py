@@ -1,13 +1,25 @@
-"""Merging sorted runs and grouping them by key, streaming: nothing here holds more than a block per run."""
+"""Merging sorted runs, combining and grouping them by key, streaming: memory holds a block per run read.
+
+`merge_runs` reads at most `MERGE_FACTOR` runs at once. With more, it first merges consecutive runs
+into intermediate files (a pass), as few as needed to leave `MERGE_FACTOR`, so open files and memory
+stay bounded however many spills or map outputs there are. Runs keep their order throughout and
+`heapq.merge` is stable, so equal keys keep their values in run order.
+"""
 
 from __future__ import annotations
 
 import heapq
-from itertools import groupby
+import os
+import tempfile
+from collections import Counter
+from itertools import chain, count, groupby
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import RecordError
+from ..errors import JobDefinitionError, RecordError
+from .runs import Run, read_run, write_segment
+
+MERGE_FACTOR = 32
 
 _first = itemgetter(0)
 _second = itemgetter(1)
@@ -48,10 +60,89 @@ def group_by_key(pairs: Iterable[tuple]) -> Iterator[tuple[Any, Iterator]]:
         yield key, map(_second, group)
 
 
-def combine_sorted(pairs: Iterable[tuple], combiner: Callable | None) -> Iterator[tuple]:
-    """Apply a combiner to each key group of a sorted stream (identity when there is none)."""
+def combine_sorted(pairs: Iterable[tuple], combiner: Callable | None, counters: Counter) -> Iterator[tuple]:
+    """Apply a combiner to each key group of a sorted stream (identity when there is none).
+
+    A key with a single value is passed through: combining it could not make it smaller, and a
+    combiner may run any number of times, zero included.
+    """
     if combiner is None:
         yield from pairs
         return
-    for key, values in group_by_key(pairs):
-        yield from combiner(key, values)
+    for key, group in groupby(pairs, key=_first):
+        first = next(group)
+        second = next(group, None)
+        if second is None:
+            yield first
+            continue
+        consumed = count()  # zip advances it once per value the combiner takes
+        values = map(_first, zip(map(_second, chain((first, second), group)), consumed))
+        yield from combine_group(combiner, key, values, counters)
+        counters["combine_input_records"] += next(consumed)
+
+
+def combine_group(combiner: Callable, key: Any, values: Iterable, counters: Counter) -> Iterator[tuple]:
+    """The combiner's output for one key, which must stay that key (the output has to stay sorted)."""
+    produced = 0
+    for out_key, out_value in combiner(key, iter(values)):
+        if out_key is not key and out_key != key:
+            raise JobDefinitionError(
+                f"combiner({key!r}, values) yielded the key {out_key!r}: a combiner must yield the key it is given"
+            )
+        produced += 1
+        yield key, out_value
+    counters["combine_output_records"] += produced
+
+
+def merge_runs(runs: list[Run], combiner: Callable | None, tmp_dir: str, counters: Counter, passes_counter: str,
+               factor: int = MERGE_FACTOR) -> Iterator[tuple]:
+    """One sorted stream of every run's pairs; `combiner` (if any) runs in the intermediate passes only.
+
+    Intermediate files go to `tmp_dir` and are deleted once read. Passes count in counters[passes_counter].
+    """
+    own: set[str] = set()
+    runs = list(runs)
+    try:
+        while len(runs) > factor:
+            runs = _merge_pass(runs, combiner, tmp_dir, counters, factor, own)
+            counters[passes_counter] += 1
+    except BaseException:
+        _remove(own)
+        raise
+    return _final_merge(runs, own)
+
+
+def _merge_pass(runs: list[Run], combiner, tmp_dir: str, counters: Counter, factor: int, own: set) -> list[Run]:
+    # Merge groups of consecutive runs, from the front, until `factor` runs are left.
+    excess = len(runs) - factor
+    merged: list[Run] = []
+    i = 0
+    while excess > 0 and i + 1 < len(runs):
+        group = runs[i:i + min(factor, excess + 1)]
+        fd, path = tempfile.mkstemp(prefix="merge-", suffix=".run", dir=tmp_dir)
+        own.add(path)
+        with open(fd, "wb") as out:
+            stream = combine_sorted(merge_sorted([read_run(r) for r in group]), combiner, counters)
+            segment = write_segment(out, stream, 0)
+        merged.append(Run(path, segment.offset, segment.length, segment.records))
+        _remove(own.intersection(r.path for r in group))
+        own.difference_update(r.path for r in group)
+        excess -= len(group) - 1
+        i += len(group)
+    return merged + runs[i:]
+
+
+def _final_merge(runs: list[Run], own: set) -> Iterator[tuple]:
+    try:
+        if runs:
+            yield from merge_sorted([read_run(r) for r in runs])
+    finally:
+        _remove(own)
+
+
+def _remove(paths: Iterable[str]) -> None:
+    for path in list(paths):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

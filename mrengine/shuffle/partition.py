@@ -24,7 +24,16 @@ def stable_partition(key: Any, num_partitions: int) -> int:
 def checked_partitioner(partitioner: Callable[[Any, int], int] | None, num_partitions: int) -> Callable[[Any], int]:
     """key -> partition, checking that a user's partitioner answers an int in range."""
     if partitioner is None:
-        return lambda key: stable_partition(key, num_partitions)
+        pack = serde.packer().pack  # the same bytes as `serde.dumps`, several times faster per key
+
+        def default_partition(key: Any) -> int:
+            try:
+                data = pack(key)
+            except (TypeError, ValueError, OverflowError):
+                data = serde.dumps(key)  # raises the RecordError that says what cannot be encoded
+            return zlib.crc32(data) % num_partitions
+
+        return default_partition
 
     def partition(key: Any) -> int:
         p = partitioner(key, num_partitions)

@@ -1,16 +1,20 @@
 """The on-disk format of sorted runs: blocks of msgpack-encoded records, LZ4-compressed, checksummed.
 
 A block is a 16-byte header — magic, uncompressed length, compressed length, CRC-32 of the compressed
-bytes — followed by the compressed bytes of one msgpack array [k1, v1, k2, v2, ...]. Encoding a whole
-block in one msgpack call keeps per-record Python work out of the write path. LZ4 because it
-compresses at several hundred MB/s per core: intermediate data is written once and read once, so
-speed matters more than ratio. A segment is a run of blocks holding one partition's records.
+bytes — followed by the compressed bytes of one msgpack array [k1, v1, k2, v2, ...]. Encoding and
+decoding a whole block in one msgpack call keeps per-record Python work out of both paths. LZ4
+because intermediate data is written once and read once, on the same host or the next: its speed
+(hundreds of MB/s per core each way) matters more than the ratio zstd would add (docs/PERFORMANCE.md
+has the measurement). Blocks aim at `BLOCK_BYTES` encoded bytes whatever the record size, so a merge
+holds a bounded amount per run it reads. A segment is a run of blocks holding one partition's
+records; a `Run` names one on disk.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from itertools import chain, islice
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 import lz4.block
@@ -20,7 +24,9 @@ from ..errors import FetchFailedError
 
 _HEADER = struct.Struct("<4sIII")
 _MAGIC = b"MRB1"
-BLOCK_RECORDS = 8192
+BLOCK_BYTES = 64 * 1024
+_FIRST_BLOCK_RECORDS = 512
+_MAX_BLOCK_RECORDS = 16384
 
 
 class Segment(NamedTuple):
@@ -31,33 +37,37 @@ class Segment(NamedTuple):
     records: int
 
 
+class Run(NamedTuple):
+    """A sorted segment in a local file; `map_index` names the map task it came from (-1: this task)."""
+
+    path: str
+    offset: int
+    length: int
+    records: int
+    map_index: int = -1
+
+
 class CorruptRunError(FetchFailedError):
     """A block failed its checksum or did not decode: the file that holds it cannot be trusted."""
 
 
 def write_segment(out: BinaryIO, pairs: Iterable[tuple], offset: int) -> Segment:
     """Write sorted (key, value) pairs as blocks at `offset` (the file's current position)."""
+    it = iter(pairs)
     length = records = 0
-    flat: list = []
-    for key, value in pairs:
-        flat.append(key)
-        flat.append(value)
-        if len(flat) >= 2 * BLOCK_RECORDS:
-            length += _write_block(out, flat)
-            records += len(flat) // 2
-            flat = []
-    if flat:
-        length += _write_block(out, flat)
-        records += len(flat) // 2
-    return Segment(offset, length, records)
-
-
-def _write_block(out: BinaryIO, flat: list) -> int:
-    raw = serde.dumps(flat)
-    comp = lz4.block.compress(raw, store_size=False)
-    out.write(_HEADER.pack(_MAGIC, len(raw), len(comp), zlib.crc32(comp)))
-    out.write(comp)
-    return _HEADER.size + len(comp)
+    batch_size = _FIRST_BLOCK_RECORDS
+    while True:
+        batch = list(islice(it, batch_size))
+        if not batch:
+            return Segment(offset, length, records)
+        raw = serde.dumps(list(chain.from_iterable(batch)))
+        comp = lz4.block.compress(raw, store_size=False)
+        out.write(_HEADER.pack(_MAGIC, len(raw), len(comp), zlib.crc32(comp)))
+        out.write(comp)
+        length += _HEADER.size + len(comp)
+        records += len(batch)
+        # Size the next block from this one's bytes per record.
+        batch_size = max(1, min(_MAX_BLOCK_RECORDS, len(batch) * BLOCK_BYTES // len(raw)))
 
 
 def read_segment(f: BinaryIO, length: int, source: str = "run", map_index: int = -1) -> Iterator[tuple]:
@@ -78,3 +88,10 @@ def read_segment(f: BinaryIO, length: int, source: str = "run", map_index: int =
         remaining -= _HEADER.size + comp_len
         it = iter(flat)
         yield from zip(it, it)
+
+
+def read_run(run: Run) -> Iterator[tuple]:
+    """The pairs of a run; its file is opened on the first pair and closed after the last."""
+    with open(run.path, "rb") as f:
+        f.seek(run.offset)
+        yield from read_segment(f, run.length, run.path, run.map_index)

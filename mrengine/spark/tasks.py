@@ -31,7 +31,7 @@ from ..cache import SlotCache
 from ..executor import error_report, map_to_file, reduce_to_file
 from ..inputs import Split, input_format
 from ..job import prime_linecache
-from ..shuffle.runs import read_segment
+from ..shuffle.runs import Run
 
 CHUNK_BYTES = 1 << 20  # a shuffle record's share of a segment: Spark batches a few dozen records at once
 
@@ -165,20 +165,14 @@ def _reduce_one(sub: dict, job_id: str, attempt_id: str, partition: int, records
         finally:
             for spool in spools.values():
                 os.close(spool.fd)
-        runs, files = [], []
-        try:
-            for map_index, spool in sorted(spools.items()):  # map order, as the native reducer merges
-                if spool.received != spool.length:
-                    raise RuntimeError(f"map output {map_index} arrived with {spool.received} of its {spool.length} bytes")
-                engine["reduce_input_records"] += spool.records
-                engine["shuffle_bytes"] += spool.length
-                f = open(spool.path, "rb")
-                files.append(f)
-                runs.append(read_segment(f, spool.length, spool.path, map_index))
-            out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
-            result = reduce_to_file(job.steps[sub["step"]], runs, partition, out_path, sub["output_format"], sub["params"],
-                                    broadcast, sub["storage_options"], engine)
-        finally:
-            for f in files:
-                f.close()
+        runs = []
+        for map_index, spool in sorted(spools.items()):  # map order, as the native reducer merges
+            if spool.received != spool.length:
+                raise RuntimeError(f"map output {map_index} arrived with {spool.received} of its {spool.length} bytes")
+            engine["reduce_input_records"] += spool.records
+            engine["shuffle_bytes"] += spool.length
+            runs.append(Run(spool.path, 0, spool.length, spool.records, map_index))
+        out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
+        result = reduce_to_file(job.steps[sub["step"]], runs, partition, out_path, sub["output_format"], sub["params"],
+                                broadcast, sub["storage_options"], engine, tmp)
     return result, map_counters

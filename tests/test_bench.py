@@ -1,0 +1,69 @@
+"""scripts/bench.py: its corpus, its byte ranges, and one small run of it end to end (speed is not tested)."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_sizes_parse_as_powers_of_1024():
+    assert bench.parse_size("256M") == bench.parse_size("256MiB") == 256 << 20
+    assert bench.parse_size("1G") == 1 << 30 and bench.parse_size("64k") == 64 << 10 and bench.parse_size("1000") == 1000
+
+
+def test_the_corpus_is_shuffled_sample_lines_of_the_size_asked_reproducibly(tmp_path):
+    a = bench.make_corpus(3 << 20, 7, tmp_path / "a")
+    b = bench.make_corpus(3 << 20, 7, tmp_path / "b")
+    c = bench.make_corpus(3 << 20, 8, tmp_path / "c")
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+    assert (3 << 20) - 1000 < a.stat().st_size <= 3 << 20
+    sample = set(bench.sample_lines())
+    lines = a.read_bytes().splitlines(keepends=True)
+    assert set(lines) <= sample and len(set(lines)) > len(sample) // 2
+    assert lines[:100] != sorted(bench.sample_lines())[:100]
+
+
+def test_byte_ranges_cover_every_file_once_and_cut_at_line_starts():
+    files = [str(p) for p in sorted((ROOT / "sample_data" / "text").glob("*.txt"))]
+    for parts in (1, 2, 5):
+        ranges = bench.line_aligned_ranges(files, parts)
+        assert len(ranges) == parts
+        pieces = sorted(r for part in ranges for r in part)
+        for path in files:
+            mine = [(s, e) for p, s, e in pieces if p == path]
+            assert mine[0][0] == 0 and mine[-1][1] == os.path.getsize(path)
+            assert all(e == s2 for (_, e), (s2, _) in zip(mine, mine[1:]))
+            data = open(path, "rb").read()
+            assert all(data[s - 1:s] == b"\n" for s, _ in mine[1:])
+        counts = Counter()
+        for part in ranges:
+            counts.update(bench._count_ranges(part))
+        whole = Counter()
+        for path in files:
+            bench.count_lines(whole, path, 0, os.path.getsize(path))
+        assert counts == whole
+
+
+def test_one_run_checks_every_output_against_the_reference(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--corpus", str(ROOT / "sample_data" / "text"),
+         "--cases", "counter,pool,fast", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=150,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[:1] in (["counter"], ["pool"], ["fast"])}
+    assert rows["counter"].endswith("reference")
+    assert rows["pool"].endswith("ok") and rows["fast"].endswith("ok")
+    assert "(worker)" in rows["fast"] or "(task slot)" in rows["fast"]
