@@ -98,6 +98,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _address(value: str, param_hint: str) -> tuple[str, int]:
+    from .comm import parse_address
+
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=param_hint) from None
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -195,12 +204,8 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
 def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
-    from .comm import parse_address
 
-    try:
-        host, port = parse_address(bind)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--bind")
+    host, port = _address(bind, "--bind")
     secret = read_secret(secret_file)
     if not secret and not _is_loopback(host):
         raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
@@ -220,12 +225,8 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
 def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
     """Run a worker: it takes tasks from the master and serves its map outputs to reducers."""
     from . import worker
-    from .comm import parse_address
 
-    try:
-        master_host, _ = parse_address(master_address)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--master")
+    master_host, _ = _address(master_address, "--master")
     secret = read_secret(secret_file)
     host = bind_host or ("127.0.0.1" if _is_loopback(master_host) else "0.0.0.0")
     if not secret and not _is_loopback(host):
