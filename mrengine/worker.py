@@ -91,7 +91,8 @@ class Slot:
     def _start(self) -> None:
         # Forked, not spawned: the worker has imported everything a slot needs, so a slot is ready at
         # once instead of after a fresh interpreter's imports (a few hundred ms, the bulk of a small
-        # job's latency). The first slots are forked before any thread starts.
+        # job's latency). The first slots are forked before any thread starts; a restarted one only
+        # reads its pipe and runs attempts, never touching what the worker's threads hold.
         mp = multiprocessing.get_context("fork")
         self.conn, child = mp.Pipe()
         self.proc = mp.Process(target=slot_main, args=(child, self.secret, self.work_dir), daemon=True)
