@@ -12,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
-from mrengine.errors import FetchFailedError, JobDefinitionError
+from mrengine.errors import FetchFailedError, JobDefinitionError, StorageError
 from mrengine.shuffle.buffer import MapOutputBuffer
 from mrengine.shuffle.merge import MERGE_FACTOR, merge_runs
 from mrengine.shuffle.partition import checked_partitioner, stable_partition
@@ -85,6 +85,8 @@ def test_a_corrupt_block_is_detected_and_names_its_map_task(tmp_path, where):
     assert isinstance(err.value, FetchFailedError)  # so the master re-runs the map that made it
     assert err.value.args[1] == 7
     assert run.path in str(err.value)
+    with pytest.raises(StorageError, match="checksum|truncated"):  # a file of this task's own: no map to blame
+        list(read_run(run._replace(map_index=-1)))
 
 
 # ---------------------------------------------------------------- merging

@@ -20,7 +20,7 @@ from typing import BinaryIO, Iterable, Iterator, NamedTuple
 import lz4.block
 
 from .. import serde
-from ..errors import FetchFailedError
+from ..errors import FetchFailedError, StorageError
 
 _HEADER = struct.Struct("<4sIII")
 _MAGIC = b"MRB1"
@@ -48,7 +48,13 @@ class Run(NamedTuple):
 
 
 class CorruptRunError(FetchFailedError):
-    """A block failed its checksum or did not decode: the file that holds it cannot be trusted."""
+    """A fetched block failed its checksum or did not decode: the map output that held it cannot be
+    trusted, and the map task that made it must run again."""
+
+
+def _corrupt(message: str, map_index: int) -> Exception:
+    # A run this task wrote itself (a spill, a merge pass) names no map task: the attempt just fails.
+    return CorruptRunError(message, map_index) if map_index >= 0 else StorageError(message)
 
 
 def write_segment(out: BinaryIO, pairs: Iterable[tuple], offset: int) -> Segment:
@@ -76,15 +82,15 @@ def read_segment(f: BinaryIO, length: int, source: str = "run", map_index: int =
     while remaining > 0:
         header = f.read(_HEADER.size)
         if len(header) != _HEADER.size:
-            raise CorruptRunError(f"{source}: truncated block header", map_index)
+            raise _corrupt(f"{source}: truncated block header", map_index)
         magic, raw_len, comp_len, crc = _HEADER.unpack(header)
         comp = f.read(comp_len)
         if magic != _MAGIC or len(comp) != comp_len or zlib.crc32(comp) != crc:
-            raise CorruptRunError(f"{source}: block failed its checksum (corrupt intermediate data)", map_index)
+            raise _corrupt(f"{source}: block failed its checksum (corrupt intermediate data)", map_index)
         try:
             flat = serde.loads(lz4.block.decompress(comp, uncompressed_size=raw_len))
         except Exception as exc:
-            raise CorruptRunError(f"{source}: block does not decode: {exc}", map_index) from None
+            raise _corrupt(f"{source}: block does not decode: {exc}", map_index) from None
         remaining -= _HEADER.size + comp_len
         it = iter(flat)
         yield from zip(it, it)
