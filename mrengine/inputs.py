@@ -16,18 +16,19 @@ byte offset: silently replacing them would change counts without anyone noticing
 
 from __future__ import annotations
 
-import io
 import json
 import warnings
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
-import numpy as np
 from fsspec.utils import infer_compression
 
 from . import serde, storage
 from .errors import RecordError, StorageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
 _READ_CHUNK = 1024 * 1024
@@ -347,6 +348,7 @@ class CsvInput(InputFormat):
     delimiter = ","
 
     def __init__(self, delimiter: str | None = None, header: bool | str = "auto", dtype: str = "float64"):
+        import numpy as np  # here, not at the top: text jobs start faster without it
         if header not in (True, False, "auto"):
             raise ValueError(f"header must be True, False or 'auto', not {header!r}")
         self.delimiter = delimiter or self.delimiter
@@ -357,6 +359,7 @@ class CsvInput(InputFormat):
         return (self.name, self.delimiter, self.header, self.dtype.str)
 
     def read(self, split, storage_options):
+        import numpy as np  # here, not at the top: text jobs start faster without it
         parts: list[np.ndarray] = []
         for offset, chunk, lines in iter_text_lines(split, storage_options):
             if offset == 0 and lines and self._is_header(lines[0]):
@@ -383,6 +386,7 @@ class CsvInput(InputFormat):
         return False
 
     def _parse(self, lines: list[str], offset: int, chunk: bytes, url: str) -> np.ndarray:
+        import numpy as np  # here, not at the top: text jobs start faster without it
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "input contained no data": only blank lines
@@ -426,6 +430,7 @@ class NpyInput(InputFormat):
     cacheable = True
 
     def read(self, split, storage_options):
+        import numpy as np  # here, not at the top: text jobs start faster without it
         with open_input(split.url, storage_options, split.compression) as f:
             shape, dtype, data_start = self._header(f, split.url)
             row_bytes = dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64))
@@ -451,6 +456,7 @@ class NpyInput(InputFormat):
 
     @staticmethod
     def _header(f, url: str) -> tuple[tuple, np.dtype, int]:
+        import numpy as np  # here, not at the top: text jobs start faster without it
         fmt = np.lib.format
         try:
             version = fmt.read_magic(f)
