@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .errors import MrEngineError, TaskFailedError, UsageError
+from .errors import MrEngineError, TaskFailedError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -159,7 +159,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
         raise click.BadParameter("can't give both --master (a native cluster) and --runner spark; "
                                  "use --spark-master for Spark's", param_hint="--master")
     from .cluster import EmbeddedCluster
-    from .driver import Driver, RunOptions
+    from .driver import Driver, RunOptions, run_steps
     from .iterative import run_main
     from .job import load_job
 
@@ -169,20 +169,23 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
     try:
         job = load_job(job_file)
-        execute = run_main if job.main is not None else Driver.run  # main(ctx) drives its own rounds
+
+        def execute(run_step):
+            run_job = run_main if job.main is not None else run_steps  # main(ctx) drives its own rounds
+            return run_job(job, list(inputs), output, opts, run_step)
+
         if runner == "spark":
             from .spark import SparkRunner
 
-            if job.main is not None:
-                raise UsageError(f"{job_file} defines main(ctx); iterative jobs do not run on --runner spark yet")
             with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {job.name}",
                              verbose) as spark:
-                summary = spark.run(job, list(inputs), output, opts)
+                summary = execute(spark.run_step)
         elif master:
-            summary = execute(Driver(master, read_secret(secret_file)), job, list(inputs), output, opts)
+            with Driver(master, read_secret(secret_file)) as driver:
+                summary = execute(driver.run_step)
         else:
-            with EmbeddedCluster(workers, verbose=verbose) as cluster:
-                summary = execute(Driver(cluster.address, cluster.secret), job, list(inputs), output, opts)
+            with EmbeddedCluster(workers, verbose=verbose) as cluster, Driver(cluster.address, cluster.secret) as driver:
+                summary = execute(driver.run_step)
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:

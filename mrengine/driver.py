@@ -141,21 +141,28 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, ru
 
 
 class Driver:
+    """Runs steps as jobs of a master: `with Driver(address, secret) as driver: driver.run(job, ...)`."""
+
     def __init__(self, master: str, secret: bytes, progress: Progress | None = None):
         self.master = master
         self.secret = secret
         self.progress = progress or Progress()
+        self.conn = None
+
+    def __enter__(self) -> "Driver":
+        self.conn = comm.connect(self.master, self.secret)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.conn.close()
 
     def run(self, job: JobSpec, inputs: list[str], output: str, opts: RunOptions) -> Summary:
-        conn = comm.connect(self.master, self.secret)
-        try:
-            return run_steps(job, inputs, output, opts, lambda sub, label: self._run_step(conn, sub, label))
-        finally:
-            conn.close()
+        return run_steps(job, inputs, output, opts, self.run_step)
 
-    def _run_step(self, conn, sub: dict, label: str, name: str | None = None) -> dict:
+    def run_step(self, sub: dict, label: str) -> dict:
         """Submit one step (a `step_submission`, plus any fields of its own) as a master job and follow it
-        to its end; `name`: the job's name in a failure message (default: the submission's)."""
+        to its end; returns the master's final status."""
+        conn = self.conn
         timeout = conn.sock.gettimeout()
         conn.settimeout(SUBMIT_TIMEOUT)  # the master lists every input first: a big bucket takes a while
         reply = conn.request({"type": "submit", **sub})
@@ -171,5 +178,5 @@ class Driver:
             self.progress.done()
         if status["state"] == "failed":
             error = status["error"]
-            raise TaskFailedError(f"job {name or sub['job_name']} failed: {error['message']}", label, 0, error.get("traceback", ""))
+            raise TaskFailedError(f"job {sub['job_name']} failed: {error['message']}", label, 0, error.get("traceback", ""))
         return status

@@ -44,8 +44,8 @@ from typing import Any, Callable
 import cloudpickle
 import fsspec
 
-from . import comm, context, outputs
-from .driver import Driver, RunOptions, Summary, counter_lines, step_submission
+from . import context, outputs
+from .driver import RunOptions, Summary, counter_lines, step_submission
 from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
@@ -99,15 +99,16 @@ class DriverContext:
     split = None  # as in a task's context, so helpers shared with tasks can look
     broadcast = None
 
-    def __init__(self, driver: Driver, conn: comm.Connection, job: JobSpec, inputs: list[str], output: str,
+    def __init__(self, run_step: Callable[[dict, str], dict], job: JobSpec, inputs: list[str], output: str,
                  opts: RunOptions, summary: MainSummary):
         self.params = dict(opts.params)
         self.inputs = list(inputs)
         self.output = output
         self.session = uuid.uuid4().hex[:12]
         self.rounds = 0
-        self._driver, self._conn, self._job, self._opts, self._summary = driver, conn, job, opts, summary
-        self._locality: dict[tuple, str] = {}  # (url, start, end) -> the worker whose map read it last
+        self._run_step, self._job, self._opts, self._summary = run_step, job, opts, summary
+        # (url, start, end) -> the worker whose map read it last, for runners that report it (native)
+        self._locality: dict[tuple, str] = {}
 
     def counter(self, group: str, name: str, n: int = 1) -> None:
         """Add `n` to the counter `group`/`name` (shown in the summary with the tasks' counters)."""
@@ -146,12 +147,13 @@ class DriverContext:
         label = f"{self._job.name} round {self.rounds}"
         try:
             sub = {**step_submission(spec, 0, list(paths), target, self._opts), "prefer": prefer, "job_name": label}
-            status = self._driver._run_step(self._conn, sub, label, name=spec.name)
+            began = time.monotonic()
+            status = self._run_step(sub, label)
         except TaskFailedError as exc:
             caller = inspect.currentframe().f_back
-            raise TaskFailedError(f"{exc.message} (round {self.rounds}, ctx.map_reduce at "
-                                  f"{caller.f_code.co_filename} line {caller.f_lineno})", *exc.args[1:]) from None
-        for url, start, end, worker in status["map_workers"]:
+            raise TaskFailedError(f"{exc.message} (ctx.map_reduce at {caller.f_code.co_filename} line "
+                                  f"{caller.f_lineno})", *exc.args[1:]) from None
+        for url, start, end, worker in status.get("map_workers", ()):
             self._locality[url, start, end] = worker
         counters = Counter({(g, n): v for g, n, v in status["counters"]})
         s = self._summary
@@ -163,7 +165,7 @@ class DriverContext:
         if collect:
             pairs = _read_pairs(target, status["counts"]["reduces"], so)
             outputs.remove_dir(target, so)
-        return RoundResult(pairs, None if collect else output, counters, status["elapsed"])
+        return RoundResult(pairs, None if collect else output, counters, time.monotonic() - began)
 
     def open(self, name: str, mode: str = "w"):
         """A new file `name` (a relative path) in the output directory, e.g. `with ctx.open("model.json", "w") as f`.
@@ -191,14 +193,14 @@ def _read_pairs(directory: str, partitions: int, storage_options: dict) -> list:
     return pairs
 
 
-def run_main(driver: Driver, job: JobSpec, inputs: list[str], output: str, opts: RunOptions) -> MainSummary:
-    """Run the job's `main(ctx)` against the driver's master; commit its files and `_SUCCESS` if it returns."""
+def run_main(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, run_step) -> MainSummary:
+    """Run the job's `main(ctx)`, each round through `run_step` (as `driver.run_steps` runs a step, so
+    any runner can); commit its files and `_SUCCESS` if it returns."""
     so = opts.storage_options
     outputs.check_output_dir(output, opts.overwrite, so)
     summary = MainSummary(job.name, output)
     started = time.monotonic()
-    conn = comm.connect(driver.master, driver.secret)
-    ctx = DriverContext(driver, conn, job, inputs, output, opts, summary)
+    ctx = DriverContext(run_step, job, inputs, output, opts, summary)
     try:
         _call_main(job, ctx)
         summary.rounds = ctx.rounds
@@ -213,8 +215,6 @@ def run_main(driver: Driver, job: JobSpec, inputs: list[str], output: str, opts:
         except Exception:
             pass  # the error that got us here matters more
         raise
-    finally:
-        conn.close()
     return summary
 
 

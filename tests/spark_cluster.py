@@ -57,6 +57,7 @@ class StandaloneCluster:
         self.master: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.url = ""
+        self.restarts = 0  # workers started again after a kill, for their log files' names
 
     @staticmethod
     def host(worker: int) -> str:
@@ -72,14 +73,17 @@ class StandaloneCluster:
                                     env=env, start_new_session=True)
         return proc, log
 
+    def _spawn_worker(self, index: int, attempt: int = 0) -> tuple[subprocess.Popen, str]:
+        return self._spawn(f"worker{index}" + (f"-{attempt}" if attempt else ""),
+                           ["org.apache.spark.deploy.worker.Worker", self.url, "--host", self.host(index), "--cores", "1",
+                            "--memory", "1g", "--webui-port", "0"], self.host(index))
+
     def __enter__(self) -> "StandaloneCluster":
         try:
             self.master, log = self._spawn("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                                       "--port", "0", "--webui-port", "0"])
             self.url = _wait_for(log, r"Starting Spark master at (spark://127\.0\.0\.1:\d+)", self.master, START_TIMEOUT)[1]
-            started = [self._spawn(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", self.url, "--host", self.host(i),
-                                                  "--cores", "1", "--memory", "1g", "--webui-port", "0"], self.host(i))
-                       for i in range(self.num_workers)]
+            started = [self._spawn_worker(i) for i in range(self.num_workers)]
             self.workers = [proc for proc, _ in started]
             for proc, log in started:
                 _wait_for(log, r"Successfully registered with master", proc, START_TIMEOUT)
@@ -96,6 +100,13 @@ class StandaloneCluster:
         proc = self.workers[index]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(STOP_TIMEOUT)
+
+    def restart_worker(self, index: int) -> None:
+        """Start a killed worker again (a new process, as a replaced machine) and wait until it registers."""
+        self.restarts += 1
+        proc, log = self._spawn_worker(index, self.restarts)
+        self.workers[index] = proc
+        _wait_for(log, r"Successfully registered with master", proc, START_TIMEOUT)
 
     def stop(self) -> None:
         procs = [p for p in [*self.workers, self.master] if p is not None]

@@ -1,20 +1,26 @@
 """The Spark runner on a real standalone cluster (a master and two workers on 127.0.0.1 and 127.0.0.2,
 started from the pyspark package): the native runner's bytes, also when a speculative copy overtakes a
-straggler and when a worker dies in the middle of the job. (`_SUCCESS` differs from the plain native
+straggler and when a worker dies in the middle of the job; and a main(ctx) session whose cached
+splits die with an executor. (`_SUCCESS` differs from the plain native
 wordcount's only in the job's name and its counters, so the part files are compared.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
+import psutil
 import pytest
 
 from spark_cluster import StandaloneCluster, loopback_env
 from conftest import JOBS, REPO, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
+from sgd_support import FIXTURE_JOBS, wait_for
 from spark_helpers import RUN_TIMEOUT, files_of, run_native
+from test_iterative import splits_of, write_table
 
 WORDCOUNT = os.path.join(JOBS, "wordcount.py")
 STALL_SECONDS = 240  # longer than the test may take: only a speculative copy lets the job end in time
@@ -63,6 +69,45 @@ def test_a_speculative_copy_overtakes_a_straggler_and_leaves_no_strays(cluster, 
     assert len([m for m in os.listdir(marks) if m.startswith("reached-")]) == 3
     assert "straggler/past s = 2" in result.stderr  # counted once per partition
     assert parts_of(tmp_path / "wc") == parts_of(native_wordcount)  # and nothing else: no stray attempt files
+
+
+def test_a_lost_executor_takes_its_cached_splits_with_it_and_they_are_read_again(cluster, tmp_path):
+    """A main(ctx) session on the cluster: one worker (and its executor) dies between rounds 2 and 3.
+    The splits whose parsed blocks that executor cached are read again in round 3, and only those."""
+    data = tmp_path / "table.csv"
+    table = write_table(data)
+    splits = splits_of(data, 32 * 1024)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cmd = [sys.executable, "-m", "mrengine", "run", str(FIXTURE_JOBS / "iterative_counts.py"), str(data), "-o",
+           str(tmp_path / "out"), "--split-size", "32k", "-p", f"gate={gate}", "-p", "pause_after=2", *spark_args(cluster)]
+    with open(tmp_path / "stderr", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                env=loopback_env())
+    victim = None
+    try:
+        wait_for(lambda: (gate / "between").exists(), RUN_TIMEOUT, "round 2 to end", proc)
+        # Round 1's map tasks parsed the splits, so each split's blocks are cached where its round-1 map ran.
+        first_round = json.loads((gate / "between").read_text())[0]
+        trees = [{p.pid for p in psutil.Process(w.pid).children(recursive=True)} for w in cluster.workers]
+        victim = max(range(len(trees)), key=lambda i: sum(pid in trees[i] for _, pid in first_round))
+        lost = sum(pid in trees[victim] for _, pid in first_round)
+        cluster.kill_worker(victim)
+        (gate / "go").touch()
+        proc.wait(RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if victim is not None:
+            cluster.restart_worker(victim)  # for the tests after this one
+    assert proc.returncode == 0, (tmp_path / "stderr").read_text()
+    rounds = json.loads((tmp_path / "out" / "rounds.json").read_text())
+    for rnd in rounds:
+        assert np.allclose(rnd["sum"], table.sum(axis=0), rtol=1e-9, atol=1e-9)
+    assert lost > 0
+    assert [r["split_reads"] for r in rounds] == [splits, 0, lost, 0, 0]
+    assert [r["split_cache_hits"] for r in rounds] == [0, splits, splits - lost, splits, splits]
 
 
 def test_killing_a_worker_mid_job_still_gives_the_exact_output(cluster, native_wordcount, tmp_path):

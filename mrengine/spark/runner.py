@@ -10,18 +10,26 @@ then writes `_SUCCESS` and removes `_temporary/`, losers' files included.
 Counters are summed on the driver from those results: each reduce partition's from its winning
 attempt, each map task's from the one output of it that reduce partition 0 read. So a retried or
 re-run task counts once, which accumulators updated inside Spark transformations do not guarantee.
+
+The pickled job (with a main(ctx) round's `broadcast` value in it) travels as a Spark broadcast. The
+rounds of a main(ctx) session that read a cacheable (numeric) format read their splits through a
+persisted RDD of parsed blocks, made by the first round and kept until the session ends: rounds 2+
+neither read nor parse their input again, and Spark runs their map tasks where the blocks are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import Counter
 
+import cloudpickle
+
 from .. import outputs
 from ..driver import Progress, RunOptions, Summary, run_steps
 from ..errors import ClusterError, StorageError, TaskFailedError
-from ..inputs import list_inputs, make_splits
+from ..inputs import InputFormat, input_format, list_inputs, make_splits
 from ..job import JobSpec
 from . import tasks
 from .session import DEFAULT_MASTER, Spark, java_message
@@ -37,6 +45,8 @@ class SparkRunner:
                  app_name: str = "mrengine", verbose: bool = False, progress: Progress | None = None):
         self.spark = Spark(master, conf, max_attempts, app_name, verbose)
         self.progress = progress or Progress()
+        self._session: str | None = None  # the main(ctx) session whose parsed splits are cached
+        self._cached: dict = {}  # (format, splits) -> that session's persisted RDD of parsed splits
 
     def __enter__(self) -> "SparkRunner":
         self.spark.__enter__()
@@ -57,19 +67,51 @@ class SparkRunner:
         reducers = sub["num_reducers"]
         job_id = f"spark-{uuid.uuid4().hex[:12]}"
         sc = self.spark.sc
+        job_bytes = None
         try:
-            rdd = (sc.parallelize([list(s) for s in splits], max(len(splits), 1))
-                   .mapPartitionsWithIndex(tasks.map_task(sub, job_id, reducers))
-                   .partitionBy(reducers, tasks.partition_of)
-                   .mapPartitionsWithIndex(tasks.reduce_task(sub, job_id)))
-            results, counts = self._collect(rdd, job_id, label, len(splits), reducers)
+            job_bytes = sc.broadcast(sub["job_bytes"])
+            task_sub = {k: v for k, v in sub.items() if k != "job_bytes"}
+            cached = self._parsed_splits(sub, splits)
+            if cached is not None:
+                mapped = cached.mapPartitionsWithIndex(tasks.map_cached_task(task_sub, job_id, job_bytes, reducers))
+            else:
+                mapped = (sc.parallelize([list(s) for s in splits], max(len(splits), 1))
+                          .mapPartitionsWithIndex(tasks.map_task(task_sub, job_id, job_bytes, reducers)))
+            rdd = (mapped.partitionBy(reducers, tasks.partition_of)
+                   .mapPartitionsWithIndex(tasks.reduce_task(task_sub, job_id, job_bytes)))
+            results, counts = self._collect(rdd, job_id, sub["job_name"], label, len(splits), reducers)
             return self._commit(sub, job_id, splits, results, counts)
         except Py4JError as exc:  # Spark itself failed (its JVM died, the context stopped)
             self._abort(sub, job_id)
-            raise self.spark.error(f"job {label} failed in Spark", exc) from None
+            raise self.spark.error(f"job {sub['job_name']} failed in Spark", exc) from None
         except BaseException:
             self._abort(sub, job_id)
             raise
+        finally:
+            if job_bytes is not None:
+                with contextlib.suppress(Exception):  # a context that is gone took its broadcasts with it
+                    job_bytes.destroy()
+
+    def _parsed_splits(self, sub: dict, splits: list):
+        """For a main(ctx) round over a cacheable format: its session's persisted RDD of parsed splits
+        (one per partition), made on first use. Otherwise None: the map tasks read their splits."""
+        from pyspark import StorageLevel
+
+        job = cloudpickle.loads(sub["job_bytes"])
+        fmt: InputFormat = input_format(sub["input_format"] if sub["input_format"] is not None else job.input_format)
+        if job.session is None or not fmt.cacheable or not splits:
+            return None
+        if job.session != self._session:  # one session at a time: a new one frees the last one's blocks
+            for rdd in self._cached.values():
+                rdd.unpersist()
+            self._session, self._cached = job.session, {}
+        key = (fmt.cache_key(), tuple(splits))
+        if key not in self._cached:
+            # Memory, then local disk: blocks Spark has to evict are still cheaper to load than to parse.
+            self._cached[key] = (self.spark.sc.parallelize([list(s) for s in splits], len(splits))
+                                 .map(tasks.read_split(fmt, sub["storage_options"]))
+                                 .persist(StorageLevel.MEMORY_AND_DISK))
+        return self._cached[key]
 
     def _abort(self, sub: dict, job_id: str) -> None:
         try:
@@ -79,7 +121,7 @@ class SparkRunner:
 
     # ------------------------------------------------------------ running and following a Spark job
 
-    def _collect(self, rdd, job_id: str, label: str, maps: int, reducers: int) -> tuple[list, dict]:
+    def _collect(self, rdd, job_id: str, name: str, label: str, maps: int, reducers: int) -> tuple[list, dict]:
         from pyspark import InheritableThread
 
         sc = self.spark.sc
@@ -110,17 +152,17 @@ class SparkRunner:
             self.progress.done()
         tracker.drain()
         if "error" in outcome:
-            raise self._failure(outcome["error"], label)
+            raise self._failure(outcome["error"], name, label)
         return outcome["results"], final["counts"]
 
-    def _failure(self, exc: BaseException, label: str) -> Exception:
+    def _failure(self, exc: BaseException, name: str, label: str) -> Exception:
         text = str(exc.java_exception.toString()) if hasattr(exc, "java_exception") else str(exc)
         report = tasks.find_report(text)
         if report is not None:
             return TaskFailedError(
-                f"job {label} failed: {report['task']} failed on all {report['attempt'] + 1} attempts; "
+                f"job {name} failed: {report['task']} failed on all {report['attempt'] + 1} attempts; "
                 f"the last error: {report['message']}", label, report["attempt"] + 1, report["traceback"])
-        return ClusterError(f"job {label} failed in Spark: {java_message(exc)}; Spark's log is in {self.spark.log_path}")
+        return ClusterError(f"job {name} failed in Spark: {java_message(exc)}; Spark's log is in {self.spark.log_path}")
 
     # ------------------------------------------------------------ the commit
 

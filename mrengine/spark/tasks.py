@@ -26,10 +26,12 @@ import tempfile
 from collections import Counter
 from typing import Iterator
 
+import cloudpickle
+
 from .. import outputs
 from ..cache import SlotCache
 from ..executor import error_report, map_to_file, reduce_to_file
-from ..inputs import Split, input_format
+from ..inputs import InputFormat, Split, input_format
 from ..job import prime_linecache
 from ..shuffle.runs import Run
 
@@ -38,8 +40,9 @@ CHUNK_BYTES = 1 << 20  # a shuffle record's share of a segment: Spark batches a 
 _RUN, _COUNTERS = "run", "counters"
 
 # Spark reuses its Python workers across tasks, as the native worker reuses its slot processes: the
-# same cache keeps unpickled jobs, their broadcast values and (for main(ctx) sessions) parsed splits.
-_cache = SlotCache(on_load=prime_linecache)
+# same cache keeps unpickled jobs and their broadcast values. Not splits: a main(ctx) session's parsed
+# splits live in a persisted RDD (see `read_split`), which Spark keeps where its executors can use it.
+_cache = SlotCache(max_bytes=0, on_load=prime_linecache)
 
 
 def _local_dir() -> str:
@@ -83,48 +86,97 @@ def partition_of(partition: int) -> int:
     return partition
 
 
-def map_task(sub: dict, job_id: str, num_partitions: int):
-    """The function Spark runs over a partition of split descriptors (one split each)."""
+# The functions Spark pickles (the nested `run`s) call module-level functions only: cloudpickle sends a
+# nested function's globals by value, so one touching `_cache` would get a fresh copy with every task.
+
+
+def map_task(sub: dict, job_id: str, job_bytes, num_partitions: int):
+    """The function Spark runs over a partition of split descriptors (one split each).
+
+    `job_bytes`: a Spark broadcast of the pickled job (its `ctx.broadcast` value inside), which each
+    executor fetches once, rather than a copy in every task.
+    """
 
     def run(_: int, rows: Iterator[list]) -> Iterator[tuple]:
         for row in rows:
-            split = Split(*row)
-            try:
-                yield from _map_one(sub, job_id, split, num_partitions)
-            except Exception as exc:
-                raise TaskError(f"map task {split.index} (split {split.describe()})", exc) from None
+            yield from _map_one(sub, job_id, job_bytes, Split(*row), None, num_partitions)
 
     return run
 
 
-def _map_one(sub: dict, job_id: str, split: Split, num_partitions: int) -> Iterator[tuple]:
-    job = _cache.job(job_id, sub["job_bytes"])
-    engine: Counter = Counter()
-    fmt = input_format(sub["input_format"] if sub["input_format"] is not None else job.input_format)
-    broadcast = _cache.broadcast(job_id, job, engine)
-    blocks = _cache.blocks(job, fmt, split, sub["storage_options"], engine)
-    with tempfile.TemporaryDirectory(prefix="mrengine-map-", dir=_local_dir()) as tmp:
-        path, segments, counters = map_to_file(job.steps[sub["step"]], split, fmt, blocks, sub["params"], broadcast,
-                                               num_partitions, sub["sort_buffer_bytes"], tmp, engine)
-        with open(path, "rb") as f:
-            for partition, seg in enumerate(segments):
-                f.seek(seg.offset)
-                for offset in range(0, seg.length, CHUNK_BYTES):
-                    data = f.read(min(CHUNK_BYTES, seg.length - offset))
-                    yield partition, (_RUN, split.index, offset, seg.length, seg.records, data)
-    yield 0, (_COUNTERS, split.index, counters)
+def read_split(fmt: InputFormat, storage_options: dict):
+    """What a main(ctx) session's persisted RDD holds per split: [split row, reader, pickled blocks].
+
+    `reader` is the task attempt that parsed the split; a map task that finds its own id there read
+    the split itself (`split_reads`), any other found it in Spark's cache (`split_cache_hits`), so the
+    counts come from the attempt whose output was used, however often Spark re-ran either.
+    """
+
+    def read(row: list) -> list:
+        split = Split(*row)
+        try:
+            blocks = list(fmt.read(split, storage_options))
+        except Exception as exc:
+            raise _map_error(split, exc) from None
+        # cloudpickle: blocks carry a locator function for error messages, which plain pickle refuses.
+        return [row, _attempt()[1], cloudpickle.dumps(blocks, protocol=5)]
+
+    return read
+
+
+def map_cached_task(sub: dict, job_id: str, job_bytes, num_partitions: int):
+    """As `map_task`, over a partition of `read_split` results."""
+
+    def run(_: int, items: Iterator[list]) -> Iterator[tuple]:
+        for row, reader, payload in items:
+            yield from _map_one(sub, job_id, job_bytes, Split(*row), (reader, payload), num_partitions)
+
+    return run
+
+
+def _map_error(split: Split, exc: BaseException) -> TaskError:
+    return TaskError(f"map task {split.index} (split {split.describe()})", exc)
+
+
+def _map_one(sub: dict, job_id: str, job_bytes, split: Split, parsed: tuple | None,
+             num_partitions: int) -> Iterator[tuple]:
+    try:
+        job = _cache.job(job_id, job_bytes.value)
+        fmt = input_format(sub["input_format"] if sub["input_format"] is not None else job.input_format)
+        engine: Counter = Counter()
+        if parsed is None:
+            blocks = fmt.read(split, sub["storage_options"])
+        else:
+            reader, payload = parsed
+            engine["split_reads" if reader == _attempt()[1] else "split_cache_hits"] += 1
+            blocks = cloudpickle.loads(payload)
+            for block in blocks:  # as the native cache hands them out: shared between rounds, so read-only
+                block.values.flags.writeable = False
+        broadcast = _cache.broadcast(job_id, job, engine)
+        with tempfile.TemporaryDirectory(prefix="mrengine-map-", dir=_local_dir()) as tmp:
+            path, segments, counters = map_to_file(job.steps[sub["step"]], split, fmt, iter(blocks), sub["params"],
+                                                   broadcast, num_partitions, sub["sort_buffer_bytes"], tmp, engine)
+            with open(path, "rb") as f:
+                for partition, seg in enumerate(segments):
+                    f.seek(seg.offset)
+                    for offset in range(0, seg.length, CHUNK_BYTES):
+                        data = f.read(min(CHUNK_BYTES, seg.length - offset))
+                        yield partition, (_RUN, split.index, offset, seg.length, seg.records, data)
+        yield 0, (_COUNTERS, split.index, counters)
+    except Exception as exc:
+        raise _map_error(split, exc) from None
 
 
 # ---------------------------------------------------------------- reduce
 
 
-def reduce_task(sub: dict, job_id: str):
+def reduce_task(sub: dict, job_id: str, job_bytes):
     """The function Spark runs over one shuffled partition; yields [partition, attempt_id, result, map counters]."""
 
     def run(partition: int, records: Iterator[tuple]) -> Iterator[list]:
         _, attempt_id = _attempt()
         try:
-            result, map_counters = _reduce_one(sub, job_id, attempt_id, partition, records)
+            result, map_counters = _reduce_one(sub, job_id, job_bytes.value, attempt_id, partition, records)
         except Exception as exc:
             raise TaskError(f"reduce task {partition}", exc) from None
         yield [partition, attempt_id, result, map_counters]
@@ -145,8 +197,9 @@ class _Spool:
         self.received += len(data)
 
 
-def _reduce_one(sub: dict, job_id: str, attempt_id: str, partition: int, records: Iterator[tuple]) -> tuple[dict, dict]:
-    job = _cache.job(job_id, sub["job_bytes"])
+def _reduce_one(sub: dict, job_id: str, job_bytes: bytes, attempt_id: str, partition: int,
+                records: Iterator[tuple]) -> tuple[dict, dict]:
+    job = _cache.job(job_id, job_bytes)
     engine: Counter = Counter()
     broadcast = _cache.broadcast(job_id, job, engine)
     map_counters: dict = {}

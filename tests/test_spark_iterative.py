@@ -1,0 +1,116 @@
+"""`main(ctx)` jobs on the Spark runner (local[2]): jobs/sgd.py trains the native runner's model, rounds
+read their splits once into Spark's cache, the broadcast reaches each Python worker once per round,
+and a failing round names the user's line.
+
+Tolerance: none. Both runners cut the same splits, and each round's reduce adds the same per-split
+partial sums in split order, so the models are identical bit for bit (as between native runs on
+different numbers of workers, tests/test_sgd.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mrengine.driver import RunOptions
+from mrengine.iterative import run_main
+from mrengine.job import load_job
+from mrengine.spark import SparkRunner
+from conftest import run_cli
+from sgd_support import BREAST_CANCER, FIXTURE_JOBS, JOBS, mrengine_run
+from spark_helpers import RUN_TIMEOUT
+from test_iterative import FAILING, splits_of, write_table
+
+SGD = JOBS / "sgd.py"
+TRAIN, TEST = BREAST_CANCER / "train.csv", BREAST_CANCER / "test.csv"
+SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false"]
+
+
+@pytest.fixture(scope="module")
+def spark():
+    with SparkRunner("local[2]", {"spark.ui.enabled": "false"}) as runner:
+        yield runner
+
+
+def summary_of(stderr: str) -> dict[str, str]:
+    """The run's summary lines by their first word ("rounds:", "input:", ...), the time left out."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.startswith("  ")]
+    return {ln.split()[0]: ln for ln in lines}
+
+
+@pytest.mark.parametrize("mode", ["gradient", "average"])
+def test_sgd_trains_the_native_model(tmp_path, mode):
+    args = ["--split-size", "16k", "-p", f"mode={mode}", "-p", "epochs=12", "-p", "lr=1.0", "-p", f"l2={1 / 455}",
+            "-p", f"test={TEST}"]
+    native = mrengine_run(SGD, [TRAIN], tmp_path / "native", *args)
+    assert native.returncode == 0, native.stderr
+    spark = run_cli("run", SGD, TRAIN, "-o", tmp_path / "spark", *args, *SPARK, timeout=RUN_TIMEOUT)
+    assert spark.returncode == 0, spark.stderr
+    assert (tmp_path / "spark" / "model.npy").read_bytes() == (tmp_path / "native" / "model.npy").read_bytes()
+    assert (tmp_path / "spark" / "model.json").read_text() == (tmp_path / "native" / "model.json").read_text()
+    model = json.loads((tmp_path / "spark" / "model.json").read_text())
+    assert model["test"]["accuracy"] > 0.95
+    # The per-epoch log matches but for its seconds column.
+    strip = lambda path: [ln.rsplit(",", 1)[0] for ln in path.read_text().splitlines()]  # noqa: E731
+    assert strip(tmp_path / "spark" / "log.csv") == strip(tmp_path / "native" / "log.csv")
+    # The same rounds and tasks; every split read once, then served from Spark's cache.
+    native_summary, spark_summary = summary_of(native.stderr), summary_of(spark.stderr)
+    assert spark_summary["rounds:"].split(";")[0] == native_summary["rounds:"].split(";")[0]
+    assert spark_summary["input:"].split("; broadcast")[0] == native_summary["input:"].split("; broadcast")[0]
+    assert spark_summary["files:"] == native_summary["files:"]
+    assert "[sgd round 3] map 6/6  reduce 1/1" in spark.stderr
+
+
+@pytest.mark.parametrize("suffix,split_size", [(".csv", 32 * 1024), (".npy", 16 * 1024)])
+def test_rounds_read_each_split_once_and_load_each_broadcast_once_per_python_worker(spark, tmp_path, suffix, split_size):
+    data = tmp_path / f"table{suffix}"
+    table = write_table(data)
+    splits = splits_of(data, split_size)
+    assert splits >= 5
+    # After round 1 the driver overwrites the file: later rounds can only repeat round 1 from Spark's cache.
+    opts = RunOptions(split_size=split_size, params={"scramble": True})
+    summary = run_main(load_job(str(FIXTURE_JOBS / "iterative_counts.py")), [str(data)], str(tmp_path / "out"), opts,
+                       spark.run_step)
+    rounds = json.loads((tmp_path / "out" / "rounds.json").read_text())
+    assert len(rounds) == summary.rounds == 5
+    for rnd in rounds:
+        assert rnd["n"] == len(table)
+        assert np.allclose(rnd["sum"], table.sum(axis=0), rtol=1e-9, atol=1e-9)  # the right broadcast, every round
+        assert len(rnd["ran"]) == splits
+        assert rnd["broadcast_loads"] == len(rnd["processes"]) <= 2 < splits  # local[2]: two Python workers
+    assert [r["split_reads"] for r in rounds] == [splits, 0, 0, 0, 0]
+    assert [r["split_cache_hits"] for r in rounds] == [0] + [splits] * 4
+    assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "rounds.json"]
+
+
+@pytest.mark.parametrize("what,expected", [
+    ("task", ["mrengine: error: job failing round 2 failed: map task 0", "failed on all 1 attempts",
+              "ValueError: a huge first value", "(ctx.map_reduce at", "failing.py line 27)", 'failing.py", line 7, in rows']),
+    ("main", ["mrengine: error: main raised RuntimeError: the driver gave up", "line 19, in main"]),
+])
+def test_a_failing_round_names_the_users_line_and_leaves_no_result(tmp_path, what, expected):
+    job = tmp_path / "failing.py"
+    job.write_text(FAILING)
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("1,2\n3,4\n")
+    bad.write_text("1e10,2\n3,4\n")
+    out = tmp_path / "out"
+    proc = run_cli("run", job, good, "-o", out, "-p", f"what={what}", "-p", f"bad={bad}", "--max-attempts", "1", *SPARK,
+                   timeout=RUN_TIMEOUT)
+    assert proc.returncode == 5, proc.stderr
+    for text in expected:
+        assert text in proc.stderr
+    assert "Traceback" not in proc.stderr.split("mrengine: error:")[0]  # nothing from Spark before our message
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_a_split_that_does_not_parse_is_named(tmp_path):
+    data = tmp_path / "table.csv"
+    data.write_text("a,b,label\n1,2,0\n3,x,1\n")
+    proc = run_cli("run", SGD, data, "-o", tmp_path / "out", "--max-attempts", "1", *SPARK, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 5, proc.stderr
+    assert f"job sgd round 1 failed: map task 0 (split {data} bytes 0-22) failed on all 1 attempts" in proc.stderr
+    assert "the line at byte offset 16 is not a row of numbers separated by ','" in proc.stderr
