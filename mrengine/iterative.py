@@ -22,10 +22,11 @@
         with ctx.open("weights.json", "w") as f:
             json.dump(w.tolist(), f)
 
-Each round is one real job on the cluster, with the master's retries and failure handling. The rounds
-of one run form a session: workers keep each split's parsed numeric records in memory under the
-session's id, the master prefers to run a split where it ran the round before, and the round's
-`broadcast` value reaches each task process once per round, as `ctx.broadcast`. A round's results
+Each round is one real job, run through the runner's `run_step` (a master job natively, a Spark job
+with `--runner spark`), with that runner's retries and failure handling. The rounds of one run form
+a session: parsed numeric splits stay in memory between rounds (natively in the workers' slot
+processes, which the master prefers for the split next round; on Spark in a persisted RDD), and the
+round's `broadcast` value reaches each task process once per round, as `ctx.broadcast`. A round's results
 come back to the driver (through msgpack files under the output's `_temporary/`), or go to the
 path given as `output=`. Files written with `ctx.open` appear in the output directory, with
 `_SUCCESS`, only when `main` returns.
@@ -119,7 +120,7 @@ class DriverContext:
                    partitioner: Callable | None = None, mapper_init: Callable | None = None,
                    mapper_final: Callable | None = None, num_reducers: int | None = None, broadcast: Any = None,
                    input_format: Any = None, output: str | None = None, output_format: str = "text") -> RoundResult:
-        """Run one map/reduce round over `inputs` on the cluster and wait for it.
+        """Run one map/reduce round over `inputs` on the runner's cluster and wait for it.
 
         The functions are those of a job file's step. `broadcast` reaches every task as `ctx.broadcast`.
         Without `output` the results come back (one reducer unless `num_reducers` says otherwise);

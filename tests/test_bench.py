@@ -56,14 +56,24 @@ def test_byte_ranges_cover_every_file_once_and_cut_at_line_starts():
         assert counts == whole
 
 
-def test_one_run_checks_every_output_against_the_reference(tmp_path):
+def bench_rows(tmp_path, cases: list[str], timeout: float) -> dict[str, str]:
+    """Run bench.py on the sample text with `cases`; its table's rows by case name."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--corpus", str(ROOT / "sample_data" / "text"),
-         "--cases", "counter,pool,fast", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=150,
+         "--cases", ",".join(cases), "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=timeout,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[:1] in (["counter"], ["pool"], ["fast"])}
+    return {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[:1] in [[c] for c in cases]}
+
+
+def test_one_run_checks_every_output_against_the_reference(tmp_path):
+    rows = bench_rows(tmp_path, ["counter", "pool", "fast"], timeout=150)
     assert rows["counter"].endswith("reference")
     assert rows["pool"].endswith("ok") and rows["fast"].endswith("ok")
     assert "(worker)" in rows["fast"] or "(task slot)" in rows["fast"]
+
+
+def test_the_spark_rows_check_their_output_too(tmp_path):
+    rows = bench_rows(tmp_path, ["counter", "spark", "spark-fast"], timeout=170)
+    assert rows["spark"].endswith("ok") and rows["spark-fast"].endswith("ok")

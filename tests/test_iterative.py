@@ -167,12 +167,18 @@ def main(ctx):
     ("task", 5, ["job failing round 2 failed: map task 0", "failed on all 1 attempts", "ValueError: a huge first value", "(ctx.map_reduce at",
                  "failing.py line 27)", 'failing.py", line 7, in rows']),
 ])
-def test_failures_name_the_users_line_and_leave_no_result(tmp_path, what, code, expected):
+def failing_job(tmp_path):
+    """FAILING, written out with its inputs: (job, a good csv, a csv that makes `rows` raise)."""
     job = tmp_path / "failing.py"
     job.write_text(FAILING)
     good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
     good.write_text("1,2\n3,4\n")
     bad.write_text("1e10,2\n3,4\n")
+    return job, good, bad
+
+
+def test_failures_name_the_users_line_and_leave_no_result(tmp_path, what, code, expected):
+    job, good, bad = failing_job(tmp_path)
     out = tmp_path / "out"
     proc = mrengine_run(job, [good], out, "-p", f"what={what}", "-p", f"bad={bad}", "--max-attempts", "1", workers=1)
     assert proc.returncode == code, proc.stderr

@@ -22,7 +22,7 @@ from mrengine.spark import SparkRunner
 from conftest import run_cli
 from sgd_support import BREAST_CANCER, FIXTURE_JOBS, JOBS, mrengine_run
 from spark_helpers import RUN_TIMEOUT
-from test_iterative import FAILING, splits_of, write_table
+from test_iterative import failing_job, splits_of, write_table
 
 SGD = JOBS / "sgd.py"
 TRAIN, TEST = BREAST_CANCER / "train.csv", BREAST_CANCER / "test.csv"
@@ -92,11 +92,7 @@ def test_rounds_read_each_split_once_and_load_each_broadcast_once_per_python_wor
     ("main", ["mrengine: error: main raised RuntimeError: the driver gave up", "line 19, in main"]),
 ])
 def test_a_failing_round_names_the_users_line_and_leaves_no_result(tmp_path, what, expected):
-    job = tmp_path / "failing.py"
-    job.write_text(FAILING)
-    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
-    good.write_text("1,2\n3,4\n")
-    bad.write_text("1e10,2\n3,4\n")
+    job, good, bad = failing_job(tmp_path)
     out = tmp_path / "out"
     proc = run_cli("run", job, good, "-o", out, "-p", f"what={what}", "-p", f"bad={bad}", "--max-attempts", "1", *SPARK,
                    timeout=RUN_TIMEOUT)
