@@ -24,6 +24,7 @@ from .procutil import die_with_parent
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 STOP_GRACE = 0.1
+PORT_ATTEMPTS = 3  # master ports tried, should other processes take the free ones first
 
 
 class EmbeddedCluster:
@@ -63,6 +64,12 @@ class EmbeddedCluster:
         secret_file = os.path.join(self.tmp, "secret")
         with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
             f.write(self.secret)
+        for attempt in range(PORT_ATTEMPTS):
+            if self._start_on_free_port(secret_file, last=attempt == PORT_ATTEMPTS - 1):
+                return
+
+    def _start_on_free_port(self, secret_file: str, last: bool) -> bool:
+        """Start the master and the workers; False if another process took the port first."""
         # The workers start with the master rather than after it, so they need its port beforehand: a
         # port free a moment ago (bound here and released; the workers retry until the master listens).
         self.address = f"127.0.0.1:{_free_port()}"
@@ -77,10 +84,15 @@ class EmbeddedCluster:
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(ready):
             if master.poll() is not None:
-                raise ClusterError(f"the master did not start (exit code {master.returncode}):\n{self.log_tail('master')}")
+                log = self.log_tail("master")
+                if "cannot listen" in log and not last:  # the port went to someone else in the meantime
+                    self._stop_processes()
+                    return False
+                raise ClusterError(f"the master did not start (exit code {master.returncode}):\n{log}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"the master did not start within {START_TIMEOUT:.0f}s")
             time.sleep(0.01)
+        return True
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         try:
@@ -90,6 +102,11 @@ class EmbeddedCluster:
             return ""
 
     def stop(self) -> None:
+        self._stop_processes()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _stop_processes(self) -> None:
         # All at once: the cluster goes away with its driver, so the workers need not say goodbye,
         # and the master closing their connections wakes them from their long polls at once. A
         # worker still there after a moment (asleep between heartbeats) gets the second SIGTERM of
@@ -105,8 +122,6 @@ class EmbeddedCluster:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
         self.procs = []
-        if self.tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __exit__(self, *exc) -> None:
         self.stop()

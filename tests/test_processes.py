@@ -1,15 +1,19 @@
 """`mrengine run` leaves no process and no temporary directory behind: after success, after a
-failure, and when the driver itself is killed."""
+failure, when the driver itself is killed, and when the embedded master's port was taken."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import psutil
 
-from conftest import JOBS, SAMPLE_TEXT, TEST_JOBS
+from mrengine import cluster
+from mrengine.driver import Driver, RunOptions
+from mrengine.job import load_job
+from conftest import JOBS, SAMPLE_TEXT, TEST_JOBS, reference_wordcount, read_tsv
 
 
 def _run_watching(args, env, kill_after=None):
@@ -78,3 +82,24 @@ def test_cluster_stops_when_the_driver_is_killed(tmp_path, private_tmpdir):
     assert code == -signal.SIGKILL
     assert _wait_for_no_survivors(seen, 30) == []
     assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_the_embedded_cluster_moves_on_when_another_process_takes_its_port(tmp_path, private_tmpdir, monkeypatch):
+    """The port picked for the master may be taken before the master binds it: the cluster starts
+    again on another one, and the processes of the first try are gone."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        pick = cluster._free_port
+        monkeypatch.setattr(cluster, "_free_port", lambda: next(ports, None) or pick())
+        monkeypatch.setattr(cluster.tempfile, "tempdir", str(private_tmpdir))
+        with cluster.EmbeddedCluster(2) as c, Driver(c.address, c.secret) as driver:
+            assert c.address != f"127.0.0.1:{taken.getsockname()[1]}"
+            driver.run(load_job(os.path.join(JOBS, "wordcount.py")), [SAMPLE_TEXT], str(tmp_path / "out"), RunOptions())
+    texts = [os.path.join(SAMPLE_TEXT, name) for name in os.listdir(SAMPLE_TEXT)]
+    assert {word: int(n) for word, n in read_tsv(tmp_path / "out").items()} == reference_wordcount(texts)
+    assert _wait_for_no_survivors({p.pid: p.create_time() for p in psutil.Process().children(recursive=True)
+                                   if p.pid not in before}, 10) == []
+    assert os.listdir(private_tmpdir) == []
