@@ -62,3 +62,22 @@ def test_reducers_option_sets_part_count(tmp_path, reference):
     assert result.returncode == 0, result.stderr
     assert len(read_bytes(out)) == 5
     assert read_tsv(out) == reference
+
+
+def test_verify_takes_text_values_that_hold_newlines(tmp_path):
+    """Lines are not records when a value holds a newline; size and CRC-32 still catch any change."""
+    job = tmp_path / "lines.py"
+    job.write_text("def mapper(key, line):\n    yield 'pair', line\n\n"
+                   "def reducer(key, values):\n    yield key, '\\n'.join(sorted(values))\n")
+    text = tmp_path / "in.txt"
+    text.write_text("b\na\nc\n")
+    out = tmp_path / "out"
+    assert run_cli("run", job, text, "-o", out, "--workers", "1", "--reducers", "1").returncode == 0
+    part = out / "part-00000"
+    assert part.read_text() == "pair\ta\nb\nc\n"  # one record, three lines
+    verified = run_cli("verify", out)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.strip() == f"{out}: 1 part files, 1 records, {part.stat().st_size} bytes match the manifest of job lines"
+    part.write_text("pair\ta\nb\nd\n")
+    changed = run_cli("verify", out)
+    assert changed.returncode == 1 and "part-00000 differs: crc32" in changed.stderr
