@@ -1,6 +1,7 @@
 """What a worker's slot process keeps between the attempts it runs.
 
-Jobs: the last few unpickled job specs, by job id, so the tasks of one job unpickle it once per slot;
+Jobs: the last few unpickled job specs, by job id, so the tasks of one job unpickle it once per slot
+(and the worker sends a job's code only to slots whose replies do not list it, `job_ids`);
 with each, its broadcast value, decoded on first use. A round of a `main(ctx)` job is one job, so
 its broadcast reaches every slot process once per round, however many tasks the slot runs.
 
@@ -55,9 +56,12 @@ class SlotCache:
 
     # ------------------------------------------------------------ jobs and broadcasts
 
-    def job(self, job_id: str, job_bytes: bytes) -> JobSpec:
+    def job(self, job_id: str, job_bytes: bytes | None) -> JobSpec:
+        """The job `job_id`, unpickled from `job_bytes` unless held already (then `job_bytes` may be None)."""
         entry = self._jobs.get(job_id)
         if entry is None:
+            if job_bytes is None:
+                raise RuntimeError(f"job {job_id} is not held here, and its code did not come with the task")
             entry = self._jobs[job_id] = _Job(cloudpickle.loads(job_bytes))
             if self.on_load is not None:
                 self.on_load(entry.spec)
@@ -65,6 +69,9 @@ class SlotCache:
                 self._jobs.popitem(last=False)
         self._jobs.move_to_end(job_id)
         return entry.spec
+
+    def job_ids(self) -> list[str]:
+        return list(self._jobs)
 
     def broadcast(self, job_id: str, job: JobSpec, engine: Counter) -> Any:
         """The job's broadcast value, decoded once per slot (counted as `broadcast_loads`)."""

@@ -167,7 +167,12 @@ class Master:
                 if not worker.alive:
                     return {"type": "reregister", "reregister": True}
                 assign = self._assign(worker, free)
-            reply = {"type": "work", "assign": assign, "cancel": worker.cancels, "forget": worker.forget, "polled": polled}
+            # A job's pickled code (with a round's broadcast) goes to a worker once, not with every task:
+            # the heartbeat says which jobs the worker holds.
+            held = set(msg.get("jobs") or ())
+            jobs = {t["job_id"]: self.jobs[t["job_id"]].sub["job_bytes"] for t in assign if t["job_id"] not in held}
+            reply = {"type": "work", "assign": assign, "jobs": jobs, "cancel": worker.cancels, "forget": worker.forget,
+                     "polled": polled}
             worker.last_seen = time.monotonic()
             worker.cancels, worker.forget = [], []
             return reply
@@ -203,7 +208,7 @@ class Master:
         sub = job.sub
         msg = {
             "job_id": job.id, "attempt_id": attempt.id, "kind": attempt.kind, "index": attempt.index,
-            "job_bytes": sub["job_bytes"], "step": sub["step"], "params": sub["params"],
+            "step": sub["step"], "params": sub["params"],
             "storage_options": sub["storage_options"], "num_partitions": len(job.tasks.reduces),
         }
         if attempt.kind == MAP:

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import OrderedDict
 
 from . import comm, outputs
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
@@ -43,6 +44,7 @@ HEARTBEAT_SECONDS = 0.5
 MASTER_RETRY_SECONDS = 30.0  # to reach the master at start; once registered a worker retries for ever
 RECONNECT_SECONDS = 0.5
 MAX_REMEMBERED_SPLITS = 100_000
+MAX_HELD_JOBS = 16  # jobs' pickled code kept for the slots; the master resends any the heartbeat does not list
 
 
 # ---------------------------------------------------------------- slot processes
@@ -61,13 +63,13 @@ def slot_main(conn, secret: bytes, work_dir: str) -> None:
             task = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(_run_attempt(task, cache, secret, work_dir))
+        conn.send({**_run_attempt(task, cache, secret, work_dir), "held": cache.job_ids()})
 
 
 def _run_attempt(task: dict, cache: SlotCache, secret: bytes, work_dir: str) -> dict:
     reply = {"attempt_id": task["attempt_id"], "job_id": task["job_id"]}
     try:
-        job = cache.job(task["job_id"], task["job_bytes"])
+        job = cache.job(task["job_id"], task.get("job_bytes"))
         step = job.steps[task["step"]]
         if task["kind"] == MAP:
             result = run_map(job, step, task, work_dir, cache)
@@ -98,16 +100,20 @@ class Slot:
         self.proc = mp.Process(target=slot_main, args=(child, self.secret, self.work_dir), daemon=True)
         self.proc.start()
         child.close()
+        self.held: set[str] = set()  # the jobs the process holds unpickled, as its last reply said
 
-    def run(self, task: dict) -> None:
+    def run(self, task: dict, job_bytes: bytes) -> None:
+        """Start `task` in the process; the job's code goes along unless the process holds the job."""
         self.task = task
-        self.conn.send(task)
+        self.conn.send(task if task["job_id"] in self.held else {**task, "job_bytes": job_bytes})
 
     def result(self) -> dict:
         """The finished attempt's reply (call when `conn` is readable)."""
         task, self.task = self.task, None
         try:
-            return self.conn.recv()
+            reply = self.conn.recv()
+            self.held = set(reply.pop("held"))
+            return reply
         except (EOFError, OSError):
             code = self.proc.exitcode
             self.restart()
@@ -146,6 +152,7 @@ class Worker:
         self.worker_timeout = 0.0  # the master's, learnt on registering
         self.finished: list[tuple[dict, dict]] = []  # (task, report) not yet delivered to the master
         self.split_slots: dict[tuple, Slot] = {}  # (url, start, end) -> the slot that last ran it
+        self.jobs: OrderedDict[str, bytes] = OrderedDict()  # job id -> its pickled code, as the master sent it
 
     # ------------------------------------------------------------ serving map outputs
 
@@ -172,6 +179,10 @@ class Worker:
                            "args": ["map output file is gone", -1]})
 
     def _forget(self, job_id: str | None = None) -> None:
+        if job_id is None:
+            self.jobs.clear()
+        else:
+            self.jobs.pop(job_id, None)
         with self.outputs_lock:
             for key in [k for k in self.outputs if job_id is None or k[0] == job_id]:
                 del self.outputs[key]
@@ -287,7 +298,7 @@ class Worker:
                 if conn is None:
                     conn = self._open()
                 msg = {"type": "heartbeat", "worker_id": self.worker_id, "master": self.master_instance, "free_slots": free,
-                       "running": [[s.task["job_id"], s.task["attempt_id"]] for s in busy],
+                       "running": [[s.task["job_id"], s.task["attempt_id"]] for s in busy], "jobs": list(self.jobs),
                        "finished": [report for _, report in self.finished]}
                 reply = conn.request(msg)
             except (ClusterError, ProtocolError) as exc:
@@ -335,11 +346,17 @@ class Worker:
                         self._remove_job_temp(task)
         for job_id in ended:
             self._forget(job_id)
+        self.jobs.update(reply.get("jobs") or {})
         free = [s for s in self.slots if s.task is None]
         for task in reply.get("assign", ()):
             slot = self._slot_for(task, free)
             free.remove(slot)
-            slot.run(task)
+            self.jobs.move_to_end(task["job_id"])
+            slot.run(task, self.jobs[task["job_id"]])
+        # Jobs whose end this worker missed (the reply saying so was lost) stay until there are too many.
+        in_use = {s.task["job_id"] for s in self.slots if s.task is not None}
+        for job_id in [j for j in self.jobs if j not in in_use][:max(len(self.jobs) - MAX_HELD_JOBS, 0)]:
+            del self.jobs[job_id]
 
     def _slot_for(self, task: dict, free: list) -> Slot:
         # A map of a split this worker ran before goes to the same slot when it is free: that

@@ -7,6 +7,7 @@ run of the same job on an embedded cluster.
 import shutil
 import signal
 
+import psutil
 import pytest
 
 import netns
@@ -127,3 +128,50 @@ def test_mapper_failing_once_succeeds_with_counters_counted_once(tmp_path, tmp_p
         job = cluster.job()
         assert [a["state"] for a in cluster.attempts(job)].count("failed") == 1
         cluster.stop()
+
+
+BIG_BROADCAST = """
+import os
+from mrengine import ctx
+
+def lines(records):
+    yield "lines", sum(1 for _ in records) + 0 * len(ctx.broadcast)
+
+def add(key, values):
+    yield key, sum(values)
+
+def main(ctx):
+    payload = os.urandom(ctx.params["mb"] << 20)  # incompressible: it cannot hide in a smaller frame
+    counts = [dict(ctx.map_reduce(ctx.inputs, map_split=lines, reducer=add, broadcast=payload))["lines"]
+              for _ in range(ctx.params["rounds"])]
+    assert len(set(counts)) == 1, counts
+"""
+
+
+def test_a_jobs_code_and_broadcast_reach_each_worker_and_slot_once(tmp_path):
+    """Two rounds of 10 map tasks with an 8 MiB broadcast, on two workers of two slots: the master sends
+    each round's job to each worker once (counted on its host's network interface), and a worker to each
+    slot process once (counted as bytes the worker writes), not with each of the 11 tasks."""
+    job = tmp_path / "big.py"
+    job.write_text(BIG_BROADCAST)
+    mb = 1 << 20
+    with netns.Hosts(3) as hosts:
+        if not hosts.isolated:
+            pytest.skip("needs network namespaces (root and iproute2) to count one host's traffic")
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        workers = cluster.start_workers(hosts[1:], slots=2)
+
+        def sent() -> int:
+            return int(hosts[0].run(["cat", "/sys/class/net/eth0/statistics/tx_bytes"], capture_output=True,
+                                    text=True, timeout=10).stdout)
+
+        before = sent()
+        result = cluster.finish(cluster.submit(["mb=8", "rounds=2"], job=job))
+        assert result.returncode == 0, result.stderr
+        assert "rounds: 2 (20 map, 2 reduce tasks" in result.stderr
+        master_sent = sent() - before
+        worker_writes = [psutil.Process(w.pid).io_counters().write_chars for w in workers]
+        cluster.stop()
+    assert 2 * 2 * 8 * mb < master_sent < (2 * 2 + 1) * 8 * mb  # 2 rounds x 2 workers (it was 22 x 8 MiB)
+    assert all(w < (2 * 2 + 1) * 8 * mb for w in worker_writes)  # 2 rounds x at most 2 slots
