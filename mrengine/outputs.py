@@ -304,6 +304,7 @@ class Verification:
     job: str = "?"
     parts: int = 0
     records: int = 0
+    files: int = 0  # the files a main(ctx) job wrote with ctx.open
     bytes: int = 0
     problems: list = field(default_factory=list)
 
@@ -311,13 +312,15 @@ class Verification:
         if self.problems:
             return [f"{self.out}: {len(self.problems)} problem(s) against the manifest in {SUCCESS}:",
                     *(f"  {p}" for p in self.problems)]
-        return [f"{self.out}: {self.parts} part files, {self.records} records, {self.bytes} bytes "
-                f"match the manifest of job {self.job}"]
+        held = [f"{self.parts} part files, {self.records} records"] if self.parts or not self.files else []
+        held += [f"{self.files} files"] if self.files else []
+        return [f"{self.out}: {', '.join(held)}, {self.bytes} bytes match the manifest of job {self.job}"]
 
 
 def verify(out: str, storage_options: dict | None = None) -> Verification:
     """Re-read every part file of a committed output and check it against the `_SUCCESS` manifest:
-    size, CRC-32 and (msgpack) record count per part, and no part files the manifest does not name."""
+    size, CRC-32 and (msgpack) record count per part, and no part files the manifest does not name;
+    and the size of every file a main(ctx) job wrote."""
     fs, path = _fs(out, storage_options)
     report = Verification(out)
     with storage.translated(f"output directory {out!r}", fs, path):
@@ -353,6 +356,16 @@ def verify(out: str, storage_options: dict | None = None) -> Verification:
                 differs.append(got["error"])
             if differs:
                 report.problems.append(f"{name} differs: {', '.join(differs)}")
+        for name, size in sorted(manifest.get("files", {}).items()):  # a main(ctx) job's, by size only
+            report.files += 1
+            report.bytes += size
+            try:
+                got = fs.info(join(path, name))["size"]
+            except FileNotFoundError:
+                report.problems.append(f"{name} is missing")
+                continue
+            if got != size:
+                report.problems.append(f"{name} differs: bytes {got} (manifest: {size})")
     return report
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from mrengine.tasks import JobTasks, WorkerReady
 
+from conftest import run_cli
 from sgd_support import FIXTURE_JOBS, JOBS, kill_worker, logs, mrengine_run, start_run, stop, wait_for
 
 COUNTS = FIXTURE_JOBS / "iterative_counts.py"
@@ -126,6 +127,13 @@ def test_a_round_can_write_to_a_path_and_main_sees_params_and_counters(tmp_path)
     manifest = json.loads((out / "_SUCCESS").read_text())
     assert manifest["rounds"] == 2 and list(manifest["files"]) == ["notes/summary.txt"]
     assert not (out / "_temporary").exists()
+    size = (out / "notes" / "summary.txt").stat().st_size
+    verified = run_cli("verify", out)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.strip() == f"{out}: 1 files, {size} bytes match the manifest of job words"
+    (out / "notes" / "summary.txt").write_text("cut")
+    changed = run_cli("verify", out)
+    assert changed.returncode == 1 and f"notes/summary.txt differs: bytes 3 (manifest: {size})" in changed.stderr
 
 
 FAILING = """\
