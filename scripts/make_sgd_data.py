@@ -7,7 +7,7 @@
 
     python scripts/make_sgd_data.py synthetic OUTDIR --rows 2000000 --features 50 \\
             --files 8 --format csv|npy --seed 0
-        OUTDIR/part-00000.{csv,npy} ... and OUTDIR/true_weights.json. Numpy only.
+        OUTDIR/part-00000.{csv,npy} ... and OUTDIR/_true_weights.json. Numpy only.
 
 Both layouts put the features first and the 0/1 label as the LAST column; CSV files have a
 header row (breast cancer: the 30 feature names, snake_case; synthetic: x0..x{F-1}), then `label`.
@@ -131,7 +131,7 @@ def write_synthetic(outdir: str, rows: int, features: int, files: int, fmt: str,
         "model": "x ~ N(0,1) iid; y ~ Bernoulli(sigmoid(x . weights + bias))",
         "files": [{"name": os.path.basename(p), "rows": n} for p, n in written],
     }
-    with open(os.path.join(outdir, "true_weights.json"), "w", newline="\n") as f:
+    with open(os.path.join(outdir, "_true_weights.json"), "w", newline="\n") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")
     return written
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         written = write_synthetic(args.outdir, args.rows, args.features, args.files,
                                   args.format, args.seed)
-        written.append((os.path.join(args.outdir, "true_weights.json"), 0))
+        written.append((os.path.join(args.outdir, "_true_weights.json"), 0))
     seconds = time.perf_counter() - t0
     total_rows = total_bytes = 0
     for path, n in written:

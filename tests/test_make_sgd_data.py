@@ -27,7 +27,7 @@ def load(path: Path) -> np.ndarray:
 def test_synthetic_layout(tmp_path, fmt):
     assert msd.main(["synthetic", str(tmp_path), "--rows", "1001", "--features", "5",
                      "--files", "2", "--format", fmt, "--seed", "3"]) == 0
-    meta = json.loads((tmp_path / "true_weights.json").read_text())
+    meta = json.loads((tmp_path / "_true_weights.json").read_text())
     assert meta["features"] == 5 and len(meta["weights"]) == 5
     assert isinstance(meta["bias"], float)
     assert meta["columns"] == ["x0", "x1", "x2", "x3", "x4", "label"]
@@ -60,8 +60,8 @@ def test_synthetic_csv_equals_npy_and_is_deterministic(tmp_path):
         # the CSV holds exactly the same float32 values (9 significant digits round-trip)
         csv = load(tmp_path / "c" / f"{name}.csv").astype(np.float32)
         assert np.array_equal(csv, np.load(tmp_path / "a" / f"{name}.npy"))
-    wa = json.loads((tmp_path / "a" / "true_weights.json").read_text())
-    wb = json.loads((tmp_path / "b" / "true_weights.json").read_text())
+    wa = json.loads((tmp_path / "a" / "_true_weights.json").read_text())
+    wb = json.loads((tmp_path / "b" / "_true_weights.json").read_text())
     assert wa == wb
 
 
@@ -76,7 +76,7 @@ def test_chunking_does_not_change_output(tmp_path, monkeypatch):
 @pytest.mark.parametrize("fmt", ["csv", "npy"])
 def test_logistic_regression_recovers_true_weights(tmp_path, fmt):
     msd.write_synthetic(str(tmp_path), rows=1000, features=5, files=2, fmt=fmt, seed=0)
-    meta = json.loads((tmp_path / "true_weights.json").read_text())
+    meta = json.loads((tmp_path / "_true_weights.json").read_text())
     data = np.vstack([load(p) for p in sorted(tmp_path.glob(f"part-*.{fmt}"))])
     x, y = data[:, :-1].astype(np.float64), data[:, -1].astype(np.float64)
     w, b = np.zeros(x.shape[1]), 0.0

@@ -129,12 +129,25 @@ def test_a_worker_killed_in_the_middle_of_a_round(tmp_path, reference):
     assert attempts > maps + reduces  # the held map ran again elsewhere
 
 
+def test_linreg_runs_on_the_directory_make_sgd_data_writes(tmp_path):
+    """The generator's metadata file starts with `_`, so input listing skips it as Hadoop does."""
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sgd_data.py"), "synthetic", str(data), "--rows", "3000",
+                    "--features", "3", "--files", "2", "--format", "csv", "--seed", "1"],
+                   check=True, capture_output=True, timeout=60)
+    assert (data / "_true_weights.json").exists()
+    proc = mrengine_run(JOBS / "linreg.py", [data], tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    model = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert model["train"]["rows"] == 3000 and len(model["weights"]) == 3
+
+
 def test_recovers_the_true_weights_of_synthetic_npy_data(tmp_path):
     data = tmp_path / "data"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sgd_data.py"), "synthetic", str(data), "--rows", "60000",
                     "--features", "4", "--files", "3", "--format", "npy", "--seed", "5"],
                    check=True, capture_output=True, timeout=60)
-    truth = json.loads((data / "true_weights.json").read_text())
+    truth = json.loads((data / "_true_weights.json").read_text())
     model, _ = train(tmp_path / "out", "-p", "epochs=40", "-p", "lr=2.0", inputs=[f"{data}/*.npy"], split_size="100k")
     assert model["rows"] == 60000 and model["features"] == 4
     assert np.allclose(model["weights"], truth["weights"], atol=0.05)
