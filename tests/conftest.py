@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -14,6 +16,31 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_TEXT = os.path.join(REPO, "sample_data", "text")
 JOBS = os.path.join(REPO, "jobs")
 TEST_JOBS = os.path.join(REPO, "tests", "jobs")
+
+
+def _spark_unavailable() -> str | None:
+    """Why the Spark runner cannot run here, or None when it can."""
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (pip install -e '.[spark]')"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "Java is not installed (Spark needs Java 17+, e.g. Debian's openjdk-17-jre-headless)"
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "spark: runs jobs on a real Apache Spark (needs pyspark and Java 17+)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Spark tests are slow, and skip with the reason where Spark cannot run, unless CI requires them."""
+    spark_items = [item for item in items if item.get_closest_marker("spark")]
+    reason = _spark_unavailable() if spark_items else None
+    if reason and os.environ.get("MRENGINE_REQUIRE_SPARK") == "1":
+        raise pytest.UsageError(f"MRENGINE_REQUIRE_SPARK=1 but the Spark tests cannot run: {reason}")
+    for item in spark_items:
+        item.add_marker(pytest.mark.slow)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=f"Spark runner tests: {reason}"))
 
 
 def run_cli(*args, timeout=300, env=None, **kwargs) -> subprocess.CompletedProcess:

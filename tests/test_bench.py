@@ -74,6 +74,7 @@ def test_one_run_checks_every_output_against_the_reference(tmp_path):
     assert "(worker)" in rows["fast"] or "(task slot)" in rows["fast"]
 
 
+@pytest.mark.spark
 def test_the_spark_rows_check_their_output_too(tmp_path):
     rows = bench_rows(tmp_path, ["counter", "spark", "spark-fast"], timeout=170)
     assert rows["spark"].endswith("ok") and rows["spark-fast"].endswith("ok")

@@ -15,7 +15,7 @@ from spark_helpers import RUN_TIMEOUT
 SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false"]
 
 
-@pytest.mark.parametrize("runner", [[], SPARK], ids=["native", "spark"])
+@pytest.mark.parametrize("runner", [pytest.param([], id="native"), pytest.param(SPARK, id="spark", marks=pytest.mark.spark)])
 def test_rounds_read_s3_input_once_and_write_their_files_to_s3(tmp_path, s3_server, s3_bucket, runner):  # noqa: F811
     fs = s3_server.fs()
     table = np.random.default_rng(6).standard_normal((2000, 3))

@@ -22,6 +22,8 @@ from sgd_support import FIXTURE_JOBS, wait_for
 from spark_helpers import RUN_TIMEOUT, files_of, run_native
 from test_iterative import splits_of, write_table
 
+pytestmark = pytest.mark.spark
+
 WORDCOUNT = os.path.join(JOBS, "wordcount.py")
 STALL_SECONDS = 240  # longer than the test may take: only a speculative copy lets the job end in time
 MARKS_TIMEOUT = 240.0  # seconds for the slow job's maps to get going on both executors

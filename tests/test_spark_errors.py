@@ -7,8 +7,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from conftest import JOBS, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
 from spark_helpers import RUN_TIMEOUT
+
+pytestmark = pytest.mark.spark
 
 WORDCOUNT = os.path.join(JOBS, "wordcount.py")
 CLUSTER_ERROR = 7  # errors.ClusterError.exit_code

@@ -24,6 +24,8 @@ from sgd_support import BREAST_CANCER, FIXTURE_JOBS, JOBS, mrengine_run
 from spark_helpers import RUN_TIMEOUT
 from test_iterative import failing_job, splits_of, write_table
 
+pytestmark = pytest.mark.spark
+
 SGD = JOBS / "sgd.py"
 TRAIN, TEST = BREAST_CANCER / "train.csv", BREAST_CANCER / "test.csv"
 SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false"]

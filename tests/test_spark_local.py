@@ -14,6 +14,8 @@ from mrengine.spark import SparkRunner
 from conftest import JOBS, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
 from spark_helpers import RUN_TIMEOUT, assert_same_output, run_native, summary_without_time
 
+pytestmark = pytest.mark.spark
+
 SPLIT = "1m"  # several map tasks per file
 SMALL = os.path.join(TEXT, "kjv-new-testament.txt")  # 1 MB: cut in 256 KiB splits, four map tasks
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from s3server import s3_bucket, s3_server  # noqa: F401  (fixtures)
 from conftest import JOBS, SAMPLE_TEXT as TEXT, run_cli
 from spark_helpers import RUN_TIMEOUT, files_of, run_native
+
+pytestmark = pytest.mark.spark
 
 SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false"]
 
