@@ -151,7 +151,10 @@ def test_jsonlines_and_msgpack_jobs_read_records_as_mrengine_run_reads_files(tmp
     mrengine_run(rollup_job, [totals_out], rollup_out)
     rollup = run_job(rollup_job, records=totals.pairs)
     assert rollup.parts == read_bytes(rollup_out)
-    assert sorted(rollup.pairs) == sorted({u: sum(e["n"] for e in events if e["user"] == u) for u in {e["user"] for e in events}}.items())
+    per_user = {}
+    for e in events:
+        per_user[e["user"]] = per_user.get(e["user"], 0) + e["n"]
+    assert sorted(rollup.pairs) == sorted(per_user.items())
 
 
 def test_tsv_records_are_rows_of_numbers():
