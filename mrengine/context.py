@@ -44,3 +44,9 @@ ctx = _CurrentContext()
 
 def activate(context: TaskContext | None) -> None:
     _CurrentContext._current = context
+
+
+def current() -> TaskContext | None:
+    """The context `ctx` forwards to now (None outside a job's functions), to restore after running
+    tasks in the process that runs `main(ctx)`."""
+    return _CurrentContext._current

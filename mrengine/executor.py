@@ -106,7 +106,7 @@ def run_map(job: JobSpec, step: Step, task: dict, work_dir: str, cache: SlotCach
 def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, broadcast: Any, num_partitions: int,
                 sort_buffer_bytes: int, attempt_dir: str, engine: Counter) -> tuple[str, list, list]:
     """Map the `blocks` of one split (read with `fmt`) into `attempt_dir/map.out`, one sorted segment
-    per partition; both runners call this. Returns (path, segments, counters).
+    per partition; every runner calls this. Returns (path, segments, counters).
     """
     ctx = context.TaskContext(params, split=split, broadcast=broadcast)
     buffer = MapOutputBuffer(
@@ -249,7 +249,7 @@ def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: byte
     attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
     os.makedirs(attempt_dir, exist_ok=True)
     try:
-        runs = _fetch_all(task, partition, attempt_dir, secret, engine)
+        runs = _fetch_all(task, partition, attempt_dir, secret)
         out_path = outputs.attempt_path(task["output"], task["job_id"], task["attempt_id"], partition)
         result = reduce_to_file(step, runs, partition, out_path, task["output_format"], task["params"], broadcast,
                                 task["storage_options"], engine, attempt_dir)
@@ -259,12 +259,15 @@ def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: byte
 
 
 @_rare_collections()
-def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, output_format: str, params: dict,
-                   broadcast: Any, storage_options: dict | None, engine: Counter, tmp_dir: str) -> dict:
+def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, output_format: str | outputs.OutputFormat,
+                   params: dict, broadcast: Any, storage_options: dict | None, engine: Counter, tmp_dir: str) -> dict:
     """Merge one partition's sorted runs (given in map-index order; intermediate merge passes write to
-    `tmp_dir`), reduce each key group and write `out_path`; both runners call this.
+    `tmp_dir`), reduce each key group and write `out_path`; every runner calls this.
     Returns {"bytes", "records", "crc32", "counters"}.
     """
+    for run in runs:
+        engine["reduce_input_records"] += run.records
+        engine["shuffle_bytes"] += run.length
     ctx = context.TaskContext(params, broadcast=broadcast)
     context.activate(ctx)  # the combiner may run in merge passes
     try:
@@ -278,18 +281,16 @@ def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, o
     return {**stats, "counters": _counter_list(ctx, engine)}
 
 
-def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes, engine: Counter) -> list[Run]:
+def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes) -> list[Run]:
     runs = []
     for map_index, address, attempt_id, length, records in task["sources"]:
         if not length:
             continue
-        engine["reduce_input_records"] += records
         path = os.path.join(attempt_dir, f"m{map_index:05d}.run")
         with open(path, "wb") as out:
             got = fetch_segment(address, secret, task["job_id"], attempt_id, partition, map_index, out)
         if got != length:
             raise FetchFailedError(f"map output {attempt_id} from {address} has {got} bytes, expected {length}", map_index)
-        engine["shuffle_bytes"] += got
         runs.append(Run(path, 0, length, records, map_index))
     return runs
 

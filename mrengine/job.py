@@ -129,6 +129,17 @@ def load_job(path: str) -> JobSpec:
     return _spec_from_module(module, path, source)
 
 
+def job_from_module(module) -> JobSpec:
+    """Check an imported job module, as `load_job` checks a job file; every problem becomes a JobDefinitionError."""
+    path = getattr(module, "__file__", None)
+    if not path or not os.path.isfile(path):
+        raise JobDefinitionError(f"module {getattr(module, '__name__', module)!r} has no source file to run as a job")
+    path = os.path.abspath(path)
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    return _spec_from_module(module, path, source)
+
+
 _counter = itertools.count()
 
 

@@ -127,9 +127,11 @@ class MsgpackOutput(OutputFormat):
 OUTPUT_FORMATS = {cls.name: cls for cls in (TextOutput, JsonLinesOutput, MsgpackOutput)}
 
 
-def write_pairs(path: str, fmt_name: str, pairs: Iterable[tuple], storage_options: dict | None, batch: int = 4096) -> dict:
-    """Write (key, value) pairs to `path`; returns {"bytes", "records", "crc32"} for the manifest."""
-    fmt = OUTPUT_FORMATS[fmt_name]()
+def write_pairs(path: str, output_format: str | OutputFormat, pairs: Iterable[tuple], storage_options: dict | None,
+                batch: int = 4096) -> dict:
+    """Write (key, value) pairs to `path` in `output_format` (a name from OUTPUT_FORMATS, or an
+    OutputFormat); returns {"bytes", "records", "crc32"} for the manifest."""
+    fmt = output_format if isinstance(output_format, OutputFormat) else OUTPUT_FORMATS[output_format]()
     records = 0
     what = f"output file {path!r}"
     fs, fs_path = storage.filesystem(path, storage_options)

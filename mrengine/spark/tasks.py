@@ -222,8 +222,6 @@ def _reduce_one(sub: dict, job_id: str, job_bytes: bytes, attempt_id: str, parti
         for map_index, spool in sorted(spools.items()):  # map order, as the native reducer merges
             if spool.received != spool.length:
                 raise RuntimeError(f"map output {map_index} arrived with {spool.received} of its {spool.length} bytes")
-            engine["reduce_input_records"] += spool.records
-            engine["shuffle_bytes"] += spool.length
             runs.append(Run(spool.path, 0, spool.length, spool.records, map_index))
         out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
         result = reduce_to_file(job.steps[sub["step"]], runs, partition, out_path, sub["output_format"], sub["params"],

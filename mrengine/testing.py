@@ -1,0 +1,313 @@
+"""Unit-testing a job without a cluster: `run_job` runs it in this process and hands back its output.
+
+    >>> from mrengine.testing import run_job
+    >>> result = run_job("jobs/wordcount.py", records=["to be or", "not to be"], reducers=1)
+    >>> result.pairs
+    [('be', 2), ('not', 1), ('or', 1), ('to', 2)]
+    >>> result.lines
+    ['be\\t2', 'not\\t1', 'or\\t1', 'to\\t2']
+
+Nothing is simulated: the steps run through `driver.run_steps` (or `iterative.run_main` for a
+`main(ctx)` job) with a runner whose `run_step` runs every map task (`executor.run_map`) and then
+every reduce task (`executor.reduce_to_file`) one after another, reading each map output file in
+place, and commits through `outputs` as the master does. So splits, record readers, the
+partitioner, sort, combiner, spills, merge, reducer, output format and `ctx` (params, counters,
+split, broadcast) are the engine's own code: a job of steps writes the part files and `_SUCCESS`
+that `mrengine run` writes for the same input and options, and a `main(ctx)` job the same files.
+Each task runs once: an exception fails the run at once, with the job's own traceback in the message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections import Counter
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from itertools import count
+from types import ModuleType
+from typing import Any, Iterable, Iterator
+
+from . import context, outputs, storage
+from .cache import SlotCache
+from .driver import RunOptions, run_steps
+from .errors import MrEngineError, TaskFailedError
+from .executor import UserCodeError, error_report, reduce_to_file, run_map
+from .inputs import (CsvInput, InputFormat, JsonLinesInput, MsgpackInput, NpyInput, NumericInput, Split, TextInput,
+                     input_format, list_inputs, make_splits)
+from .iterative import run_main
+from .job import JobSpec, Step, job_from_module, load_job, prime_linecache
+from .shuffle.runs import Run
+
+__all__ = ["run_job", "JobResult", "InProcessRunner"]
+
+
+@dataclass
+class JobResult:
+    """What `run_job` gives back.
+
+    `pairs`: the (key, value) pairs the last step's reducers wrote, as Python objects, in part order
+    (part 0's keys in increasing order, then part 1's, ...). `parts`: {part file name: bytes} as
+    `mrengine run` writes them; `lines`: the lines of those parts (text and jsonlines output).
+    `files`: {name: bytes} of the files a `main(ctx)` job wrote with `ctx.open`. `counters`: every
+    counter by (group, name), the job's own and mrengine's (group "mrengine").
+    """
+
+    pairs: list
+    parts: dict
+    files: dict
+    counters: Counter
+    output_format: str
+
+    @property
+    def lines(self) -> list[str]:
+        if self.output_format == outputs.MsgpackOutput.name:
+            raise ValueError("this job writes msgpack, which has no lines; read its pairs")
+        return [line for data in self.parts.values() for line in data.decode("utf-8").split("\n")[:-1]]
+
+
+def run_job(job: str | os.PathLike | ModuleType, inputs: str | os.PathLike | Iterable | None = None, *,
+            records: Iterable | None = None, params: dict | None = None, reducers: int | None = None,
+            split_size: int | None = None, sort_buffer_mb: int | None = None, output: str | os.PathLike | None = None,
+            overwrite: bool = False) -> JobResult:
+    """Run a job file (its path, or the imported module) in this process, as
+    `mrengine run JOB INPUTS -o OUTPUT --reducers N --split-size S --sort-buffer-mb M -p NAME=VALUE ...` runs it.
+
+    Give the input as `inputs` (paths, directories or globs, as on the command line) or as `records`,
+    which are written to a file in the job's input format and read back from it as any input is:
+    lines (str) for text, JSON values for jsonlines, (key, value) pairs for msgpack, rows of numbers
+    for csv, tsv, npy and numeric input. A text record's key is that temporary file's path.
+
+    `params` are what `-p` gives a job (JSON values by name); the other options default as
+    `mrengine run`'s do. With `output` the result stays in that directory, `_SUCCESS` included;
+    without it, in a temporary directory that is removed.
+    """
+    if (inputs is None) == (records is None):
+        raise TypeError("run_job() takes inputs (files) or records, not " + ("both" if inputs is not None else "neither"))
+    spec = _load(job)
+    opts = RunOptions(params=_checked_params(params), overwrite=overwrite,
+                      **_positive(reducers=reducers, split_size=split_size, sort_buffer_mb=sort_buffer_mb))
+    scratch = tempfile.mkdtemp(prefix="mrengine-test-")
+    try:
+        out = os.fspath(output) if output is not None else os.path.join(scratch, "output")
+        paths = _input_paths(inputs) if inputs is not None else [_write_records(spec, records, scratch)]
+        runner = InProcessRunner(os.path.join(scratch, "work"), keep_pairs_of=out)
+        try:
+            if spec.main is not None:
+                summary = run_main(spec, paths, out, opts, runner.run_step)
+                parts, files = {}, _read(out, summary.files)
+            else:
+                summary = run_steps(spec, paths, out, opts, runner.run_step)
+                parts, files = _read(out, summary.parts), {}
+        except TaskFailedError as exc:  # the job's own traceback, where pytest shows the error
+            raise TaskFailedError(f"{exc.message}\n{exc.traceback}" if exc.traceback else exc.message,
+                                  *exc.args[1:]) from None
+        return JobResult(runner.pairs(), parts, files, Counter(summary.counters), spec.output_format)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _load(job) -> JobSpec:
+    if isinstance(job, ModuleType):
+        return job_from_module(job)
+    if isinstance(job, (str, os.PathLike)):
+        return load_job(os.fspath(job))
+    raise TypeError(f"run_job() needs a job file's path or its module, not {type(job).__name__}")
+
+
+def _checked_params(params: dict | None) -> dict:
+    params = {} if params is None else params
+    if not isinstance(params, dict) or not all(isinstance(name, str) for name in params):
+        raise TypeError(f"run_job() params must be a dict of values by name, not {params!r}")
+    try:  # as they reach the tasks: -p values are JSON, and tasks get them through msgpack (tuples as lists)
+        return json.loads(json.dumps(params))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"run_job() params must hold what -p NAME=VALUE can give a job (str, numbers, bools, None, "
+                        f"lists and dicts of them): {exc}") from None
+
+
+def _positive(**options) -> dict:
+    for name, value in options.items():
+        if value is not None and (type(value) is not int or value < 1):
+            raise ValueError(f"run_job() {name} must be a positive int, not {value!r}")
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _input_paths(inputs) -> list[str]:
+    paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not paths or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        raise TypeError(f"run_job() inputs must be a path or a non-empty list of paths, not {inputs!r}; "
+                        "pass records=[...] to give the records themselves")
+    return [os.fspath(p) for p in paths]
+
+
+def _read(out: str, names) -> dict:
+    fs, path = storage.filesystem(out)
+    return {name: fs.cat_file(outputs.join(path, name)) for name in sorted(names)}
+
+
+# ---------------------------------------------------------------- records to an input file
+
+
+def _write_records(job: JobSpec, records: Iterable, directory: str) -> str:
+    """A file holding `records` as the job's input format reads them."""
+    fmt = input_format(job.input_format)
+    records = list(records)
+    for kind, (suffix, encode) in _RECORD_FILES.items():
+        if isinstance(fmt, kind):
+            path = os.path.join(directory, "input", "records" + (suffix or f".{fmt.name}"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(encode(records, fmt))
+            return path
+    raise TypeError(f"run_job() cannot write records for the input format {fmt.name!r}, which reads files its own "
+                    "way; give inputs=[paths of such files]")
+
+
+def _lines(records: list, fmt: InputFormat) -> bytes:
+    for r in records:
+        if not isinstance(r, str) or "\n" in r or r.endswith("\r"):
+            raise ValueError(f"text records are lines: str without a newline (and not ending in \\r), not {r!r}")
+    return "".join(r + "\n" for r in records).encode("utf-8")
+
+
+def _json_lines(records: list, fmt: InputFormat) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def _msgpack_pairs(records: list, fmt: InputFormat) -> bytes:
+    if not all(isinstance(r, (tuple, list)) and len(r) == 2 for r in records):
+        raise ValueError("msgpack records are (key, value) pairs")
+    return outputs.MsgpackOutput().encode(records)
+
+
+def _npy(records: list, fmt: InputFormat) -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(records))
+    return buffer.getvalue()
+
+
+def _delimited(records: list, fmt: CsvInput) -> bytes:
+    import numpy as np
+
+    text = io.StringIO()
+    np.savetxt(text, np.asarray(records, dtype=np.float64), delimiter=fmt.delimiter, fmt="%.17g")  # exact
+    return text.getvalue().encode("utf-8")
+
+
+# The file each format reads records from (a suffix of None: the format's name; TsvInput is a CsvInput).
+_RECORD_FILES = {
+    TextInput: (".txt", _lines), JsonLinesInput: (".jsonl", _json_lines), MsgpackInput: (".msgpack", _msgpack_pairs),
+    NumericInput: (".npy", _npy), NpyInput: (".npy", _npy), CsvInput: (None, _delimited),
+}
+
+
+class InProcessRunner:
+    """A runner whose `run_step(submission, label)` runs the step's tasks one by one in this process.
+
+    `keep_pairs_of`: the output directory whose reducers' pairs to keep, as Python objects (`pairs()`).
+    """
+
+    def __init__(self, work_dir: str, keep_pairs_of: str | None = None):
+        self.work_dir = work_dir
+        self.cache = SlotCache(on_load=prime_linecache)  # as a slot process keeps: jobs, broadcasts, parsed splits
+        self.keep_pairs_of = keep_pairs_of
+        self._kept: dict[int, list] = {}
+        self._ids = count(1)
+        self._run = uuid.uuid4().hex[:8]
+
+    def pairs(self) -> list:
+        return [pair for _, kept in sorted(self._kept.items()) for pair in kept]
+
+    def run_step(self, sub: dict, label: str) -> dict:
+        """Run one step (a `driver.step_submission`); returns its status as the master reports it."""
+        files = list_inputs(sub["inputs"], sub["storage_options"])
+        splits = make_splits(files, sub["split_size"], sub["splittable"])
+        job_id = f"local-{self._run}-{next(self._ids):04d}"
+        job = self.cache.job(job_id, sub["job_bytes"])
+        step = job.steps[sub["step"]]
+        previous = context.current()  # a main(ctx) job's context, which the tasks' own replace
+        committed: list[int] = []
+        try:
+            maps = [self._map(job, step, sub, job_id, split, label) for split in splits]
+            reduces = [self._reduce(job, step, sub, job_id, p, maps, label) for p in range(sub["num_reducers"])]
+            for p in range(sub["num_reducers"]):
+                outputs.commit_task(sub["output"], job_id, _reduce_attempt(p), p, sub["storage_options"])
+                committed.append(p)
+            total: Counter = Counter()
+            for result in maps + reduces:
+                total.update({(g, n): v for g, n, v in result["counters"]})
+            parts = {outputs.part_name(p): {k: r[k] for k in ("bytes", "records", "crc32")} for p, r in enumerate(reduces)}
+            manifest = outputs.manifest(sub, parts, len(splits), [[g, n, v] for (g, n), v in sorted(total.items())])
+            outputs.commit_job(sub["output"], job_id, manifest, sub["storage_options"])
+        except BaseException:
+            with suppress(Exception):  # the error that got us here is the one to report
+                outputs.abort_job(sub["output"], job_id, committed, sub["storage_options"])
+            raise
+        finally:
+            context.activate(previous)
+            shutil.rmtree(os.path.join(self.work_dir, job_id), ignore_errors=True)
+        counts = {"maps": len(splits), "reduces": sub["num_reducers"], "attempts": len(splits) + sub["num_reducers"]}
+        return {"state": "succeeded", "counts": counts, "counters": manifest["counters"], "manifest": manifest}
+
+    def _map(self, job: JobSpec, step: Step, sub: dict, job_id: str, split: Split, label: str) -> dict:
+        task = {"job_id": job_id, "attempt_id": f"m{split.index:05d}", "split": list(split),
+                "input_format": sub["input_format"], "params": sub["params"], "storage_options": sub["storage_options"],
+                "num_partitions": sub["num_reducers"], "sort_buffer_bytes": sub["sort_buffer_bytes"]}
+        with _task(sub, label, f"map task {split.index} (split {split.describe()})"):
+            return run_map(job, step, task, self.work_dir, self.cache)
+
+    def _reduce(self, job: JobSpec, step: Step, sub: dict, job_id: str, partition: int, maps: list, label: str) -> dict:
+        runs = []  # each map's segment for this partition, read in place, in map order as fetched runs are
+        for map_index, result in enumerate(maps):
+            offset, length, records = result["segments"][partition]
+            if length:
+                runs.append(Run(result["path"], offset, length, records, map_index))
+        attempt_id = _reduce_attempt(partition)
+        tmp_dir = os.path.join(self.work_dir, job_id, attempt_id)
+        os.makedirs(tmp_dir, exist_ok=True)
+        fmt: Any = sub["output_format"]
+        if sub["output"] == self.keep_pairs_of:
+            fmt = _Keeping(outputs.OUTPUT_FORMATS[fmt](), self._kept.setdefault(partition, []))
+        engine: Counter = Counter()
+        with _task(sub, label, f"reduce task {partition}"):
+            broadcast = self.cache.broadcast(job_id, job, engine)
+            out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
+            return reduce_to_file(step, runs, partition, out_path, fmt, sub["params"], broadcast, sub["storage_options"],
+                                  engine, tmp_dir)
+
+
+def _reduce_attempt(partition: int) -> str:
+    return f"r{partition:05d}"
+
+
+class _Keeping(outputs.OutputFormat):
+    """Writes as `fmt` does, keeping the pairs it writes."""
+
+    def __init__(self, fmt: outputs.OutputFormat, kept: list):
+        self.fmt, self.kept, self.name = fmt, kept, fmt.name
+
+    def encode(self, pairs: list) -> bytes:
+        self.kept.extend(pairs)
+        return self.fmt.encode(pairs)
+
+
+@contextmanager
+def _task(sub: dict, label: str, task: str) -> Iterator[None]:
+    """A task's failure as the driver reports a task that failed on every attempt, naming the task."""
+    try:
+        yield
+    except UserCodeError as exc:
+        report = error_report(exc)
+        raise TaskFailedError(f"job {sub['job_name']} failed: {task} failed: {report['message']}", label, 1,
+                              report["traceback"]) from None
+    except TaskFailedError:
+        raise
+    except MrEngineError as exc:
+        raise type(exc)(f"{task}: {exc.message}", *exc.args[1:]) from None
