@@ -107,6 +107,14 @@ def _address(value: str, param_hint: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc), param_hint=param_hint) from None
 
 
+def _master_address(ctx, param, value: str | None) -> str | None:
+    """A --master to connect to: HOST:PORT with a port one can connect to (not 0)."""
+    if value is not None and _address(value, "--master")[1] == 0:
+        raise click.BadParameter(f"address {value!r} has port 0, which only a server binding may use; "
+                                 f"give the master's port", param_hint="--master")
+    return value
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -141,7 +149,8 @@ def main() -> None:
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
-@click.option("--master", default=None, help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
+@click.option("--master", default=None, callback=_master_address,
+              help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
 @click.option("--runner", type=click.Choice(["native", "spark"]), default="native", show_default=True,
@@ -241,16 +250,17 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 
 
 @main.command()
-@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, help="HOST:PORT of the master.")
+@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, callback=_master_address,
+              help="HOST:PORT of the master.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 @click.option("--tasks", "all_tasks", is_flag=True, help="Show the tasks and attempts of finished jobs too.")
 def status(master_address, secret_file, as_json, all_tasks):
     """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
-    from . import comm
+    from .driver import connect_master
 
     try:
-        conn = comm.connect(master_address, read_secret(secret_file))
+        conn = connect_master(master_address, read_secret(secret_file))
         try:
             reply = conn.request({"type": "status", "tasks": all_tasks})
         finally:

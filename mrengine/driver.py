@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import comm, outputs
-from .errors import TaskFailedError
+from .errors import ClusterError, TaskFailedError
 from .inputs import DEFAULT_SPLIT_SIZE, input_format
 from .job import JobSpec
 
@@ -140,6 +140,22 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, ru
     return summary
 
 
+def connect_master(address: str, secret: bytes) -> comm.Connection:
+    """An authenticated connection to the master at `address`, proven to be a master by a status
+    request: a worker's shuffle port holds the same secret but hangs up on anything but a fetch."""
+    try:
+        conn = comm.connect(address, secret)
+    except ClusterError as exc:
+        raise ClusterError(f"{exc.message}; check --master, and that `mrengine master` runs there") from None
+    try:
+        conn.request({"type": "status", "tasks": False})
+    except comm.ConnectionClosed:
+        conn.close()
+        raise ClusterError(f"{address} is an mrengine endpoint but not a master (it hung up on a status request; "
+                           f"a worker's shuffle port does): give the master's HOST:PORT to --master") from None
+    return conn
+
+
 class Driver:
     """Runs steps as jobs of a master: `with Driver(address, secret) as driver: driver.run(job, ...)`."""
 
@@ -150,7 +166,7 @@ class Driver:
         self.conn = None
 
     def __enter__(self) -> "Driver":
-        self.conn = comm.connect(self.master, self.secret)
+        self.conn = connect_master(self.master, self.secret)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,0 +1,160 @@
+"""Mistakes on the command line: each is one paragraph naming the real cause, a non-zero exit and no
+traceback. Bad --master addresses and ports, a missing or a wrong secret, an output location that
+cannot be written (found before any task runs), and `verify` on what is not an mrengine output.
+Also how -p / -P type parameters, and --counters listing mrengine's own counters."""
+
+import json
+import os
+import socket
+import socketserver
+import threading
+
+import pytest
+
+from conftest import JOBS, SAMPLE_TEXT, TEST_JOBS, run_cli
+from mrengine.cluster import EmbeddedCluster
+
+WORDCOUNT = os.path.join(JOBS, "wordcount.py")
+USAGE, STORAGE, PROTOCOL, CLUSTER = 2, 3, 6, 7
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def assert_one_error(result, code, *phrases):
+    """Exit `code`, no traceback, and one error paragraph holding every phrase."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("mrengine: error:", "Error:"))]
+    assert len(errors) == 1, result.stderr
+    for phrase in phrases:
+        assert phrase in errors[0], result.stderr
+
+
+def small_input(tmp_path):
+    text = tmp_path / "in.txt"
+    text.write_text("to be or not to be\n")
+    return text
+
+
+# ---------------------------------------------------------------- --master addresses
+
+
+@pytest.mark.parametrize("address, phrase", [
+    ("nohost", "address 'nohost' needs a port (HOST:PORT)"),
+    ("localhost:http", "address 'localhost:http' has a bad port"),
+    ("127.0.0.1:99999", "address '127.0.0.1:99999' has a bad port (a number from 0 to 65535)"),
+    ("127.0.0.1:0", "has port 0, which only a server binding may use"),
+])
+@pytest.mark.parametrize("command", ["status", "run"])
+def test_a_malformed_master_address_is_a_usage_error(tmp_path, command, address, phrase):
+    args = ("run", WORDCOUNT, small_input(tmp_path), "-o", tmp_path / "out") if command == "run" else ("status",)
+    result = run_cli(*args, "--master", address)
+    assert_one_error(result, USAGE, "--master", phrase)
+
+
+def test_an_unknown_host(tmp_path):
+    result = run_cli("run", WORDCOUNT, small_input(tmp_path), "-o", tmp_path / "out", "--master", "nohost.invalid:7070")
+    assert_one_error(result, CLUSTER, "cannot connect to nohost.invalid:7070: unknown host 'nohost.invalid'", "check --master")
+    assert not (tmp_path / "out").exists()
+
+
+def test_nothing_listening():
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+        result = run_cli("status", "--master", address)
+    assert_one_error(result, CLUSTER, f"cannot connect to {address}: Connection refused",
+                     "check --master, and that `mrengine master` runs there")
+
+
+class _Speaker(socketserver.BaseRequestHandler):
+    """Says its `greeting` (b"" hangs up at once, None stays silent until the client gives up)."""
+
+    greeting: bytes | None = b""
+
+    def handle(self):
+        if self.greeting is None:
+            self.request.settimeout(30)
+            self.request.recv(1024)  # until the client hangs up
+            return
+        self.request.sendall(self.greeting)
+
+
+@pytest.fixture
+def stranger():
+    """Starts a TCP server of another kind; returns its address."""
+    servers = []
+
+    def start(greeting):
+        handler = type("Handler", (_Speaker,), {"greeting": greeting})
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return "127.0.0.1:%d" % server.server_address[1]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("greeting, phrase", [
+    (b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5\r\n", "is not an mrengine endpoint (it greeted with b'SSH-2.0-"),
+    (b"MRE\x01" + bytes(32), "speaks mrengine protocol version 1, this mrengine version 3"),
+    (b"", "is not an mrengine endpoint (it hung up on connection)"),
+    (None, "sent no mrengine greeting (timed out): it is not an mrengine master or worker"),  # e.g. a web server
+])
+def test_a_port_that_is_not_mrengine(stranger, greeting, phrase):
+    address = stranger(greeting)
+    assert_one_error(run_cli("status", "--master", address), PROTOCOL, address, phrase)
+
+
+# ---------------------------------------------------------------- a real cluster: secrets, a worker's port
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A master and one worker with a secret, as `mrengine run` starts them; .secret_file holds the secret."""
+    with EmbeddedCluster(1) as running:
+        running.secret_file = tmp_path_factory.mktemp("secret") / "cluster.key"
+        running.secret_file.write_bytes(running.secret)
+        yield running
+
+
+def test_a_missing_secret_says_one_is_needed_and_how_to_give_it(cluster, tmp_path):
+    for args in (("status",), ("run", WORDCOUNT, small_input(tmp_path), "-o", tmp_path / "out")):
+        result = run_cli(*args, "--master", cluster.address)
+        assert_one_error(result, PROTOCOL, f"{cluster.address} refused our credentials: it needs the cluster secret "
+                         "and none was given; pass --secret-file FILE")
+        assert "differs" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_wrong_secret_says_it_differs(cluster, tmp_path):
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text("not the cluster secret\n")
+    for args in (("status",), ("run", WORDCOUNT, small_input(tmp_path), "-o", tmp_path / "out")):
+        result = run_cli(*args, "--master", cluster.address, "--secret-file", wrong)
+        assert_one_error(result, PROTOCOL, f"{cluster.address} refused our credentials: the cluster secret differs "
+                         "(check --secret-file)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_workers_shuffle_port_is_not_a_master(cluster, tmp_path):
+    status = run_cli("status", "--master", cluster.address, "--secret-file", cluster.secret_file, "--json")
+    assert status.returncode == 0, status.stderr
+    (worker,) = json.loads(status.stdout)["workers"]
+    for args in (("status",), ("run", WORDCOUNT, small_input(tmp_path), "-o", tmp_path / "out")):
+        result = run_cli(*args, "--master", worker["shuffle"], "--secret-file", cluster.secret_file)
+        assert_one_error(result, CLUSTER, f"{worker['shuffle']} is an mrengine endpoint but not a master",
+                         "give the master's HOST:PORT to --master")
+
+
+def test_the_right_secret_runs_a_job(cluster, tmp_path):
+    result = run_cli("run", WORDCOUNT, small_input(tmp_path), "-o", tmp_path / "out", "--master", cluster.address,
+                     "--secret-file", cluster.secret_file)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "part-00000", "part-00001"]
+
+
