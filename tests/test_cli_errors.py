@@ -158,3 +158,34 @@ def test_the_right_secret_runs_a_job(cluster, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "part-00000", "part-00001"]
 
 
+# ---------------------------------------------------------------- an output that cannot be written
+
+
+def test_an_output_under_a_regular_file_is_refused_before_any_task(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a directory was meant\n")
+    result = run_cli("run", WORDCOUNT, SAMPLE_TEXT, "-o", blocker / "wc" / "today", "--workers", 1)
+    assert_one_error(result, USAGE, f"output directory '{blocker}/wc/today' cannot be created: '{blocker}' is a file")
+    assert "map 0/" not in result.stderr, "no job may be submitted"
+    assert blocker.read_text() == "a file where a directory was meant\n"
+
+
+def test_an_output_where_nobody_may_write_is_refused_before_any_task(tmp_path):
+    # sysfs refuses new directories even to root, where a chmod'ed directory would not.
+    result = run_cli("run", WORDCOUNT, SAMPLE_TEXT, "-o", "/sys/mrengine-test-out/wc", "--workers", 1)
+    assert_one_error(result, STORAGE, "output directory '/sys/mrengine-test-out/wc': permission denied")
+    assert "AWS" not in result.stderr, "a local path is no matter of credentials"
+    assert "map 0/" not in result.stderr, "no job may be submitted"
+
+
+def test_the_write_check_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "new" / "deeper" / "out"
+    done = run_cli("run", WORDCOUNT, small_input(tmp_path), "-o", out, "--workers", 1)
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000", "part-00001"]
+    failed = run_cli("run", os.path.join(TEST_JOBS, "failing_mapper.py"), SAMPLE_TEXT, "-o", tmp_path / "a" / "b",
+                     "--workers", 1, "--max-attempts", 1)
+    assert failed.returncode == 5, failed.stderr
+    assert not (tmp_path / "a").exists(), "the directories the check made went with it"
+
+
