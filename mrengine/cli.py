@@ -300,7 +300,8 @@ def _attempt_text(a: dict) -> str:
 def verify(output, storage_options, endpoint_url):
     """Re-read OUTPUT's part files and check them against the manifest in its _SUCCESS.
 
-    Exit code 0 when every part's size, CRC-32 and record count match, 1 when something differs.
+    Exit code 0 when every part's size, CRC-32 and record count match, 1 when something differs, 2 when
+    OUTPUT is not a finished mrengine output (no _SUCCESS manifest), 3 when it cannot be read.
     """
     from . import outputs
 

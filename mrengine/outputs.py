@@ -366,17 +366,7 @@ def verify(out: str, storage_options: dict | None = None) -> Verification:
     fs, path = _fs(out, storage_options)
     report = Verification(out)
     with storage.translated(f"output directory {out!r}", fs, path):
-        try:
-            with fs.open(join(path, SUCCESS), "rb") as f:
-                manifest = json.loads(f.read())
-        except FileNotFoundError:
-            if not fs.exists(path):
-                raise
-            report.problems.append(f"there is no {SUCCESS}: the job did not finish, or this is not an mrengine output")
-            return report
-        except ValueError as exc:
-            report.problems.append(f"{SUCCESS} does not hold a manifest: {exc}")
-            return report
+        manifest = read_manifest(fs, path, out)
         expected = manifest.get("parts", {})
         report.job = manifest.get("job", "?")
         fmt = manifest.get("format", "text")
@@ -409,6 +399,50 @@ def verify(out: str, storage_options: dict | None = None) -> Verification:
             if got != size:
                 report.problems.append(f"{name} differs: bytes {got} (manifest: {size})")
     return report
+
+
+def read_manifest(fs, path: str, out: str) -> dict:
+    """The manifest in `out`'s `_SUCCESS`; a UsageError when `out` is no finished mrengine output."""
+    if not fs.isdir(path):
+        if fs.exists(path):
+            raise UsageError(f"{out!r} is a file, not an output directory; give the directory `mrengine run -o` wrote")
+        try:
+            fs.info(path)  # raises what is missing: the directory, or its bucket
+        except NotADirectoryError:
+            raise FileNotFoundError(path) from None  # under a file: missing all the same
+    try:
+        with fs.open(join(path, SUCCESS), "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UsageError(f"{out!r} is not a finished mrengine output: it has no {SUCCESS} (the job did not finish, "
+                         f"or the directory was not written by `mrengine run`)") from None
+    except IsADirectoryError:
+        text = None
+    why = "it is a directory" if text is None else "it is empty, as Hadoop's and Spark's are" if not text.strip() \
+        else _manifest_flaw(text)
+    if why:
+        raise UsageError(f"{out!r} is not an mrengine output: its {SUCCESS} holds no mrengine manifest ({why})")
+    return json.loads(text)
+
+
+def _manifest_flaw(text: bytes) -> str | None:
+    """What keeps `text` from being a manifest that `manifest()` or a main(ctx) job wrote, if anything."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        return f"it is not JSON: {exc}"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("job"), str):
+        return "it names no job"
+    parts, files = manifest.get("parts"), manifest.get("files")
+    if parts is None and files is None:
+        return "it lists neither parts nor files"
+    if parts is not None and not (isinstance(parts, dict) and all(
+            isinstance(want, dict) and all(type(want.get(k)) is int for k in ("bytes", "records", "crc32"))
+            for want in parts.values())):
+        return "its parts are not {name: {bytes, records, crc32}}"
+    if files is not None and not (isinstance(files, dict) and all(type(size) is int for size in files.values())):
+        return "its files are not {name: bytes}"
+    return None
 
 
 def _measure(fs, path: str, fmt: str) -> dict:

@@ -189,3 +189,39 @@ def test_the_write_check_leaves_nothing_behind(tmp_path):
     assert not (tmp_path / "a").exists(), "the directories the check made went with it"
 
 
+# ---------------------------------------------------------------- verify on what is not an mrengine output
+
+
+def _written_by(tmp_path, success):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "part-00000").write_text("a\t1\n")
+    if isinstance(success, bytes):
+        (folder / "_SUCCESS").write_bytes(success)
+    elif success == "dir":
+        (folder / "_SUCCESS").mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("success, phrase", [
+    (None, "is not a finished mrengine output: it has no _SUCCESS (the job did not finish, or"),
+    (b"", "its _SUCCESS holds no mrengine manifest (it is empty, as Hadoop's and Spark's are)"),
+    (b"job=wordcount\n", "its _SUCCESS holds no mrengine manifest (it is not JSON: "),
+    (b"[1, 2]\n", "its _SUCCESS holds no mrengine manifest (it names no job)"),
+    (b'{"job": "wc"}\n', "(it lists neither parts nor files)"),
+    (b'{"job": "wc", "parts": {"part-00000": 4}}\n', "(its parts are not {name: {bytes, records, crc32}})"),
+    (b'{"job": "wc", "files": {"model.json": "big"}}\n', "(its files are not {name: bytes})"),
+    ("dir", "its _SUCCESS holds no mrengine manifest (it is a directory)"),
+])
+def test_verify_on_a_folder_that_is_not_an_mrengine_output(tmp_path, success, phrase):
+    folder = _written_by(tmp_path, success)
+    assert_one_error(run_cli("verify", folder), USAGE, f"'{folder}' is not", phrase)
+
+
+def test_verify_on_a_missing_folder_or_a_file(tmp_path):
+    assert_one_error(run_cli("verify", tmp_path / "nothing"), STORAGE, f"output directory '{tmp_path}/nothing' does not exist")
+    a_file = small_input(tmp_path)
+    assert_one_error(run_cli("verify", a_file), USAGE, f"'{a_file}' is a file, not an output directory")
+    assert_one_error(run_cli("verify", a_file / "out"), STORAGE, "does not exist")
+
+
