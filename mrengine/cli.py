@@ -78,6 +78,15 @@ def read_secret(path: str | None) -> bytes:
     return secret
 
 
+def params_of(typed_pairs, str_pairs) -> dict:
+    """ctx.params from -p (typed) and -P (strings); a name given both ways is a contradiction."""
+    params = dict(typed_pairs)
+    both = sorted(params.keys() & dict(str_pairs).keys())
+    if both:
+        raise click.BadParameter(f"can't give {both[0]!r} both as -p and as -P", param_hint="-P")
+    return {**params, **dict(str_pairs)}
+
+
 def storage_options_of(pairs, endpoint_url: str | None) -> dict:
     """--storage-option pairs plus --endpoint-url, which is short for --storage-option endpoint_url=URL."""
     options = dict(pairs)
@@ -141,7 +150,11 @@ def main() -> None:
 @click.option("--reducers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Reduce tasks for steps whose job file does not set num_reducers.")
 @click.option("--split-size", type=_Size(), default="64MiB", show_default=True, help="Bytes per input split.")
-@click.option("-p", "--param", "params", type=_Pair(typed=True), multiple=True, help="NAME=VALUE, seen by the job as ctx.params.")
+@click.option("-p", "--param", "params", type=_Pair(typed=True), multiple=True,
+              help="NAME=VALUE, seen by the job as ctx.params[NAME]; a VALUE that reads as JSON is typed (20, 1.5, true, "
+                   "[1, 2]), any other stays a string. Repeatable.")
+@click.option("-P", "--str-param", "str_params", type=_Pair(typed=False), multiple=True,
+              help="NAME=VALUE whose VALUE stays a string as written (ver=1.10 is '1.10', not 1.1). Repeatable.")
 @click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
               help="KEY=VALUE passed to fsspec for every input and output URL (e.g. profile=NAME, anon=true); repeatable.")
 @click.option("--endpoint-url", default=None, metavar="URL", help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
@@ -153,14 +166,17 @@ def main() -> None:
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
+@click.option("--counters", "all_counters", is_flag=True,
+              help="List every counter in the summary, mrengine's own (records, bytes, spills, ...) beside the job's.")
 @click.option("--runner", type=click.Choice(["native", "spark"]), default="native", show_default=True,
               help="native: mrengine's own master and workers; spark: Apache Spark (pip install 'mrengine[spark]').")
 @click.option("--spark-master", default=None, help="Spark master URL for --runner spark: local[N], spark://HOST:PORT, yarn, "
               "k8s://... (default local[*]).")
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
-def run(job_file, inputs, output, workers, reducers, split_size, params, storage_options, endpoint_url, overwrite,
-        sort_buffer_mb, max_attempts, master, secret_file, verbose, runner, spark_master, spark_conf):
+def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
+        overwrite, sort_buffer_mb, max_attempts, master, secret_file, verbose, all_counters, runner, spark_master,
+        spark_conf):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
         raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
@@ -173,7 +189,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
     from .job import load_job
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
-    opts = RunOptions(reducers=reducers, split_size=split_size, params=dict(params),
+    opts = RunOptions(reducers=reducers, split_size=split_size, params=params_of(params, str_params),
                       storage_options=storage_options_of(storage_options, endpoint_url),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
     try:
@@ -200,7 +216,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
     except KeyboardInterrupt:
         click.echo("mrengine: interrupted", err=True)
         sys.exit(130)
-    for line in summary.lines():
+    for line in summary.lines(all_counters):
         click.echo(line, err=True)
 
 

@@ -43,7 +43,8 @@ class Summary:
     counters: Counter = field(default_factory=Counter)
     parts: dict = field(default_factory=dict)
 
-    def lines(self) -> list[str]:
+    def lines(self, all_counters: bool = False) -> list[str]:
+        """The summary; the job's own counters at the end, with `all_counters` mrengine's too."""
         c = self.counters
         out = [
             f"job {self.job} succeeded in {self.elapsed:.2f}s -> {self.output}",
@@ -52,13 +53,13 @@ class Summary:
             f"  output: {sum(p['records'] for p in self.parts.values())} records, "
             f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
         ]
-        return out + counter_lines(c)
+        return out + counter_lines(c, all_counters)
 
 
-def counter_lines(counters: Counter) -> list[str]:
-    """The job's own counters (not mrengine's), one line each, for a summary."""
-    user = sorted((g, n, v) for (g, n), v in counters.items() if g != "mrengine")
-    return ["  counters:", *(f"    {g}/{n} = {v}" for g, n, v in user)] if user else []
+def counter_lines(counters: Counter, all_counters: bool = False) -> list[str]:
+    """The job's own counters, one line each, for a summary; with `all_counters` mrengine's too, first."""
+    shown = sorted(((g != "mrengine", g, n), v) for (g, n), v in counters.items() if all_counters or g != "mrengine")
+    return ["  counters:", *(f"    {g}/{n} = {v}" for (_, g, n), v in shown)] if shown else []
 
 
 class Progress:

@@ -225,3 +225,68 @@ def test_verify_on_a_missing_folder_or_a_file(tmp_path):
     assert_one_error(run_cli("verify", a_file / "out"), STORAGE, "does not exist")
 
 
+# ---------------------------------------------------------------- -p and -P
+
+
+def _params_seen(tmp_path, *options) -> dict:
+    out = tmp_path / "params"
+    result = run_cli("run", os.path.join(TEST_JOBS, "params_echo.py"), small_input(tmp_path), "-o", out,
+                     "--workers", 1, *options)
+    assert result.returncode == 0, result.stderr
+    lines = (out / "part-00000").read_text().splitlines()
+    return {name: tuple(json.loads(seen)) for name, seen in (line.split("\t") for line in lines)}
+
+
+def test_p_types_json_values_and_P_keeps_strings(tmp_path):
+    seen = _params_seen(tmp_path, "-p", "ver=1.10", "-p", "epochs=20", "-p", "fast=true", "-p", "name=wc",
+                        "-p", 'quoted="1.10"', "-P", "raw=1.10", "--str-param", "flag=true", "-P", "empty=")
+    assert seen == {"ver": ("float", 1.1), "epochs": ("int", 20), "fast": ("bool", True), "name": ("str", "wc"),
+                    "quoted": ("str", "1.10"), "raw": ("str", "1.10"), "flag": ("str", "true"), "empty": ("str", "")}
+
+
+def test_a_parameter_given_both_typed_and_as_a_string_is_refused(tmp_path):
+    result = run_cli("run", WORDCOUNT, small_input(tmp_path), "-o", tmp_path / "out", "-p", "ver=1.10", "-P", "ver=1.10")
+    assert_one_error(result, USAGE, "can't give 'ver' both as -p and as -P")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- --counters
+
+
+def _counters_printed(stderr: str) -> dict:
+    lines = stderr.split("  counters:\n", 1)[1].splitlines() if "  counters:\n" in stderr else []
+    return {name: int(v) for name, v in (line.strip().split(" = ") for line in lines if line.startswith("    "))}
+
+
+def test_counters_lists_mrengine_counters_beside_the_jobs(tmp_path):
+    job = os.path.join(TEST_JOBS, "counters.py")
+    text = tmp_path / "in.txt"
+    text.write_text("alpha beta alpha\n\nextraordinarily long words\n")
+    default = run_cli("run", job, text, "-o", tmp_path / "a", "--workers", 1)
+    assert default.returncode == 0, default.stderr
+    shown = _counters_printed(default.stderr)
+    assert shown["lines/all"] == 3 and shown["lines/blank"] == 1 and shown["words/total"] == 6
+    assert not [name for name in shown if name.startswith("mrengine/")]
+
+    every = run_cli("run", job, text, "-o", tmp_path / "b", "--workers", 1, "--counters")
+    assert every.returncode == 0, every.stderr
+    shown = _counters_printed(every.stderr)
+    assert shown["lines/all"] == 3 and shown["words/long"] == 1 and shown["words/distinct"] == 5
+    assert shown["mrengine/map_input_records"] == 3
+    assert shown["mrengine/map_input_bytes"] == text.stat().st_size
+    assert shown["mrengine/map_output_records"] == 6
+    assert shown["mrengine/reduce_input_groups"] == shown["mrengine/reduce_output_records"] == 5
+    names = list(shown)
+    assert names[0].startswith("mrengine/") and names == sorted(names, key=lambda n: not n.startswith("mrengine/"))
+
+
+def test_counters_of_a_main_job(tmp_path):
+    data = tmp_path / "table.csv"
+    data.write_text("".join(f"{i},{i * 2}\n" for i in range(100)))
+    result = run_cli("run", os.path.join(TEST_JOBS, "iterative_counts.py"), data, "-o", tmp_path / "out",
+                     "--workers", 1, "--counters")
+    assert result.returncode == 0, result.stderr
+    shown = _counters_printed(result.stderr)
+    assert shown["mrengine/map_input_records"] == 5 * 100  # five rounds over the same rows
+    assert shown["mrengine/split_reads"] + shown.get("mrengine/split_cache_hits", 0) == 5
+    assert any(name.startswith("processes/") for name in shown)
