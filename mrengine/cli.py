@@ -78,6 +78,15 @@ def read_secret(path: str | None) -> bytes:
     return secret
 
 
+def params_of(typed_pairs, str_pairs) -> dict:
+    """ctx.params from -p (typed) and -P (strings); a name given both ways is a contradiction."""
+    params = dict(typed_pairs)
+    both = sorted(params.keys() & dict(str_pairs).keys())
+    if both:
+        raise click.BadParameter(f"can't give {both[0]!r} both as -p and as -P", param_hint="-P")
+    return {**params, **dict(str_pairs)}
+
+
 def storage_options_of(pairs, endpoint_url: str | None) -> dict:
     """--storage-option pairs plus --endpoint-url, which is short for --storage-option endpoint_url=URL."""
     options = dict(pairs)
@@ -107,6 +116,14 @@ def _address(value: str, param_hint: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc), param_hint=param_hint) from None
 
 
+def _master_address(ctx, param, value: str | None) -> str | None:
+    """A --master to connect to: HOST:PORT with a port one can connect to (not 0)."""
+    if value is not None and _address(value, "--master")[1] == 0:
+        raise click.BadParameter(f"address {value!r} has port 0, which only a server binding may use; "
+                                 f"give the master's port", param_hint="--master")
+    return value
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -133,7 +150,11 @@ def main() -> None:
 @click.option("--reducers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Reduce tasks for steps whose job file does not set num_reducers.")
 @click.option("--split-size", type=_Size(), default="64MiB", show_default=True, help="Bytes per input split.")
-@click.option("-p", "--param", "params", type=_Pair(typed=True), multiple=True, help="NAME=VALUE, seen by the job as ctx.params.")
+@click.option("-p", "--param", "params", type=_Pair(typed=True), multiple=True,
+              help="NAME=VALUE, seen by the job as ctx.params[NAME]; a VALUE that reads as JSON is typed (20, 1.5, true, "
+                   "[1, 2]), any other stays a string. Repeatable.")
+@click.option("-P", "--str-param", "str_params", type=_Pair(typed=False), multiple=True,
+              help="NAME=VALUE whose VALUE stays a string as written (ver=1.10 is '1.10', not 1.1). Repeatable.")
 @click.option("--storage-option", "storage_options", type=_Pair(typed=True), multiple=True,
               help="KEY=VALUE passed to fsspec for every input and output URL (e.g. profile=NAME, anon=true); repeatable.")
 @click.option("--endpoint-url", default=None, metavar="URL", help="Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL, else AWS).")
@@ -141,17 +162,21 @@ def main() -> None:
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
-@click.option("--master", default=None, help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
+@click.option("--master", default=None, callback=_master_address,
+              help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
+@click.option("--counters", "all_counters", is_flag=True,
+              help="List every counter in the summary, mrengine's own (records, bytes, spills, ...) beside the job's.")
 @click.option("--runner", type=click.Choice(["native", "spark"]), default="native", show_default=True,
               help="native: mrengine's own master and workers; spark: Apache Spark (pip install 'mrengine[spark]').")
 @click.option("--spark-master", default=None, help="Spark master URL for --runner spark: local[N], spark://HOST:PORT, yarn, "
               "k8s://... (default local[*]).")
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
-def run(job_file, inputs, output, workers, reducers, split_size, params, storage_options, endpoint_url, overwrite,
-        sort_buffer_mb, max_attempts, master, secret_file, verbose, runner, spark_master, spark_conf):
+def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
+        overwrite, sort_buffer_mb, max_attempts, master, secret_file, verbose, all_counters, runner, spark_master,
+        spark_conf):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
         raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
@@ -164,7 +189,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
     from .job import load_job
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
-    opts = RunOptions(reducers=reducers, split_size=split_size, params=dict(params),
+    opts = RunOptions(reducers=reducers, split_size=split_size, params=params_of(params, str_params),
                       storage_options=storage_options_of(storage_options, endpoint_url),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
     try:
@@ -191,7 +216,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, storage
     except KeyboardInterrupt:
         click.echo("mrengine: interrupted", err=True)
         sys.exit(130)
-    for line in summary.lines():
+    for line in summary.lines(all_counters):
         click.echo(line, err=True)
 
 
@@ -241,16 +266,17 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 
 
 @main.command()
-@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, help="HOST:PORT of the master.")
+@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, callback=_master_address,
+              help="HOST:PORT of the master.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
 @click.option("--tasks", "all_tasks", is_flag=True, help="Show the tasks and attempts of finished jobs too.")
 def status(master_address, secret_file, as_json, all_tasks):
     """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
-    from . import comm
+    from .driver import connect_master
 
     try:
-        conn = comm.connect(master_address, read_secret(secret_file))
+        conn = connect_master(master_address, read_secret(secret_file))
         try:
             reply = conn.request({"type": "status", "tasks": all_tasks})
         finally:
@@ -290,7 +316,8 @@ def _attempt_text(a: dict) -> str:
 def verify(output, storage_options, endpoint_url):
     """Re-read OUTPUT's part files and check them against the manifest in its _SUCCESS.
 
-    Exit code 0 when every part's size, CRC-32 and record count match, 1 when something differs.
+    Exit code 0 when every part's size, CRC-32 and record count match, 1 when something differs, 2 when
+    OUTPUT is not a finished mrengine output (no _SUCCESS manifest), 3 when it cannot be read.
     """
     from . import outputs
 

@@ -86,14 +86,7 @@ class Connection:
         self._send_all(_mac(secret, b"S", client_nonce, nonce))
 
     def authenticate_as_client(self, secret: bytes) -> None:
-        try:
-            hello = self._recv_exact(len(_MAGIC) + _NONCE)
-        except ConnectionClosed:
-            raise
-        except ProtocolError:
-            raise ProtocolError(f"{self.peer} is not an mrengine endpoint (it hung up on connection)") from None
-        if hello[: len(_MAGIC)] != _MAGIC:
-            raise ProtocolError(f"{self.peer} is not an mrengine endpoint of protocol version {protocol.VERSION}")
+        hello = self._recv_hello()
         nonce = hello[len(_MAGIC):]
         mine = os.urandom(_NONCE)
         self._send_all(mine + _mac(secret, b"C", nonce, mine))
@@ -102,9 +95,29 @@ class Connection:
         except ConnectionClosed:
             raise
         except ProtocolError:
-            raise ProtocolError(f"{self.peer} refused our credentials: the cluster secret differs (check --secret-file)") from None
+            raise ProtocolError(_refusal(self.peer, secret)) from None
         if not hmac.compare_digest(server_mac, _mac(secret, b"S", mine, nonce)):
             raise ProtocolError(f"{self.peer} failed to prove it holds the cluster secret")
+
+    def _recv_hello(self) -> bytes:
+        """The server's greeting, which it sends first; anything else means the peer is no mrengine
+        endpoint of this protocol version. A silence stays a ConnectionClosed, so a peer still
+        starting up is retried by those who retry."""
+        try:
+            hello = self._recv_exact(len(_MAGIC) + _NONCE)
+        except ConnectionClosed as exc:
+            reason = str(exc).removeprefix(f"{self.peer}: ")
+            raise ConnectionClosed(f"{self.peer} sent no mrengine greeting ({reason}): it is not an mrengine master "
+                                   f"or worker, or it is overloaded") from None
+        except ProtocolError:
+            raise ProtocolError(f"{self.peer} is not an mrengine endpoint (it hung up on connection)") from None
+        if hello[: len(_MAGIC)] == _MAGIC:
+            return hello
+        if hello[:3] == _MAGIC[:3]:
+            raise ProtocolError(f"{self.peer} speaks mrengine protocol version {hello[3]}, this mrengine version "
+                                f"{protocol.VERSION}: run the same mrengine release on every host")
+        raise ProtocolError(f"{self.peer} is not an mrengine endpoint (it greeted with {hello[:16]!r}); "
+                            f"check the HOST:PORT")
 
     # ------------------------------------------------------------ frames
 
@@ -150,6 +163,14 @@ class Connection:
         self.sock.close()
 
 
+def _refusal(peer: str, secret: bytes) -> str:
+    """Why a server hung up on our credentials: we sent none, or not its secret."""
+    if not secret:
+        return (f"{peer} refused our credentials: it needs the cluster secret and none was given; pass "
+                f"--secret-file FILE with the secret the master was started with")
+    return f"{peer} refused our credentials: the cluster secret differs (check --secret-file)"
+
+
 def remote_error(reply: dict) -> MrEngineError:
     from . import errors
 
@@ -166,10 +187,9 @@ def parse_address(address: str, default_port: int | None = None) -> tuple[str, i
         if default_port is None:
             raise ValueError(f"address {address!r} needs a port (HOST:PORT)")
         return address, default_port
-    try:
-        return host.strip("[]") or "127.0.0.1", int(port)
-    except ValueError:
-        raise ValueError(f"address {address!r} has a bad port") from None
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"address {address!r} has a bad port (a number from 0 to 65535)")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def connect(address: str, secret: bytes, timeout: float = 10.0, max_frame: int = protocol.DEFAULT_MAX_FRAME) -> Connection:
@@ -177,6 +197,8 @@ def connect(address: str, secret: bytes, timeout: float = 10.0, max_frame: int =
     host, port = parse_address(address)
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
+    except socket.gaierror as exc:
+        raise ClusterError(f"cannot connect to {address}: unknown host {host!r} ({exc.strerror})") from None
     except OSError as exc:
         raise ClusterError(f"cannot connect to {address}: {exc.strerror or exc}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

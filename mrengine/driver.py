@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import comm, outputs
-from .errors import TaskFailedError
+from .errors import ClusterError, TaskFailedError
 from .inputs import DEFAULT_SPLIT_SIZE, input_format
 from .job import JobSpec
 
@@ -43,7 +43,8 @@ class Summary:
     counters: Counter = field(default_factory=Counter)
     parts: dict = field(default_factory=dict)
 
-    def lines(self) -> list[str]:
+    def lines(self, all_counters: bool = False) -> list[str]:
+        """The summary; the job's own counters at the end, with `all_counters` mrengine's too."""
         c = self.counters
         out = [
             f"job {self.job} succeeded in {self.elapsed:.2f}s -> {self.output}",
@@ -52,13 +53,13 @@ class Summary:
             f"  output: {sum(p['records'] for p in self.parts.values())} records, "
             f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
         ]
-        return out + counter_lines(c)
+        return out + counter_lines(c, all_counters)
 
 
-def counter_lines(counters: Counter) -> list[str]:
-    """The job's own counters (not mrengine's), one line each, for a summary."""
-    user = sorted((g, n, v) for (g, n), v in counters.items() if g != "mrengine")
-    return ["  counters:", *(f"    {g}/{n} = {v}" for g, n, v in user)] if user else []
+def counter_lines(counters: Counter, all_counters: bool = False) -> list[str]:
+    """The job's own counters, one line each, for a summary; with `all_counters` mrengine's too, first."""
+    shown = sorted(((g != "mrengine", g, n), v) for (g, n), v in counters.items() if all_counters or g != "mrengine")
+    return ["  counters:", *(f"    {g}/{n} = {v}" for (_, g, n), v in shown)] if shown else []
 
 
 class Progress:
@@ -140,6 +141,22 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, ru
     return summary
 
 
+def connect_master(address: str, secret: bytes) -> comm.Connection:
+    """An authenticated connection to the master at `address`, proven to be a master by a status
+    request: a worker's shuffle port holds the same secret but hangs up on anything but a fetch."""
+    try:
+        conn = comm.connect(address, secret)
+    except ClusterError as exc:
+        raise ClusterError(f"{exc.message}; check --master, and that `mrengine master` runs there") from None
+    try:
+        conn.request({"type": "status", "tasks": False})
+    except comm.ConnectionClosed:
+        conn.close()
+        raise ClusterError(f"{address} is an mrengine endpoint but not a master (it hung up on a status request; "
+                           f"a worker's shuffle port does): give the master's HOST:PORT to --master") from None
+    return conn
+
+
 class Driver:
     """Runs steps as jobs of a master: `with Driver(address, secret) as driver: driver.run(job, ...)`."""
 
@@ -150,7 +167,7 @@ class Driver:
         self.conn = None
 
     def __enter__(self) -> "Driver":
-        self.conn = comm.connect(self.master, self.secret)
+        self.conn = connect_master(self.master, self.secret)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -82,7 +82,7 @@ class MainSummary(Summary):
     rounds: int = 0
     files: dict = field(default_factory=dict)
 
-    def lines(self) -> list[str]:
+    def lines(self, all_counters: bool = False) -> list[str]:
         c = self.counters
         files = ", ".join(f"{name} ({size} bytes)" for name, size in sorted(self.files.items())) or "none"
         return [
@@ -91,7 +91,7 @@ class MainSummary(Summary):
             f"  input: {c[ENGINE, 'map_input_records']} records over all rounds; splits read {c[ENGINE, 'split_reads']} "
             f"times, from memory {c[ENGINE, 'split_cache_hits']} times; broadcast loads {c[ENGINE, 'broadcast_loads']}",
             f"  files: {files}",
-        ] + counter_lines(c)
+        ] + counter_lines(c, all_counters)
 
 
 class DriverContext:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterable
 
 
 from . import serde, storage
-from .errors import UsageError
+from .errors import StorageError, UsageError
 
 SUCCESS = "_SUCCESS"
 TEMPORARY = "_temporary"
@@ -48,6 +49,12 @@ def attempt_path(out: str, job_id: str, attempt_id: str, partition: int) -> str:
 
 def job_temp_dir(out: str, job_id: str) -> str:
     return join(out, TEMPORARY, job_id)
+
+
+def write_check_path(out: str) -> str:
+    """The empty file that proves `out` can be written, gone again before any task runs; hidden
+    (a leading '_') from anyone listing the output as input, should the driver die in between."""
+    return join(out, f"_write-check-{uuid.uuid4().hex[:12]}")
 
 
 # ---------------------------------------------------------------- formats
@@ -167,29 +174,64 @@ def _fs(out: str, storage_options: dict | None):
 
 
 def check_output_dir(out: str, overwrite: bool, storage_options: dict | None = None) -> None:
-    """Refuse an output directory that already holds something, unless asked to overwrite it.
+    """Refuse an output directory that already holds something (unless asked to overwrite it), or
+    that cannot be written: both are found here, before any task runs.
 
     On object stores the "directory" is a key prefix: it exists while objects have it, so an
-    existing one is never empty. A missing bucket is an error here, before any task runs.
+    existing one is never empty. A missing bucket is an error here too.
     """
     fs, path = _fs(out, storage_options)
     what = f"output directory {out!r}"
     with storage.translated(what, fs, path):
-        try:
-            info = fs.info(path)
-        except FileNotFoundError:
-            bucket = storage.missing_bucket(fs, path)
-            if bucket:
-                raise storage.bucket_error(what, bucket) from None
-            return
-        if info.get("type") != "directory":
-            raise UsageError(f"output path {out!r} is a file; give a directory that does not exist yet")
-        if not fs.ls(path):
-            return
-        if not overwrite:
-            held = "a finished result" if fs.exists(join(path, SUCCESS)) else "files"
-            raise UsageError(f"output directory {out!r} already holds {held}; choose a new directory or pass --overwrite to replace it")
-        storage.remove_tree(fs, path)
+        _check_empty(fs, path, out, what, overwrite)
+        _check_writable(fs, path, out, what)
+
+
+def _check_empty(fs, path: str, out: str, what: str, overwrite: bool) -> None:
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        bucket = storage.missing_bucket(fs, path)
+        if bucket:
+            raise storage.bucket_error(what, bucket) from None
+        return
+    except NotADirectoryError:
+        return  # under a file: _check_writable says which
+    if info.get("type") != "directory":
+        raise UsageError(f"output path {out!r} is a file; give a directory that does not exist yet")
+    if not fs.ls(path):
+        return
+    if not overwrite:
+        held = "a finished result" if fs.exists(join(path, SUCCESS)) else "files"
+        raise UsageError(f"output directory {out!r} already holds {held}; choose a new directory or pass --overwrite to replace it")
+    storage.remove_tree(fs, path)
+
+
+def _check_writable(fs, path: str, out: str, what: str) -> None:
+    """Write and remove an empty file in `path`, with the directories it needed: only a write shows
+    that a write works (permissions, read-only mounts, bucket policies alike)."""
+    created = _missing_dirs(fs, path, out)
+    probe = write_check_path(path)
+    try:
+        storage.makedirs(fs, path)
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
+    except FileNotFoundError as exc:  # a place that holds no new files, such as /proc
+        raise StorageError(f"{what} cannot be created there ({exc.strerror or exc})") from None
+    finally:
+        for directory in created:
+            storage.remove_empty_dir(fs, directory)
+
+
+def _missing_dirs(fs, path: str, out: str) -> list[str]:
+    """The directories above and at `path` that do not exist yet, deepest first; none on object stores."""
+    missing: list[str] = []
+    while not storage.has_buckets(fs) and not fs.exists(path):
+        missing.append(path)
+        path = fs._parent(path)
+    if missing and not fs.isdir(path):
+        raise UsageError(f"output directory {out!r} cannot be created: {path!r} is a file, not a directory")
+    return missing
 
 
 def commit_task(out: str, job_id: str, attempt_id: str, partition: int, storage_options: dict | None) -> None:
@@ -326,17 +368,7 @@ def verify(out: str, storage_options: dict | None = None) -> Verification:
     fs, path = _fs(out, storage_options)
     report = Verification(out)
     with storage.translated(f"output directory {out!r}", fs, path):
-        try:
-            with fs.open(join(path, SUCCESS), "rb") as f:
-                manifest = json.loads(f.read())
-        except FileNotFoundError:
-            if not fs.exists(path):
-                raise
-            report.problems.append(f"there is no {SUCCESS}: the job did not finish, or this is not an mrengine output")
-            return report
-        except ValueError as exc:
-            report.problems.append(f"{SUCCESS} does not hold a manifest: {exc}")
-            return report
+        manifest = read_manifest(fs, path, out)
         expected = manifest.get("parts", {})
         report.job = manifest.get("job", "?")
         fmt = manifest.get("format", "text")
@@ -369,6 +401,50 @@ def verify(out: str, storage_options: dict | None = None) -> Verification:
             if got != size:
                 report.problems.append(f"{name} differs: bytes {got} (manifest: {size})")
     return report
+
+
+def read_manifest(fs, path: str, out: str) -> dict:
+    """The manifest in `out`'s `_SUCCESS`; a UsageError when `out` is no finished mrengine output."""
+    if not fs.isdir(path):
+        if fs.exists(path):
+            raise UsageError(f"{out!r} is a file, not an output directory; give the directory `mrengine run -o` wrote")
+        try:
+            fs.info(path)  # raises what is missing: the directory, or its bucket
+        except NotADirectoryError:
+            raise FileNotFoundError(path) from None  # under a file: missing all the same
+    try:
+        with fs.open(join(path, SUCCESS), "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UsageError(f"{out!r} is not a finished mrengine output: it has no {SUCCESS} (the job did not finish, "
+                         f"or the directory was not written by `mrengine run`)") from None
+    except IsADirectoryError:
+        text = None
+    why = "it is a directory" if text is None else "it is empty, as Hadoop's and Spark's are" if not text.strip() \
+        else _manifest_flaw(text)
+    if why:
+        raise UsageError(f"{out!r} is not an mrengine output: its {SUCCESS} holds no mrengine manifest ({why})")
+    return json.loads(text)
+
+
+def _manifest_flaw(text: bytes) -> str | None:
+    """What keeps `text` from being a manifest that `manifest()` or a main(ctx) job wrote, if anything."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        return f"it is not JSON: {exc}"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("job"), str):
+        return "it names no job"
+    parts, files = manifest.get("parts"), manifest.get("files")
+    if parts is None and files is None:
+        return "it lists neither parts nor files"
+    if parts is not None and not (isinstance(parts, dict) and all(
+            isinstance(want, dict) and all(type(want.get(k)) is int for k in ("bytes", "records", "crc32"))
+            for want in parts.values())):
+        return "its parts are not {name: {bytes, records, crc32}}"
+    if files is not None and not (isinstance(files, dict) and all(type(size) is int for size in files.values())):
+        return "its files are not {name: bytes}"
+    return None
 
 
 def _measure(fs, path: str, fmt: str) -> dict:

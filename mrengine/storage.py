@@ -134,6 +134,8 @@ def storage_error(exc: BaseException, what: str, fs=None, path: str = "") -> Sto
             return bucket_error(what, bucket)
     if isinstance(exc, FileNotFoundError):
         return StorageError(f"{what} does not exist")
+    if isinstance(exc, PermissionError) and fs is not None and not has_buckets(fs):
+        return StorageError(f"{what}: permission denied ({exc.strerror or exc}); check the path and who may write there")
     if isinstance(exc, PermissionError):
         return StorageError(f"{what}: access denied ({exc}); check the credentials (AWS_ACCESS_KEY_ID and "
                             f"AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or --storage-option key=... secret=...) and that "

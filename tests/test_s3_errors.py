@@ -90,4 +90,4 @@ def test_verify_errors(s3_server, s3_bucket):
     assert r.returncode == STORAGE_ERROR and "bucket 'mrtest-no-such-bucket' does not exist" in r.stderr
     s3_server.fs().pipe_file(f"{s3_bucket}/out/part-00000", b"a\t1\n")
     r = mrengine("verify", f"s3://{s3_bucket}/out", env=env)
-    assert r.returncode == 1 and "there is no _SUCCESS" in r.stderr
+    assert r.returncode == 2 and "it has no _SUCCESS" in r.stderr
