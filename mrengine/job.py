@@ -15,11 +15,15 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import inspect
+import io
 import itertools
 import linecache
+import marshal
 import os
 import sys
 import traceback
+import types
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -85,7 +89,24 @@ class JobSpec:
 
     def dumps(self) -> bytes:
         """The job's functions, pickled by value so workers need no copy of the file."""
-        return cloudpickle.dumps(self)
+        buffer = io.BytesIO()
+        _CodeKeepingPickler(buffer).dump(self)
+        return buffer.getvalue()
+
+
+def _reduce_code(code: types.CodeType) -> tuple:
+    return marshal.loads, (marshal.dumps(code),)
+
+
+class _CodeKeepingPickler(cloudpickle.Pickler):
+    """cloudpickle, with code objects sent whole as marshal writes them into a .pyc.
+
+    cloudpickle 3.1+ sets every code object's `co_filename` to "<dynamic-code>", so a traceback from a
+    worker would name no file and show no line. marshal keeps the job file's path (and the rest of the
+    code object exactly); workers run the same Python version anyway, as cloudpickle requires.
+    """
+
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
 
 
 def _check_step(step: Step, where: str) -> None:
@@ -210,9 +231,12 @@ def _check_formats(spec: JobSpec, where: str) -> None:
 
 
 def prime_linecache(job: JobSpec) -> None:
-    """Let tracebacks show the job's source lines on hosts that have no copy of the job file."""
-    if not os.path.exists(job.path):
-        linecache.cache[job.path] = (len(job.source), None, job.source.splitlines(True), job.path)
+    """Let tracebacks show the lines of the source the job was loaded from, wherever it runs.
+
+    Also where the file is missing, or is not the same file (another host's, or edited since): an entry
+    without an mtime is never checked against the disk.
+    """
+    linecache.cache[job.path] = (len(job.source), None, job.source.splitlines(True), job.path)
 
 
 def user_traceback(exc: BaseException) -> str:
