@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import comm, outputs
-from .errors import ClusterError, TaskFailedError
+from .errors import ClusterError, RecordError, TaskFailedError
 from .inputs import DEFAULT_SPLIT_SIZE, input_format
 from .job import JobSpec
 
@@ -195,5 +195,7 @@ class Driver:
             self.progress.done()
         if status["state"] == "failed":
             error = status["error"]
+            if error.get("final"):
+                raise RecordError(f"job {sub['job_name']} failed: {error['message']}")
             raise TaskFailedError(f"job {sub['job_name']} failed: {error['message']}", label, 0, error.get("traceback", ""))
         return status

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from . import context, outputs
 from .cache import SlotCache
-from .errors import FetchFailedError, MrEngineError
+from .errors import FetchFailedError, MrEngineError, RecordError
 from .inputs import Split, input_format
 from .job import JobSpec, Step, user_traceback
 from .shuffle.buffer import MapOutputBuffer
@@ -44,12 +44,14 @@ def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
 
 
 def error_report(exc: BaseException) -> dict:
-    """A failed attempt's error as it travels to whoever decides on retries: {"message", "traceback"}."""
+    """A failed attempt's error as it travels to whoever decides on retries: {"message", "traceback",
+    "final"}; `final` when another attempt would fail the same way (a RecordError)."""
     if isinstance(exc, UserCodeError):
-        return {"message": exc.args[0], "traceback": exc.args[1]}
+        return {"message": exc.args[0], "traceback": exc.args[1], "final": False}
     if isinstance(exc, MrEngineError):
-        return {"message": str(exc), "traceback": ""}
-    return {"message": f"internal error: {type(exc).__name__}: {exc}", "traceback": "".join(traceback.format_exception(exc))}
+        return {"message": str(exc), "traceback": "", "final": isinstance(exc, RecordError)}
+    return {"message": f"internal error: {type(exc).__name__}: {exc}", "traceback": "".join(traceback.format_exception(exc)),
+            "final": False}
 
 
 def _counter_list(ctx: context.TaskContext, engine: Counter) -> list:

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import comm, outputs, protocol
-from .errors import MrEngineError, ProtocolError, StorageError
+from .errors import MrEngineError, ProtocolError, RecordError, StorageError
 from .inputs import list_inputs, make_splits
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, AttemptFailed, AttemptState, AttemptLost, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed,
@@ -235,7 +235,7 @@ class Master:
                         "it fetched from will be made again: %s", job.id, report["attempt_id"], worker.id,
                         report["error"]["message"])
         else:
-            event = AttemptFailed(report["attempt_id"], report["error"])
+            event = AttemptFailed(report["attempt_id"], report["error"], bool(report["error"].get("final")))
             log.warning("job %s: attempt %s failed on %s: %s", job.id, report["attempt_id"], worker.id,
                         report["error"]["message"].splitlines()[0])
         self._carry_out(job, job.tasks.handle(event))
@@ -283,15 +283,21 @@ class Master:
             elif isinstance(action, JobSucceeded):
                 self._succeed(job)
             elif isinstance(action, JobFailed):
-                task = action.task
-                if task.failures >= job.tasks.max_attempts:
-                    workers = sorted({a.worker for a in task.attempts if a.state is AttemptState.FAILED})
-                    what = (f"failed on all {task.failures} attempts (on worker{'s' * (len(workers) > 1)} "
-                            f"{', '.join(workers)}); the last error: {action.error['message']}")
-                else:
-                    what = action.error["message"]
-                self._fail(job, {"message": f"{task.name}{self._where(job, task)} {what}",
-                                 "traceback": action.error.get("traceback", "")})
+                self._fail(job, self._job_error(job, action))
+
+    def _job_error(self, job: Job, action: JobFailed) -> dict:
+        """The error a failed job reports: which task failed, where, how often, and its last error."""
+        task, error = action.task, action.error
+        name = f"{task.name}{self._where(job, task)}"
+        if error.get("final"):
+            return {**error, "message": RecordError.not_retried(name, error["message"]).message}
+        if task.failures >= job.tasks.max_attempts:
+            workers = sorted({a.worker for a in task.attempts if a.state is AttemptState.FAILED})
+            what = (f"failed on all {task.failures} attempts (on worker{'s' * (len(workers) > 1)} "
+                    f"{', '.join(workers)}); the last error: {error['message']}")
+        else:
+            what = error["message"]
+        return {"message": f"{name} {what}", "traceback": error.get("traceback", "")}
 
     def _where(self, job: Job, task) -> str:
         return f" (split {job.splits[task.index].describe()})" if task.kind == MAP else ""

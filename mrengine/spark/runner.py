@@ -28,7 +28,7 @@ import cloudpickle
 
 from .. import outputs
 from ..driver import Progress, RunOptions, Summary, run_steps
-from ..errors import ClusterError, StorageError, TaskFailedError
+from ..errors import ClusterError, RecordError, StorageError, TaskFailedError
 from ..inputs import InputFormat, input_format, list_inputs, make_splits
 from ..job import JobSpec
 from . import tasks
@@ -167,6 +167,10 @@ class SparkRunner:
     # ------------------------------------------------------------ the commit
 
     def _commit(self, sub: dict, job_id: str, splits: list, results: list, counts: dict) -> dict:
+        errors = sorted((r[2]["error"] for r in results if "error" in r[2]), key=lambda e: e["task"])
+        if errors:  # a record error: the tasks that met one returned it rather than fail (see tasks)
+            error = errors[0]
+            raise RecordError(f"job {sub['job_name']} failed: {RecordError.not_retried(error['task'], error['message'])}")
         out, options = sub["output"], sub["storage_options"]
         total: Counter = Counter()
         parts = {}

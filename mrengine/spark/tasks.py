@@ -8,8 +8,13 @@ only moves each map's sorted segments to their reducer, as opaque chunks of the 
 Shuffle records are `(partition, value)`, the value one of
     ("run", map_index, offset, length, records, data)  a chunk of map `map_index`'s segment
     ("counters", map_index, counters)                  a map task's counters, sent to partition 0
+    ("error", map_index, report)                       a map task's record error, sent to partition 0
 Spark serves a reducer one output of each map task, so partition 0 sees the counters of exactly one
 successful attempt of every map, however often a map was re-run.
+
+A record error (`RecordError`: bad input bytes, a value that cannot be encoded) would fail every
+attempt alike, and Spark cannot be told not to retry an exception, so such a task does not fail: it
+returns its error as its result (a map through partition 0's reducer), and the driver fails the job.
 
 A reducer spools each map's chunks to a local file at their offsets, then merges the files in map
 order, as the native reducer merges fetched runs: values of one key arrive in map-index order, and
@@ -30,6 +35,7 @@ import cloudpickle
 
 from .. import outputs
 from ..cache import SlotCache
+from ..errors import RecordError
 from ..executor import error_report, map_to_file, reduce_to_file
 from ..inputs import InputFormat, Split, input_format
 from ..job import prime_linecache
@@ -37,7 +43,7 @@ from ..shuffle.runs import Run
 
 CHUNK_BYTES = 1 << 20  # a shuffle record's share of a segment: Spark batches a few dozen records at once
 
-_RUN, _COUNTERS = "run", "counters"
+_RUN, _COUNTERS, _ERROR = "run", "counters", "error"
 
 # Spark reuses its Python workers across tasks, as the native worker reuses its slot processes: the
 # same cache keeps unpickled jobs and their broadcast values. Not splits: a main(ctx) session's parsed
@@ -134,8 +140,16 @@ def map_cached_task(sub: dict, job_id: str, job_bytes, num_partitions: int):
     return run
 
 
+def _map_name(split: Split) -> str:
+    return f"map task {split.index} (split {split.describe()})"
+
+
 def _map_error(split: Split, exc: BaseException) -> TaskError:
-    return TaskError(f"map task {split.index} (split {split.describe()})", exc)
+    return TaskError(_map_name(split), exc)
+
+
+def _report(task: str, exc: BaseException) -> dict:
+    return {**error_report(exc), "task": task}
 
 
 def _map_one(sub: dict, job_id: str, job_bytes, split: Split, parsed: tuple | None,
@@ -163,6 +177,8 @@ def _map_one(sub: dict, job_id: str, job_bytes, split: Split, parsed: tuple | No
                         data = f.read(min(CHUNK_BYTES, seg.length - offset))
                         yield partition, (_RUN, split.index, offset, seg.length, seg.records, data)
         yield 0, (_COUNTERS, split.index, counters)
+    except RecordError as exc:
+        yield 0, (_ERROR, split.index, _report(_map_name(split), exc))
     except Exception as exc:
         raise _map_error(split, exc) from None
 
@@ -177,6 +193,8 @@ def reduce_task(sub: dict, job_id: str, job_bytes):
         _, attempt_id = _attempt()
         try:
             result, map_counters = _reduce_one(sub, job_id, job_bytes.value, attempt_id, partition, records)
+        except RecordError as exc:
+            result, map_counters = {"error": _report(f"reduce task {partition}", exc)}, {}
         except Exception as exc:
             raise TaskError(f"reduce task {partition}", exc) from None
         yield [partition, attempt_id, result, map_counters]
@@ -203,12 +221,13 @@ def _reduce_one(sub: dict, job_id: str, job_bytes: bytes, attempt_id: str, parti
     engine: Counter = Counter()
     broadcast = _cache.broadcast(job_id, job, engine)
     map_counters: dict = {}
+    map_errors: dict = {}
     spools: dict[int, _Spool] = {}
     with tempfile.TemporaryDirectory(prefix="mrengine-reduce-", dir=_local_dir()) as tmp:
         try:
             for _, value in records:
-                if value[0] == _COUNTERS:
-                    map_counters[value[1]] = value[2]
+                if value[0] in (_COUNTERS, _ERROR):
+                    (map_counters if value[0] == _COUNTERS else map_errors)[value[1]] = value[2]
                     continue
                 _, map_index, offset, length, count, data = value
                 spool = spools.get(map_index)
@@ -218,6 +237,8 @@ def _reduce_one(sub: dict, job_id: str, job_bytes: bytes, attempt_id: str, parti
         finally:
             for spool in spools.values():
                 os.close(spool.fd)
+        if map_errors:
+            return {"error": map_errors[min(map_errors)]}, {}
         runs = []
         for map_index, spool in sorted(spools.items()):  # map order, as the native reducer merges
             if spool.received != spool.length:
