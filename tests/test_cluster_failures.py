@@ -12,7 +12,7 @@ import pytest
 import netns
 from cluster_env import Cluster, assert_same_output, record_time, reference_output, wait_for
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def map_winners(job: dict) -> dict:

@@ -13,7 +13,7 @@ import pytest
 import netns
 from cluster_env import JOB, Cluster, assert_same_output, manifest, record_time, reference_output, wait_for
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def test_wordcount_across_three_hosts(tmp_path, tmp_path_factory):

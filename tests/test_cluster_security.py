@@ -13,7 +13,7 @@ import pytest
 import netns
 from cluster_env import MRENGINE, Cluster, assert_same_output, reference_output, wait_for
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 # Run on a third host against the master or a worker's shuffle port; prints what each probe met.
 PROBES = r"""

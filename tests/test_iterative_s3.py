@@ -12,6 +12,8 @@ from s3server import S3Server, s3_bucket, s3_server  # noqa: F401 - pytest fixtu
 from sgd_support import FIXTURE_JOBS, mrengine_run
 from spark_helpers import RUN_TIMEOUT
 
+pytestmark = pytest.mark.slow
+
 SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false"]
 
 

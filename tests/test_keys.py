@@ -8,6 +8,7 @@ from mrengine import serde
 from mrengine.shuffle.partition import stable_partition
 
 import numpy as np
+import pytest
 import subprocess
 import sys
 
@@ -86,6 +87,7 @@ def test_partition_is_the_same_in_every_process():
         assert out.strip() == str(here)
 
 
+@pytest.mark.slow
 def test_five_million_values_stream_to_the_reducer(tmp_path):
     text = tmp_path / "in.txt"
     text.write_text("one line\n")

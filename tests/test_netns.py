@@ -15,6 +15,8 @@ except ImportError:  # pragma: no cover - if tests/ ever becomes a package
 
 Hosts = netns.Hosts
 
+pytestmark = pytest.mark.slow
+
 # Threaded echo server: binds to argv[1] on an ephemeral port, prints the port.
 SERVER = r"""
 import socket, sys, threading

@@ -9,11 +9,14 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from mrengine import cluster
 from mrengine.driver import Driver, RunOptions
 from mrengine.job import load_job
 from conftest import JOBS, SAMPLE_TEXT, TEST_JOBS, reference_wordcount, read_tsv
+
+pytestmark = pytest.mark.slow
 
 
 def _run_watching(args, env, kill_after=None):

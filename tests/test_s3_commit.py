@@ -6,9 +6,13 @@ import json
 import re
 from collections import Counter
 
+import pytest
+
 from mrengine.shuffle.partition import stable_partition
 from s3_cli import REDUCE_FAILS, WORDCOUNT, clean_env, mrengine, parse_wordcount, s3_parts, word_text
 from s3server import s3_bucket, s3_server  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.slow
 
 # 12000 distinct words: each of the 2 partitions has more than FAIL_AFTER, and FAIL_AFTER is past
 # the first 4096-record batch the output writer hands to its file, so the failing attempt has

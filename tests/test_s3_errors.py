@@ -9,6 +9,8 @@ import pytest
 from s3_cli import WORDCOUNT, clean_env, mrengine
 from s3server import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.slow
+
 STORAGE_ERROR = 3
 
 

@@ -15,6 +15,8 @@ from mrengine.storage import RANGE_TAIL
 from s3_cli import REPO, WORDCOUNT, clean_env, local_parts, mrengine, parse_wordcount, s3_parts, word_text
 from s3server import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.slow
+
 BOOK = os.path.join(REPO, "sample_data", "text", "kjv-new-testament.txt")
 SPLIT = 256 * 1024
 

@@ -10,6 +10,8 @@ import pytest
 from s3_cli import WORDCOUNT, clean_env, mrengine
 from s3server import s3_bucket, s3_server  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.slow
+
 STORAGE_ERROR = 3
 READ_ONLY = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Resource": "*",

@@ -7,6 +7,8 @@ import pytest
 
 from mrengine import inputs, storage
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def tiny_ranges(monkeypatch):

@@ -13,6 +13,8 @@ import fsspec  # noqa: E402
 import s3fs  # noqa: E402
 from botocore.exceptions import EndpointConnectionError  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 def test_write_list_glob(s3_server, s3_bucket):
     fs = s3_server.fs()

@@ -18,6 +18,8 @@ import pytest
 from sgd_support import (BREAST_CANCER, FIXTURE_JOBS, JOBS, ROOT, kill_worker, logs, mrengine_run, start_run, stop,
                          wait_for, worker_processes)
 
+pytestmark = pytest.mark.slow
+
 SGD = JOBS / "sgd.py"
 GATED = FIXTURE_JOBS / "iterative_gated_sgd.py"
 TRAIN, TEST = BREAST_CANCER / "train.csv", BREAST_CANCER / "test.csv"

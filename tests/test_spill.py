@@ -20,7 +20,7 @@ import pytest
 
 from mrengine.shuffle.merge import MERGE_FACTOR
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOKS = ROOT / "sample_data" / "text"

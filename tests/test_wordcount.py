@@ -43,10 +43,10 @@ def test_summary_and_layout(tmp_path, reference):
     [
         ("wordcount.py", 1, "64MiB"),
         ("wordcount.py", 4, "64MiB"),
-        ("wordcount.py", 2, "1k"),
+        pytest.param("wordcount.py", 2, "1k", marks=pytest.mark.slow),  # 4,000 splits
         ("wordcount.py", 2, "64k"),
         ("wordcount_fast.py", 2, "1MiB"),
-        ("wordcount_fast.py", 4, "3000"),
+        pytest.param("wordcount_fast.py", 4, "3000", marks=pytest.mark.slow),
     ],
 )
 def test_same_bytes_in_every_configuration(tmp_path, baseline, job, workers, split_size):
