@@ -130,12 +130,13 @@ def assign(blocks):
 
 
 def check_params(p):
-    k, features = p.get("k"), p.get("features")
-    for name, value in (("k", k), ("features", features), ("iterations", p.get("iterations", 100))):
-        if value is not None and (type(value) is not int or value < (0 if name == "iterations" else 1)):
-            raise ValueError(f"-p {name}= must be a {'non-negative' if name == 'iterations' else 'positive'} integer, not {value!r}")
-    if not isinstance(p.get("tol", 0.0), (int, float)) or p.get("tol", 0.0) < 0:
-        raise ValueError(f"-p tol= must be a number >= 0, not {p.get('tol')!r}")
+    for name, least in (("k", 1), ("features", 1), ("iterations", 0)):
+        value = p.get(name)
+        if value is not None and (type(value) is not int or value < least):
+            raise ValueError(f"-p {name}= must be an integer of at least {least}, not {value!r}")
+    tol = p.get("tol", 0.0)
+    if type(tol) not in (int, float) or tol < 0:
+        raise ValueError(f"-p tol= must be a number >= 0, not {tol!r}")
 
 
 def input_layout(ctx):

@@ -106,10 +106,11 @@ def test_the_exponential_race_draws_rows_in_proportion_to_their_weights():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-p", "k=0"], "-p k= must be a positive integer, not 0"),
+    (["-p", "k=0"], "-p k= must be an integer of at least 1, not 0"),
     (["-p", "k=151"], "k=151 centres for 150 rows"),
     (["-p", "features=9"], "-p features=9, but rows of the input have only 5 columns"),
-    (["-p", "init=first", "-p", "iterations=-1"], "-p iterations= must be a non-negative integer"),
+    (["-p", "init=first", "-p", "iterations=-1"], "-p iterations= must be an integer of at least 0, not -1"),
+    (["-p", "tol=-1"], "-p tol= must be a number >= 0, not -1"),
 ])
 def test_bad_parameters_are_refused_in_one_line(tmp_path, args, message):
     proc = mrengine_run(KMEANS, [IRIS], tmp_path / "out", *args)
