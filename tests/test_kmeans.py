@@ -16,6 +16,8 @@ import pytest
 from conftest import run_cli
 from sgd_support import JOBS, ROOT, mrengine_run
 
+pytestmark = pytest.mark.slow
+
 KMEANS = JOBS / "kmeans.py"
 IRIS = ROOT / "sample_data" / "iris" / "iris.csv"
 SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false"]

@@ -19,6 +19,8 @@ import pytest
 from conftest import run_cli
 from sgd_support import JOBS, ROOT, mrengine_run
 
+pytestmark = pytest.mark.slow
+
 PAGERANK = JOBS / "pagerank.py"
 KARATE = ROOT / "sample_data" / "graphs" / "karate.txt"
 SPARK_SAMPLE = ROOT / "sample_data" / "graphs" / "pagerank_data.txt"
