@@ -174,15 +174,23 @@ def main() -> None:
               "k8s://... (default local[*]).")
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
+@click.option("--ui", "serve_ui", is_flag=True, help="Serve the web UI of the embedded cluster while the job runs "
+              "(its URL goes to stderr).")
+@click.option("--history-dir", default=None, metavar="DIR", help="Where finished jobs' records go (default "
+              "$XDG_STATE_HOME/mrengine/history, else ~/.local/state/mrengine/history).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
         overwrite, sort_buffer_mb, max_attempts, master, secret_file, verbose, all_counters, runner, spark_master,
-        spark_conf):
+        spark_conf, serve_ui, history_dir):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
         raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
     if runner == "spark" and master:
         raise click.BadParameter("can't give both --master (a native cluster) and --runner spark; "
                                  "use --spark-master for Spark's", param_hint="--master")
+    if serve_ui and (master or runner == "spark"):
+        raise click.BadParameter("--ui serves the embedded cluster's UI; a running master serves its own "
+                                 "(`mrengine master --http`), Spark its own", param_hint="--ui")
+    from . import history
     from .cluster import EmbeddedCluster
     from .driver import Driver, RunOptions, run_steps
     from .iterative import run_main
@@ -204,12 +212,16 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 
             with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {job.name}",
                              verbose) as spark:
-                summary = execute(spark.run_step)
+                summary = execute(history.recorded(spark.run_step, history_dir or history.default_dir(), "spark"))
         elif master:
             with Driver(master, read_secret(secret_file)) as driver:
                 summary = execute(driver.run_step)
         else:
-            with EmbeddedCluster(workers, verbose=verbose) as cluster, Driver(cluster.address, cluster.secret) as driver:
+            with EmbeddedCluster(workers, verbose=verbose, ui=serve_ui,
+                                 history_dir=history_dir or history.default_dir()) as cluster, \
+                    Driver(cluster.address, cluster.secret) as driver:
+                if cluster.ui_url:
+                    click.echo(f"mrengine: web UI at {cluster.ui_url} while the job runs", err=True)
                 summary = execute(driver.run_step)
     except MrEngineError as exc:
         _fail(exc)
@@ -228,8 +240,12 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 @click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
                    "attempt near the end of its phase; 0 disables backup attempts.")
+@click.option("--http", "http_bind", default=None, metavar="HOST:PORT",
+              help="Serve the web UI and JSON API here (off loopback it needs --secret-file and asks for the UI token).")
+@click.option("--history-dir", default=None, metavar="DIR", help="Where finished jobs' records go (default "
+              "$XDG_STATE_HOME/mrengine/history, else ~/.local/state/mrengine/history).")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, http_bind, history_dir, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
 
@@ -238,10 +254,27 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
     if not secret and not _is_loopback(host):
         raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
                                  param_hint="--bind")
+    from . import history
+
+    ui_bind, ui_token = _ui_bind(http_bind, secret) if http_bind else (None, None)
     try:
-        master.main(host, port, secret, worker_timeout, ready_file, backup_after)
+        master.main(host, port, secret, worker_timeout, ready_file, backup_after,
+                    history_dir or history.default_dir(), ui_bind, ui_token)
     except MrEngineError as exc:
         _fail(exc)
+
+
+def _ui_bind(value: str, secret: bytes) -> tuple[tuple[str, int], str | None]:
+    """Where the web UI listens, and the token it asks for: none on loopback, one derived from the secret elsewhere."""
+    from .ui.server import token_of
+
+    host, port = _address(value, "--http")
+    if _is_loopback(host):
+        return (host, port), None
+    if not secret:
+        raise click.BadParameter(f"serving the web UI on {host} (not loopback) needs --secret-file: its token is "
+                                 f"derived from the cluster secret (`mrengine ui-token`)", param_hint="--http")
+    return (host, port), token_of(secret)
 
 
 @main.command("worker")
@@ -329,3 +362,88 @@ def verify(output, storage_options, endpoint_url):
         click.echo(line, err=bool(report.problems))
     if report.problems:
         sys.exit(1)
+
+
+_HISTORY_DIR = click.option("--history-dir", default=None, metavar="DIR",
+                            help="The history directory (default $XDG_STATE_HOME/mrengine/history, else "
+                                 "~/.local/state/mrengine/history).")
+
+
+@main.command("history")
+@click.argument("job", required=False)
+@_HISTORY_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print the record (or the list) as JSON.")
+def history_cmd(job, history_dir, as_json):
+    """List past jobs, or show JOB's record (its id, e.g. job0003, or its record's name)."""
+    from . import history
+
+    directory = history_dir or history.default_dir()
+    try:
+        if job:
+            record = history.find(directory, job)
+            click.echo(json.dumps(record, indent=1) if as_json else "\n".join(history.describe(record)))
+            return
+    except MrEngineError as exc:
+        _fail(exc)
+    records = history.load_all(directory)
+    if as_json:
+        click.echo(json.dumps([history.brief(r) for r in records], indent=1))
+        return
+    for r in records:
+        click.echo(history.one_line(r))
+    if not records:
+        click.echo(f"no jobs in the history at {directory}", err=True)
+
+
+@main.command("logs")
+@click.argument("job")
+@click.argument("task", required=False)
+@_HISTORY_DIR
+def logs_cmd(job, task, history_dir):
+    """Print the output of JOB's attempts (those of TASK alone: an attempt id like m00003.0, or a task like m00003)."""
+    from . import history
+
+    try:
+        record = history.find(history_dir or history.default_dir(), job)
+        shown = history.attempt_logs(record, task)
+    except MrEngineError as exc:
+        _fail(exc)
+    for attempt_id, text in shown:
+        click.echo(f"==> {attempt_id} <==")
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@main.command("ui")
+@click.option("--history", "history_dir", default=None, metavar="DIR",
+              help="Serve the job records of this history directory (default: the user's).")
+@click.option("--http", "http_bind", default="127.0.0.1:18080", show_default=True, metavar="HOST:PORT",
+              help="Where to serve (off loopback it needs --secret-file and asks for the UI token).")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (for a bind off loopback).")
+def ui_cmd(history_dir, http_bind, secret_file):
+    """Serve past jobs' pages from a history directory, as the master's web UI shows live ones."""
+    from . import history
+    from .ui.server import UIServer
+    from .ui.source import HistorySource
+
+    (host, port), token = _ui_bind(http_bind, read_secret(secret_file))
+    try:
+        server = UIServer(HistorySource(history_dir or history.default_dir()), host, port, token)
+    except OSError as exc:
+        from .errors import ClusterError
+
+        _fail(ClusterError(f"cannot listen on {http_bind}: {exc.strerror}"))
+    click.echo(f"mrengine: history UI at {server.url}", err=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command("ui-token")
+@click.option("--secret-file", required=True, help="File holding the cluster's shared secret.")
+def ui_token_cmd(secret_file):
+    """Print the web UI's token (bearer token, or basic-auth password) for a cluster secret."""
+    from .ui.server import token_of
+
+    click.echo(token_of(read_secret(secret_file)))

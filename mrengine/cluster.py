@@ -28,8 +28,12 @@ PORT_ATTEMPTS = 3  # master ports tried, should other processes take the free on
 
 
 class EmbeddedCluster:
-    def __init__(self, workers: int, worker_timeout: float | None = None, verbose: bool = False):
+    def __init__(self, workers: int, worker_timeout: float | None = None, verbose: bool = False, ui: bool = False,
+                 history_dir: str | None = None):
         self.num_workers = workers
+        self.ui = ui  # serve the master's web UI on a free loopback port; its address then in `ui_url`
+        self.history_dir = history_dir
+        self.ui_url = ""
         self.worker_timeout = worker_timeout
         self.verbose = verbose
         self.procs: list[subprocess.Popen] = []
@@ -77,6 +81,7 @@ class EmbeddedCluster:
         args = ["master", "--bind", self.address, "--secret-file", secret_file, "--ready-file", ready]
         if self.worker_timeout:
             args += ["--worker-timeout", str(self.worker_timeout)]
+        args += self._ui_args()
         master = self._spawn("master", args)
         for i in range(self.num_workers):
             self._spawn(f"worker-{i}", ["worker", "--master", self.address, "--secret-file", secret_file,
@@ -93,6 +98,14 @@ class EmbeddedCluster:
                 raise ClusterError(f"the master did not start within {START_TIMEOUT:.0f}s")
             time.sleep(0.01)
         return True
+
+    def _ui_args(self) -> list[str]:
+        args = ["--history-dir", self.history_dir] if self.history_dir else []
+        if self.ui:
+            port = _free_port()
+            self.ui_url = f"http://127.0.0.1:{port}/"
+            args += ["--http", f"127.0.0.1:{port}"]
+        return args
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         try:

@@ -7,6 +7,7 @@ terminal, a line per change (at most one a second) otherwise.
 
 from __future__ import annotations
 
+import getpass
 import sys
 import time
 from collections import Counter
@@ -109,6 +110,8 @@ def step_submission(job: JobSpec, index: int, inputs: list[str], output: str, op
         "num_reducers": step.num_reducers or opts.reducers, "split_size": opts.split_size,
         "params": opts.params, "storage_options": opts.storage_options,
         "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
+        # For the job's report and history only (who ran what): no runner depends on them.
+        "user": getpass.getuser(), "job_file": job.path,
     }
 
 

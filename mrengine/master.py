@@ -20,9 +20,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import comm, outputs, protocol
-from .errors import MrEngineError, ProtocolError, RecordError, StorageError
+from . import comm, history, outputs, protocol
+from .errors import ClusterError, MrEngineError, ProtocolError, RecordError, StorageError
 from .inputs import list_inputs, make_splits
+from .jobreport import AttemptNotes, job_report, with_log_tail
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, AttemptFailed, AttemptState, AttemptLost, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed,
     JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
@@ -84,6 +85,10 @@ class Master:
         self.instance = secrets.token_hex(8)  # worker ids mean something only to the master that gave them
         self._stopped = threading.Event()
         self.server = comm.Server(host, port, secret, self._serve, "master", max_frame)
+        # For the web UI and the job history (mrengine/ui, history.py): attempts' errors and logs, and
+        # where finished jobs' reports go.
+        self.notes = AttemptNotes()
+        self.history: history.Writer | None = None
 
     @property
     def address(self) -> str:
@@ -226,6 +231,7 @@ class Master:
         job = self.jobs.get(report["job_id"])
         if job is None:
             return
+        self.notes.record(job.id, report, time.monotonic())
         if report["ok"]:
             event = AttemptSucceeded(report["attempt_id"], report["result"], time.monotonic())
         elif report.get("fetch_failed") is not None:
@@ -288,6 +294,9 @@ class Master:
     def _job_error(self, job: Job, action: JobFailed) -> dict:
         """The error a failed job reports: which task failed, where, how often, and its last error."""
         task, error = action.task, action.error
+        failed = [a for a in task.attempts if a.state is AttemptState.FAILED]
+        if failed:
+            error = with_log_tail(error, self.notes.of(job.id, failed[-1].id).get("log", ""))
         name = f"{task.name}{self._where(job, task)}"
         if error.get("final"):
             return {**error, "message": RecordError.not_retried(name, error["message"]).message}
@@ -314,6 +323,7 @@ class Master:
         counts = job.tasks.counts()
         job.manifest = outputs.manifest(sub, parts, counts["maps"], job.counters())
         try:
+            self._write_report(job)
             outputs.commit_job(sub["output"], job.id, job.manifest, sub["storage_options"])
         except Exception as exc:
             self._fail(job, {"message": f"writing {outputs.SUCCESS} failed: {exc}", "traceback": ""})
@@ -336,9 +346,18 @@ class Master:
             if worker.alive:
                 worker.forget.append(job.id)
         finished = [j.id for j in self.jobs.values() if j.state != "running"]
+        if self.history is not None:
+            self.history.submit(job_report(self.instance, job, self.notes, job.finished))
         for job_id in finished[:-KEEP_FINISHED_JOBS]:
             del self.jobs[job_id]
+            self.notes.forget(job_id)
         self.lock.notify_all()
+
+    def _write_report(self, job: Job) -> None:
+        """The job's report beside its parts, before `_SUCCESS` (which stays the last write)."""
+        report = {**job_report(self.instance, job, self.notes, time.monotonic()), "state": "succeeded",
+                  "finished": round(time.time(), 3)}
+        outputs.write_json(job.sub["output"], history.REPORT, report, job.sub["storage_options"])
 
     # ------------------------------------------------------------ drivers
 
@@ -346,6 +365,7 @@ class Master:
         sub = {k: msg[k] for k in ("job_bytes", "job_name", "step", "inputs", "input_format", "splittable", "output",
                                    "output_format", "num_reducers", "split_size", "params", "storage_options",
                                    "sort_buffer_bytes", "max_attempts")}
+        sub.update({k: str(msg.get(k) or "") for k in ("user", "job_file")})  # optional, for the job's report
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
         # Optional: [url, start, end, worker] of splits that should run on that worker (its cache).
@@ -402,12 +422,14 @@ class Master:
 
 
 def main(host: str, port: int, secret: bytes, worker_timeout: float, ready_file: str | None,
-         backup_after: float = DEFAULT_BACKUP_AFTER) -> None:
+         backup_after: float = DEFAULT_BACKUP_AFTER, history_dir: str | None = None,
+         ui_bind: tuple[str, int] | None = None, ui_token: str | None = None) -> None:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s master %(levelname)s %(message)s", stream=sys.stderr)
     master = Master(host, port, secret, worker_timeout, backup_after=backup_after).start()
     log.info("listening on %s", master.address)
+    ui = _start_ui(master, history_dir, ui_bind, ui_token)
     if ready_file:
         tmp = ready_file + ".tmp"
         with open(tmp, "w") as f:
@@ -420,3 +442,24 @@ def main(host: str, port: int, secret: bytes, worker_timeout: float, ready_file:
         pass
     log.info("stopping")
     master.stop()
+    if ui is not None:
+        ui.stop()
+    if master.history is not None:
+        master.history.flush()  # the last jobs' records, before the process goes
+
+
+def _start_ui(master: Master, history_dir: str | None, ui_bind: tuple[str, int] | None, ui_token: str | None):
+    """The job history and the web UI (mrengine/ui), when asked for; returns the UI server or None."""
+    if history_dir:
+        master.history = history.Writer(history_dir)
+    if ui_bind is None:
+        return None
+    from .ui.server import UIServer
+    from .ui.source import MasterSource
+
+    try:
+        ui = UIServer(MasterSource(master, history_dir), ui_bind[0], ui_bind[1], ui_token).start()
+    except OSError as exc:
+        raise ClusterError(f"the web UI cannot listen on {ui_bind[0]}:{ui_bind[1]}: {exc.strerror}") from None
+    log.info("web UI at %s%s", ui.url, " (token required)" if ui_token else "")
+    return ui

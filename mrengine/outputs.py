@@ -272,6 +272,15 @@ def commit_job(out: str, job_id: str, manifest: dict, storage_options: dict | No
         f.write("\n")
 
 
+def write_json(out: str, name: str, value: dict, storage_options: dict | None) -> None:
+    """A JSON file `name` in the output directory (the job's `_REPORT.json`)."""
+    fs, path = _fs(out, storage_options)
+    storage.makedirs(fs, path)
+    with fs.open(join(path, name), "w") as f:
+        json.dump(value, f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+
+
 def abort_job(out: str, job_id: str, partitions: Iterable[int], storage_options: dict | None) -> None:
     """Undo a failed job: its temporary files and the parts it had already committed."""
     fs, path = _fs(out, storage_options)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 
 import pytest
@@ -28,6 +29,8 @@ def _spark_unavailable() -> str | None:
 
 
 def pytest_configure(config):
+    # Jobs the tests run leave history records (in the user's state directory by default): keep them out of ~.
+    os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="mrengine-test-state-"))
     config.addinivalue_line("markers", "spark: runs jobs on a real Apache Spark (needs pyspark and Java 17+)")
 
 

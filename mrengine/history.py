@@ -1,0 +1,168 @@
+"""The job history: one JSON file per finished job in a directory, read back by `mrengine history` and `mrengine ui`.
+
+The default directory is the user's state directory ($XDG_STATE_HOME/mrengine/history, else
+~/.local/state/mrengine/history). A record is a job report (`jobreport.job_report`); it is written to
+a temporary name and renamed, so a reader never sees half a record.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+
+from .errors import UsageError
+
+log = logging.getLogger("mrengine.history")
+
+REPORT = "_REPORT.json"  # the job's report beside its _SUCCESS
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def default_dir() -> str:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "mrengine", "history")
+
+
+def record_name(record: dict) -> str:
+    """The record's file name: start time first, so names sort by time; the master's id keeps two masters apart."""
+    return _SAFE.sub("_", f"{record['started']:017.3f}-{record['master']}-{record['id']}") + ".json"
+
+
+def write(directory: str, record: dict) -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, record_name(record))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, separators=(",", ":"))
+    os.replace(tmp, path)
+    return path
+
+
+def load_all(directory: str) -> list[dict]:
+    """Every record in `directory`, oldest first; unreadable files are skipped (a record being copied in)."""
+    records = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+        if name.endswith(".json"):
+            try:
+                with open(os.path.join(directory, name)) as f:
+                    records.append(json.load(f))
+            except (OSError, ValueError):
+                continue
+    return records
+
+
+def find(directory: str, job: str) -> dict:
+    """The newest record whose job id (e.g. job0003) or file name is `job`."""
+    matches = [r for r in load_all(directory) if job in (r["id"], record_name(r), record_name(r)[:-5])]
+    if not matches:
+        raise UsageError(f"no job {job!r} in the history at {directory} (`mrengine history --history-dir "
+                         f"{directory}` lists the jobs it holds)")
+    return matches[-1]
+
+
+class Writer:
+    """Writes records on a thread of its own, so a master holding its lock never waits on the disk."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._run, name="history-writer", daemon=True).start()
+
+    def submit(self, record: dict) -> None:
+        self._queue.put(record)
+
+    def flush(self) -> None:
+        self._queue.join()
+
+    def _run(self) -> None:
+        while True:
+            record = self._queue.get()
+            try:
+                write(self.directory, record)
+            except OSError as exc:
+                log.warning("could not write the history record of job %s to %s: %s",
+                                                              record["id"], self.directory, exc)
+            finally:
+                self._queue.task_done()
+
+
+# ---------------------------------------------------------------- reading records back, for `mrengine history` and `logs`
+
+
+def brief(record: dict) -> dict:
+    return {k: record.get(k) for k in ("id", "master", "name", "step", "state", "runner", "started", "elapsed", "output")}
+
+
+def one_line(record: dict) -> str:
+    c = record["counts"]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["started"]))
+    return (f"{record['id']:10} {when} {record['state']:9} {record['elapsed']:8.2f}s {record['name']} step "
+            f"{record['step']} ({record['runner']}, {c['maps']} map, {c['reduces']} reduce) -> {record['output']}")
+
+
+def describe(record: dict) -> list[str]:
+    lines = [one_line(record)]
+    if record.get("error"):
+        lines.append(f"  error: {record['error'].get('message', '')}")
+    lines += [f"  counter {g}/{n} = {v}" for g, n, v in record.get("counters") or ()]
+    slow = [f"{t['kind']} {t['index']}" for t in record.get("tasks") or () if t.get("straggler")]
+    if slow:
+        lines.append(f"  stragglers: {', '.join(slow)}")
+    for s in record.get("skew") or ():
+        lines.append(f"  partition {s['partition']}: {s['bytes']} shuffle bytes, {s['records']} records")
+    return lines
+
+
+def attempt_logs(record: dict, task: str | None) -> list[tuple[str, str]]:
+    """(attempt id, log) of every attempt with output, or of those whose id is `task` or starts with `task.`."""
+    found = [(a["id"], a.get("log", "")) for t in record.get("tasks") or () for a in t["attempts"]
+             if task is None or a["id"] == task or a["id"].startswith(task + ".")]
+    if task is not None and not found:
+        raise UsageError(f"job {record['id']} has no task or attempt {task!r} (attempt ids look like m00003.0, "
+                         f"tasks like m00003)")
+    return [(i, text) for i, text in found if text or task is not None]
+
+
+# ---------------------------------------------------------------- runners without a master (Spark)
+
+
+def recorded(run_step, directory: str, runner: str):
+    """`run_step` that leaves a history record of each step it runs (for runners without a master to do it)."""
+    def run(sub: dict, label: str) -> dict:
+        started = time.time()
+        record = {"id": f"{runner}-{uuid.uuid4().hex[:8]}", "master": runner, "name": sub["job_name"],
+                  "step": sub["step"], "user": sub.get("user") or getpass.getuser(), "job_file": sub.get("job_file") or "",
+                  "inputs": list(sub["inputs"]), "output": sub["output"], "runner": runner,
+                  "num_reducers": sub["num_reducers"], "split_size": sub["split_size"], "params": sub["params"],
+                  "started": round(started, 3), "tasks": [], "skew": []}
+        try:
+            status = run_step(sub, label)
+        except Exception as exc:
+            _write_quietly(directory, {**record, "state": "failed", "error": {"message": str(exc)},
+                                       **_timing(started), "counts": {}, "counters": [], "manifest": None})
+            raise
+        _write_quietly(directory, {**record, "state": "succeeded", "error": None, **_timing(started),
+                                   "counts": status["counts"], "counters": status["counters"],
+                                   "manifest": status["manifest"]})
+        return status
+
+    return run
+
+
+def _timing(started: float) -> dict:
+    now = time.time()
+    return {"finished": round(now, 3), "elapsed": round(now - started, 3)}
+
+
+def _write_quietly(directory: str, record: dict) -> None:
+    try:
+        write(directory, record)
+    except OSError as exc:
+        log.warning("could not write the history record to %s: %s", directory, exc)

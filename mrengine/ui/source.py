@@ -1,0 +1,112 @@
+"""Where the UI's data comes from: a live master (snapshots taken under its lock), or a history directory.
+
+Both answer the same four questions with JSON-ready dicts: `cluster()`, `jobs()`, `job(id)` (a
+`jobreport.job_report`) and `log(job_id, attempt_id)`. A master's snapshot copies plain values while
+holding the lock and nothing more; rendering happens after the lock is released.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import history
+from ..jobreport import job_report
+
+
+def job_summary(report: dict) -> dict:
+    """The jobs page's row of a job report."""
+    keys = ("id", "master", "name", "step", "state", "user", "job_file", "inputs", "output", "runner", "started",
+            "finished", "elapsed", "counts")
+    return {k: report.get(k) for k in keys} | {"error": (report.get("error") or {}).get("message")}
+
+
+def find_log(report: dict, attempt_id: str) -> str | None:
+    for task in report.get("tasks") or ():
+        for attempt in task["attempts"]:
+            if attempt["id"] == attempt_id:
+                return attempt.get("log", "")
+    return None
+
+
+class HistorySource:
+    """A history directory, re-read on each request (records are small and a history server is quiet)."""
+
+    live = False
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.title = f"history {directory}"
+
+    def cluster(self) -> dict:
+        return {"workers": [], "live": False}
+
+    def _records(self) -> list[dict]:
+        return history.load_all(self.directory)
+
+    def jobs(self) -> list[dict]:
+        return [job_summary(r) for r in reversed(self._records())]
+
+    def job(self, job_id: str) -> dict | None:
+        matches = [r for r in self._records() if r["id"] == job_id or history.record_name(r)[:-5] == job_id]
+        return matches[-1] if matches else None
+
+    def log(self, job_id: str, attempt_id: str) -> str | None:
+        report = self.job(job_id)
+        return None if report is None else find_log(report, attempt_id)
+
+
+class MasterSource:
+    """A running master's state; finished jobs it no longer holds (or held before a restart) come from its history."""
+
+    live = True
+
+    def __init__(self, master, history_dir: str | None):
+        self.master = master
+        self.history = HistorySource(history_dir) if history_dir else None
+        self.title = f"master {master.address}"
+
+    def cluster(self) -> dict:
+        m = self.master
+        with m.lock:
+            now = time.monotonic()
+            running = {}
+            for job in m.jobs.values():
+                if job.state == "running":
+                    for a in job.tasks.attempts.values():
+                        if a.state.value == "running":
+                            running.setdefault(a.worker, []).append([job.id, a.id])
+            workers = [{"id": w.id, "host": w.host, "pid": w.pid, "shuffle": w.shuffle, "slots": w.slots,
+                        "state": "alive" if w.alive else "dead", "last_heartbeat": round(now - w.last_seen, 2),
+                        "running": running.get(w.id, [])} for w in m.workers.values()]
+        return {"workers": workers, "live": True, "master": m.address}
+
+    def jobs(self) -> list[dict]:
+        m = self.master
+        with m.lock:
+            now = time.monotonic()
+            live = [self._summary(job, now) for job in m.jobs.values()]
+        held = {(j["master"], j["id"]) for j in live}
+        old = [j for j in (self.history.jobs() if self.history else ()) if (j["master"], j["id"]) not in held]
+        return list(reversed(live)) + old
+
+    def _summary(self, job, now: float) -> dict:
+        wall = time.time() - now
+        sub = job.sub
+        return {"id": job.id, "master": self.master.instance, "name": sub["job_name"], "step": sub["step"],
+                "state": job.state, "user": sub.get("user") or "", "job_file": sub.get("job_file") or "",
+                "inputs": list(sub["inputs"]), "output": sub["output"], "runner": "native",
+                "started": round(wall + job.started, 3), "finished": round(wall + job.finished, 3) if job.finished else None,
+                "elapsed": round((job.finished or now) - job.started, 3), "counts": job.tasks.counts(),
+                "error": job.error and job.error["message"]}
+
+    def job(self, job_id: str) -> dict | None:
+        m = self.master
+        with m.lock:
+            job = m.jobs.get(job_id)
+            if job is not None:
+                return job_report(m.instance, job, m.notes, time.monotonic())
+        return self.history.job(job_id) if self.history else None
+
+    def log(self, job_id: str, attempt_id: str) -> str | None:
+        report = self.job(job_id)
+        return None if report is None else find_log(report, attempt_id)
