@@ -174,13 +174,15 @@ def main() -> None:
               "k8s://... (default local[*]).")
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+              default="INFO", show_default=True, help="Log records of the job's code kept in each attempt's log.")
 @click.option("--ui", "serve_ui", is_flag=True, help="Serve the web UI of the embedded cluster while the job runs "
               "(its URL goes to stderr).")
 @click.option("--history-dir", default=None, metavar="DIR", help="Where finished jobs' records go (default "
               "$XDG_STATE_HOME/mrengine/history, else ~/.local/state/mrengine/history).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
         overwrite, sort_buffer_mb, max_attempts, master, secret_file, verbose, all_counters, runner, spark_master,
-        spark_conf, serve_ui, history_dir):
+        spark_conf, log_level, serve_ui, history_dir):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
         raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
@@ -199,7 +201,8 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
     opts = RunOptions(reducers=reducers, split_size=split_size, params=params_of(params, str_params),
                       storage_options=storage_options_of(storage_options, endpoint_url),
-                      sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
+                      sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite,
+                      log_level=log_level.upper())
     try:
         job = load_job(job_file)
 

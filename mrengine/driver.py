@@ -31,6 +31,7 @@ class RunOptions:
     sort_buffer_mb: int = 100
     max_attempts: int = 4
     overwrite: bool = False
+    log_level: str = "INFO"  # of the log records an attempt's log keeps
 
 
 @dataclass
@@ -111,7 +112,7 @@ def step_submission(job: JobSpec, index: int, inputs: list[str], output: str, op
         "params": opts.params, "storage_options": opts.storage_options,
         "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
         # For the job's report and history only (who ran what): no runner depends on them.
-        "user": getpass.getuser(), "job_file": job.path,
+        "user": getpass.getuser(), "job_file": job.path, "log_level": opts.log_level,
     }
 
 

@@ -215,6 +215,7 @@ class Master:
             "job_id": job.id, "attempt_id": attempt.id, "kind": attempt.kind, "index": attempt.index,
             "step": sub["step"], "params": sub["params"],
             "storage_options": sub["storage_options"], "num_partitions": len(job.tasks.reduces),
+            "log_level": sub["log_level"],
         }
         if attempt.kind == MAP:
             msg.update(split=list(job.splits[attempt.index]), input_format=sub["input_format"],
@@ -365,7 +366,7 @@ class Master:
         sub = {k: msg[k] for k in ("job_bytes", "job_name", "step", "inputs", "input_format", "splittable", "output",
                                    "output_format", "num_reducers", "split_size", "params", "storage_options",
                                    "sort_buffer_bytes", "max_attempts")}
-        sub.update({k: str(msg.get(k) or "") for k in ("user", "job_file")})  # optional, for the job's report
+        sub.update({k: str(msg.get(k) or "") for k in ("user", "job_file", "log_level")})  # optional (task logs, report)
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
         # Optional: [url, start, end, worker] of splits that should run on that worker (its cache).

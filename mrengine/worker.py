@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import OrderedDict
 
-from . import comm, outputs
+from . import comm, outputs, tasklogs
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .procutil import die_with_parent
 from .cache import IDLE_SECONDS, SlotCache
@@ -63,7 +63,9 @@ def slot_main(conn, secret: bytes, work_dir: str) -> None:
             task = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send({**_run_attempt(task, cache, secret, work_dir), "held": cache.job_ids()})
+        with tasklogs.captured(task.get("log_level")) as output:  # the attempt's own output, for its report
+            reply = _run_attempt(task, cache, secret, work_dir)
+        conn.send({**reply, "log": output.text(), "held": cache.job_ids()})
 
 
 def _run_attempt(task: dict, cache: SlotCache, secret: bytes, work_dir: str) -> dict:
