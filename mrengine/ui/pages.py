@@ -13,8 +13,8 @@ body{font:13px/1.35 system-ui,sans-serif;margin:0;color:#222;max-width:1260px}
 header{background:#234;color:#fff;padding:6px 12px}header a{color:#fff;margin-right:14px}
 main{padding:8px 12px}table{border-collapse:collapse;margin:6px 0}
 td,th{border-bottom:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}th{background:#f3f3f3}
-.bar{background:#eee;width:400px;height:14px;display:inline-block;vertical-align:middle}
-.bar span{background:#4a8;height:14px;display:block}.straggler{background:#fec}.failed{color:#c22}
+.progress{background:#eee;width:400px;height:14px;display:inline-block;vertical-align:middle}
+.progress span{background:#4a8;height:14px;display:block}.straggler{background:#fec}.failed{color:#c22}
 pre{background:#f7f7f7;padding:4px;max-height:200px;overflow:auto;white-space:pre-wrap;margin:2px 0}
 h2{font-size:16px;margin:14px 0 4px}
 """
@@ -40,7 +40,7 @@ def when(epoch: float | None) -> str:
 
 def progress(done: int, total: int) -> str:
     pct = 100 * done / total if total else 100
-    return f"<span class='bar'><span style='width:{pct:.1f}%'></span></span> {done}/{total} ({pct:.0f}%)"
+    return f"<span class='progress'><span style='width:{pct:.1f}%'></span></span> {done}/{total} ({pct:.0f}%)"
 
 
 def cluster_page(source_title: str, cluster: dict) -> str:
@@ -82,10 +82,9 @@ def job_page(source_title: str, r: dict) -> str:
     if error:
         parts.append(f"<h2 class='failed'>failed</h2><pre class='failed'>{escape(error.get('message', ''))}\n"
                      f"{escape(error.get('traceback', ''))}</pre>")
+    parts += ["<h2>partition skew: shuffle bytes and records per reducer</h2><div style='display:flex;gap:30px'>",
+              svg.histogram(r["skew"], "bytes"), svg.histogram(r["skew"], "records"), skew_table(r["skew"]), "</div>"]
     parts += ["<h2>counters</h2>", counters_table(r["counters"])]
-    parts += ["<h2>partition skew (shuffle bytes per reducer)</h2>", svg.histogram(r["skew"], "bytes"),
-              "<h2>partition skew (records per reducer)</h2>", svg.histogram(r["skew"], "records"),
-              skew_table(r["skew"])]
     parts += ["<h2>timeline (attempts per worker slot)</h2>", svg.gantt(r)]
     stragglers = [t for t in r["tasks"] if t["straggler"]]
     parts.append(f"<h2>tasks</h2><p>{len(stragglers)} straggler(s) flagged (over twice their phase's median)</p>")

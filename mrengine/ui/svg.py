@@ -62,7 +62,7 @@ def histogram(skew: list[dict], field: str = "bytes") -> str:
         return "<p>no reduce partitions</p>"
     top = max(r[field] for r in skew) or 1
     bar_w = max(min(60, (WIDTH - 60) // len(skew) - 4), 2)
-    height = 160
+    height = 110
     parts = [f'<svg class="skew" width="{min(WIDTH, 60 + len(skew) * (bar_w + 4))}" height="{height + 30}" '
              f'xmlns="http://www.w3.org/2000/svg">']
     for i, r in enumerate(skew):
