@@ -70,28 +70,46 @@ class Progress:
         self.tty = self.stream.isatty()
         self._last = ""
         self._last_time = 0.0
+        self._last_state = ""
+
+    BAR = 20  # characters of the live bar
 
     def update(self, label: str, status: dict) -> None:
         c = status["counts"]
-        line = (f"[{label}] map {c['maps_done']}/{c['maps']}  reduce {c['reduces_done']}/{c['reduces']}  "
-                f"workers {status['workers']}  {status['elapsed']:.1f}s")
+        done, total = c["maps_done"] + c["reduces_done"], c["maps"] + c["reduces"]
+        fraction = done / total if total else 1.0
+        running = c.get("maps_running", 0) + c.get("reduces_running", 0)
+        failed = f"  failed {c['attempts_failed']}" if c.get("attempts_failed") else ""
+        state = (f"map {c['maps_done']}/{c['maps']}  reduce {c['reduces_done']}/{c['reduces']}  "
+                 f"workers {status['workers']}  {fraction:.0%}  running {running}{failed}")
+        line = f"[{label}] {state}  {status['elapsed']:.1f}s{eta(status['elapsed'], fraction)}"
         if self.tty:
-            self.stream.write("\r" + line.ljust(len(self._last)))
+            filled = round(fraction * self.BAR)
+            bar = f"[{label}] [{'#' * filled}{'.' * (self.BAR - filled)}] " + line[len(label) + 3:]
+            self.stream.write("\r" + bar.ljust(len(self._last)))
             self.stream.flush()
-            self._last = line
+            self._last = bar
         else:
+            # A line per change of state, at most one a second: the clock alone is no change.
             now = time.monotonic()
-            changed = line.rsplit("  ", 1)[0] != self._last.rsplit("  ", 1)[0]
+            changed = state != self._last_state
             if changed and (now - self._last_time >= 1.0 or status["state"] != "running") or not self._last:
                 self.stream.write(line + "\n")
                 self.stream.flush()
-                self._last, self._last_time = line, now
+                self._last, self._last_time, self._last_state = line, now, state
 
     def done(self) -> None:
         if self.tty and self._last:
             self.stream.write("\n")
             self.stream.flush()
         self._last = ""
+
+
+def eta(elapsed: float, fraction: float) -> str:
+    """"  ETA 12s" from the share of tasks done so far; nothing before the first task is done or after the last."""
+    if not 0 < fraction < 1:
+        return ""
+    return f"  ETA {elapsed * (1 - fraction) / fraction:.0f}s"
 
 
 def step_label(job: JobSpec, index: int) -> str:

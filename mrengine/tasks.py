@@ -210,6 +210,7 @@ class JobTasks:
             "reduces": len(self.reduces), "reduces_done": n(self.reduces, TaskState.SUCCEEDED),
             "reduces_running": n(self.reduces, TaskState.RUNNING),
             "attempts": len(self.attempts),
+            "attempts_failed": sum(a.state is AttemptState.FAILED for a in self.attempts.values()),
         }
 
     def counted(self) -> list[Task]:
