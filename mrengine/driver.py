@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import comm
-from .errors import ClusterError, TaskFailedError
+from .errors import ClusterError, RecordError, TaskFailedError
 from .messages import (ClusterStatus, JobStatusRequest, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
                        from_wire, to_wire)
 from .runner import Runner
@@ -106,5 +106,7 @@ class Driver(Runner):
             self.progress.done()
         if status.state == "failed":
             error = status.error
+            if error.final:
+                raise RecordError(f"job {spec.job_name} failed: {error.message}")
             raise TaskFailedError(f"job {spec.job_name} failed: {error.message}", label, 0, error.traceback)
         return status

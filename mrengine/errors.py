@@ -37,9 +37,19 @@ class StorageError(MrEngineError):
 
 
 class RecordError(MrEngineError):
-    """A record cannot be decoded, encoded or ordered (bad bytes, unsupported value type)."""
+    """A record cannot be decoded or encoded (bad bytes, an unsupported value type).
+
+    Deterministic: the same records fail the same way on every attempt, so the task that meets one is
+    not retried and the job fails at once (`not_retried` says so).
+    """
 
     exit_code = 4
+
+    @classmethod
+    def not_retried(cls, task: str, message: str) -> "RecordError":
+        """The error of a job whose `task` failed on a record; the same words from both runners."""
+        return cls(f"{task} failed on its first attempt and was not retried, since a record that cannot be "
+                   f"read or written fails every attempt alike: {message}")
 
 
 class TaskFailedError(MrEngineError):

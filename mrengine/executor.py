@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from . import context, outputs
 from .cache import SlotCache
-from .errors import FetchFailedError, MrEngineError, UserCodeError
+from .errors import FetchFailedError, MrEngineError, RecordError, UserCodeError
 from .inputs import Split
 from .job import JobSpec, Step, user_traceback
 from .messages import ErrorInfo, MapOutput, PartOutput, TaskSpec
@@ -42,11 +42,12 @@ def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
 
 
 def error_report(exc: BaseException) -> ErrorInfo:
-    """A failed attempt's error as it travels to whoever decides on retries."""
+    """A failed attempt's error as it travels to whoever decides on retries; final when another
+    attempt would fail the same way (a RecordError)."""
     if isinstance(exc, UserCodeError):
         return ErrorInfo(exc.args[0], exc.args[1])
     if isinstance(exc, MrEngineError):
-        return ErrorInfo(str(exc))
+        return ErrorInfo(str(exc), final=isinstance(exc, RecordError))
     return ErrorInfo(f"internal error: {type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
 
 

@@ -3,7 +3,8 @@
 A job file is a plain Python module. It defines `mapper(key, value)` (or `map_split(records)`) and
 usually `reducer(key, values)`; optionally `combiner`, `partitioner(key, n)`, `num_reducers`,
 `mapper_init()`/`mapper_final()`, `input_format`/`output_format`, a list of `steps`, or `main(ctx)`
-for iterative drivers. Mistakes are reported as `JobDefinitionError` in one paragraph.
+for iterative drivers. Mistakes are reported as `JobDefinitionError` in one paragraph. Any other
+name is the job's own business; one that looks like a mistyped hook gets a one-line warning.
 
 >>> step = Step(mapper=lambda k, v: [(v, 1)], reducer=lambda k, vs: [(k, sum(vs))])
 >>> step.num_reducers is None
@@ -12,14 +13,18 @@ True
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import inspect
+import io
 import itertools
 import linecache
+import marshal
 import os
+import re
 import sys
 import traceback
+import types
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -42,6 +47,8 @@ _STEP_FUNCTIONS = {
 _STEP_VALUES = ("num_reducers",)
 _JOB_NAMES = ("input_format", "output_format", "steps", "main")
 KNOWN_NAMES = frozenset(_STEP_FUNCTIONS) | frozenset(_STEP_VALUES) | frozenset(_JOB_NAMES)
+# Hooks other engines have (mrjob's) that mrengine does not call.
+_OTHER_ENGINES_HOOKS = ("reducer_init", "reducer_final", "combiner_init", "combiner_final")
 
 
 @dataclass
@@ -85,7 +92,24 @@ class JobSpec:
 
     def dumps(self) -> bytes:
         """The job's functions, pickled by value so workers need no copy of the file."""
-        return cloudpickle.dumps(self)
+        buffer = io.BytesIO()
+        _CodeKeepingPickler(buffer).dump(self)
+        return buffer.getvalue()
+
+
+def _reduce_code(code: types.CodeType) -> tuple:
+    return marshal.loads, (marshal.dumps(code),)
+
+
+class _CodeKeepingPickler(cloudpickle.Pickler):
+    """cloudpickle, with code objects sent whole as marshal writes them into a .pyc.
+
+    cloudpickle 3.1+ sets every code object's `co_filename` to "<dynamic-code>", so a traceback from a
+    worker would name no file and show no line. marshal keeps the job file's path (and the rest of the
+    code object exactly); workers run the same Python version anyway, as cloudpickle requires.
+    """
+
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
 
 
 def _check_step(step: Step, where: str) -> None:
@@ -107,15 +131,22 @@ def _check_step(step: Step, where: str) -> None:
 def _check_callable(fn: Any, name: str, nargs: int, where: str) -> None:
     if not callable(fn):
         raise JobDefinitionError(f"{where}: {name} must be a function, not {type(fn).__name__}")
+    if not _takes(fn, nargs):
+        expected = {0: "no arguments", 1: "one argument", 2: "two arguments"}[nargs]
+        raise JobDefinitionError(f"{where}: {name}{inspect.signature(fn)} must take {expected}")
+
+
+def _takes(fn: Callable, nargs: int) -> bool:
+    """Whether fn can be called with `nargs` positional arguments."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return  # builtins without signatures: trust them
+        return True  # builtins without signatures: trust them
     try:
         sig.bind(*range(nargs))
     except TypeError:
-        expected = {0: "no arguments", 1: "one argument", 2: "two arguments"}[nargs]
-        raise JobDefinitionError(f"{where}: {name}{sig} must take {expected}") from None
+        return False
+    return True
 
 
 def load_job(path: str) -> JobSpec:
@@ -169,7 +200,7 @@ def _import(path: str, source: str):
 def _spec_from_module(module, path: str, source: str) -> JobSpec:
     where = f"job file {path}"
     defined = {n: v for n, v in vars(module).items() if not n.startswith("_")}
-    _check_misspellings(module, defined, where)
+    _warn_of_near_misses(module, defined, where)
     spec = JobSpec(path=path, source=source)
     spec.input_format = defined.get("input_format", "text")
     spec.output_format = defined.get("output_format", "text")
@@ -200,15 +231,74 @@ def _step_from(names: dict, where: str) -> Step:
     return step
 
 
-def _check_misspellings(module, defined: dict, where: str) -> None:
+def _warn_of_near_misses(module, defined: dict, where: str) -> None:
+    """One line on stderr for each name the job defines that looks meant as a hook mrengine would call."""
     for name, value in defined.items():
         if name in KNOWN_NAMES or inspect.ismodule(value):
             continue
-        if getattr(value, "__module__", module.__name__) != module.__name__ and callable(value):
+        if callable(value) and getattr(value, "__module__", module.__name__) != module.__name__:
             continue  # imported from elsewhere, not the user's own name
-        close = difflib.get_close_matches(name, KNOWN_NAMES, n=1, cutoff=0.8)
-        if close:
-            raise JobDefinitionError(f"{where} defines {name!r}, which mrengine does not know; did you mean {close[0]!r}?")
+        silence = f"if it is a name of your own, call it '_{name}' to silence this warning"
+        if name in _OTHER_ENGINES_HOOKS and callable(value):
+            _warn(f"{where} defines {name}(), which mrengine never calls: it has no such hook (the task hooks "
+                  f"are mapper_init and mapper_final); {silence}")
+            continue
+        hook = next((h for h in sorted(KNOWN_NAMES) if _looks_mistyped(name, h) and _fits(h, value)), None)
+        if hook is not None:
+            _warn(f"{where} defines {name!r}, which mrengine does not use; did you mean {hook!r}? ({silence})")
+
+
+def _looks_mistyped(name: str, hook: str) -> bool:
+    """`name` is an edit away from `hook` or its plural (two edits for names of 8 letters or more).
+
+    `mapers`, `combinr`, `Reducer` and `partitoner` are slips; a hook's name with digits or an
+    underscore and more after it (`mapper2`, `combiner_ok`) is a name of its own, and so is anything
+    further off (`domain`, `mapper_helper`).
+
+    >>> [n for n in ("mapers", "mapper2", "mapped", "domain", "mapper_fast", "maper_init") if _looks_mistyped(n, "mapper")]
+    ['mapers', 'mapped']
+    """
+    name = name.lower()
+    if re.fullmatch(re.escape(hook) + r"(\d+|_\w+)", name):
+        return False
+    limit = 2 if len(hook) >= 8 else 1
+    return min(_edit_distance(name, hook, limit), _edit_distance(name, hook + "s", limit)) <= limit
+
+
+def _fits(hook: str, value: Any) -> bool:
+    """Whether `value` could stand for `hook`: a near miss of a function's name that holds a number is no slip."""
+    nargs = _STEP_FUNCTIONS.get(hook, 1 if hook == "main" else None)
+    if nargs is not None:
+        return callable(value) and _takes(value, nargs)
+    if hook == "num_reducers":
+        return type(value) is int
+    if hook == "steps":
+        return isinstance(value, (list, tuple))
+    return isinstance(value, (str, InputFormat)) or callable(value)  # input_format, output_format
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Insertions, deletions, substitutions and swaps of neighbours that turn a into b; past `limit`, limit + 1.
+
+    >>> _edit_distance("combinr", "combiner", 2), _edit_distance("mapepr", "mapper", 2), _edit_distance("domain", "main", 1)
+    (1, 1, 2)
+    """
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before, row = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (ca != cb))
+            if before is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, before[j - 2] + 1)
+            current.append(cost)
+        before, row = row, current
+    return min(row[-1], limit + 1)
+
+
+def _warn(message: str) -> None:
+    print(f"mrengine: warning: {message}", file=sys.stderr)
 
 
 def _check_formats(spec: JobSpec, where: str) -> None:
@@ -221,9 +311,12 @@ def _check_formats(spec: JobSpec, where: str) -> None:
 
 
 def prime_linecache(job: JobSpec) -> None:
-    """Let tracebacks show the job's source lines on hosts that have no copy of the job file."""
-    if not os.path.exists(job.path):
-        linecache.cache[job.path] = (len(job.source), None, job.source.splitlines(True), job.path)
+    """Let tracebacks show the lines of the source the job was loaded from, wherever it runs.
+
+    Also where the file is missing, or is not the same file (another host's, or edited since): an entry
+    without an mtime is never checked against the disk.
+    """
+    linecache.cache[job.path] = (len(job.source), None, job.source.splitlines(True), job.path)
 
 
 def user_traceback(exc: BaseException) -> str:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from . import comm, protocol
-from .errors import MrEngineError, StorageError
+from .errors import MrEngineError, RecordError, StorageError
 from .inputs import Split
 from .messages import (
     AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow, JobStatusRequest,
@@ -271,7 +271,7 @@ class Scheduler:
                         "it fetched from will be made again: %s", job.id, report.attempt_id, worker.id,
                         report.error.message)
         else:
-            event = AttemptFailed(report.attempt_id, asdict(report.error))
+            event = AttemptFailed(report.attempt_id, asdict(report.error), report.error.final)
             log.warning("job %s: attempt %s failed on %s: %s", job.id, report.attempt_id, worker.id,
                         report.error.message.splitlines()[0])
         self.carry_out(job, job.tasks.handle(event))
@@ -316,12 +316,16 @@ class Scheduler:
 
     @staticmethod
     def _failure(job: MasterJob, action: JobFailed) -> ErrorInfo:
+        """The error a failed master job reports: which task failed, where, how often, and its last error."""
         task, error = action.task, action.error
+        name = f"{task.name}{job.where(task)}"
+        if error.get("final"):
+            return ErrorInfo(RecordError.not_retried(name, error["message"]).message, error.get("traceback", ""), True)
         if task.failures >= job.tasks.max_attempts:
             workers = {a.worker for a in task.attempts if a.state is AttemptState.FAILED}
-            what = failed_on_all(f"{task.name}{job.where(task)}", task.failures, error["message"], workers)
+            what = failed_on_all(name, task.failures, error["message"], workers)
         else:
-            what = f"{task.name}{job.where(task)} {error['message']}"
+            what = f"{name} {error['message']}"
         return ErrorInfo(what, error.get("traceback", ""))
 
     def end(self, job: MasterJob, state: str) -> None:

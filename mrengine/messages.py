@@ -206,10 +206,12 @@ class TaskSpec:
 
 @dataclass
 class ErrorInfo:
-    """A failed attempt's error as it travels to whoever decides on retries."""
+    """A failed attempt's error as it travels to whoever decides on retries. `final`: another attempt
+    would fail the same way (a `RecordError`), so none is made."""
 
     message: str
     traceback: str = ""
+    final: bool = False
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Iterable
 
 
 from . import serde, storage
-from .errors import StorageError, UsageError
+from .errors import RecordError, StorageError, UsageError
 
 SUCCESS = "_SUCCESS"
 TEMPORARY = "_temporary"
@@ -73,7 +73,7 @@ def _json_default(x: Any) -> Any:
         return x.tolist()
     if isinstance(x, bytes):
         return x.decode("utf-8", "backslashreplace")
-    raise TypeError(f"cannot write a value of type {type(x).__name__} as text")
+    raise RecordError(f"cannot write a value of type {type(x).__module__}.{type(x).__qualname__} as text")
 
 
 class _Counting:

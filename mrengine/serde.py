@@ -3,6 +3,8 @@
 Plain msgpack turns tuples into lists, cannot hold ints beyond 64 bits and knows nothing of numpy.
 The extension types below keep those apart; anything else fails with a `RecordError` naming the type
 (no silent pickle fallback: records cross machines and must stay readable by the Spark runner too).
+Subclasses of the built-in types travel as their base type: an IntEnum as its int, a namedtuple as a
+tuple, numpy.str_ as a str.
 
 >>> loads(dumps((1, "a", b"b", [2**80, 1.5])))
 (1, 'a', b'b', [1208925819614629174706176, 1.5])
@@ -31,6 +33,10 @@ def _default(obj: Any) -> Any:
             size = (obj.bit_length() + 8) // 8
             return msgpack.ExtType(_BIGINT, obj.to_bytes(size, "big", signed=True))
         return int(obj)  # bool is native; IntEnum and friends travel as plain ints
+    if isinstance(obj, str):
+        return str(obj)  # subclasses, numpy.str_ included: as a str (so equal strings are one key)
+    if isinstance(obj, bytes):
+        return bytes(obj)  # likewise numpy.bytes_
     np = sys.modules.get("numpy")  # not imported: obj cannot be a numpy value (and we spare its import time)
     if np is not None and isinstance(obj, np.ndarray):
         if obj.dtype.hasobject:
@@ -39,8 +45,6 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(_NDARRAY, dumps([arr.dtype.str, list(arr.shape), arr.tobytes()]))
     if np is not None and isinstance(obj, np.generic):
         return msgpack.ExtType(_NPSCALAR, dumps([obj.dtype.str, obj.tobytes()]))
-    if isinstance(obj, str):
-        return str(obj)
     if isinstance(obj, float):
         return float(obj)
     if isinstance(obj, dict):

@@ -7,7 +7,8 @@ anything else is a bug and raises.
 
 Rules, after Hadoop and the MapReduce paper: maps run first; reduces start when every map has
 succeeded. A failed attempt is retried, preferably on another worker, until a task has failed
-`max_attempts` times; then the job fails. Attempts lost with their worker or on the way to it,
+`max_attempts` times; then the job fails. A failure marked final (a record that cannot be read or
+written: every attempt would fail alike) fails the job at once. Attempts lost with their worker or on the way to it,
 cancelled, or unable to fetch their input are not the task's fault and do not count. A lost worker's finished map outputs are
 re-made while any reduce still needs them; so are those of a worker a reducer could not fetch from,
 and that reduce waits, pending, until every map has succeeded again. Near the end of a phase (no task
@@ -111,8 +112,11 @@ class AttemptSucceeded:
 
 @dataclass
 class AttemptFailed:
+    """`final`: another attempt would fail the same way (bad input records), so none is made."""
+
     attempt_id: str
     error: dict
+    final: bool = False
 
 
 @dataclass
@@ -342,7 +346,7 @@ class JobTasks:
         task.failed_on.add(attempt.worker)
         task.last_error = ev.error
         actions: list = [Discard(attempt)] if attempt.kind == REDUCE else []
-        if task.failures >= self.max_attempts:
+        if ev.final or task.failures >= self.max_attempts:
             task.move(TaskState.FAILED)
             return actions + self._fail_job(task, ev.error)
         if task.state is TaskState.RUNNING and not task.running():

@@ -20,7 +20,6 @@ def _assert_clean_failure(result, out, code, *phrases):
 
 @pytest.mark.parametrize("source, phrase", [
     ("x = 1\n", "defines no mapper"),
-    ("def maper(k, v):\n    yield k, v\n", "defines 'maper', which mrengine does not know; did you mean 'mapper'?"),
     ("def mapper(k, v)\n    yield k, v\n", "has a syntax error at line 1"),
     ("def mapper(k):\n    yield k, 1\n", "mapper(k) must take two arguments"),
     ("import no_such_module_here\ndef mapper(k, v):\n    yield k, v\n", "No module named 'no_such_module_here'"),

@@ -85,7 +85,7 @@ def test_invalid_utf8_names_file_and_offset(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine line\nbroken \xff\xfe here\n")
     result = run_cli("run", os.path.join(TEST_JOBS, "linecount.py"), bad, "-o", tmp_path / "out", "--max-attempts", "1")
-    assert result.returncode == 5
+    assert result.returncode == 4  # a RecordError, not retried
     assert f"{bad}: bytes at offset 17 are not valid UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "_SUCCESS").exists()

@@ -5,7 +5,10 @@ the job has a combiner), sorted, partitioned and written as one spill file with 
 partition. `close()` merges the spills partition by partition, running the combiner again, into the
 final map output file (in several passes when there are more spills than `merge.MERGE_FACTOR`).
 
-With a combiner, values are grouped by key as they arrive. When the budget is reached, the combiner
+With a combiner, values are grouped by key as they arrive, in a dict keyed by the keys themselves
+while all are of one plain type (str, bytes or int: see `order`), by `order.group_key` from the first
+key of another type on, so that keys equal by == but not the same key (1, 1.0, True) stay apart.
+When the budget is reached, the combiner
 first folds in memory every key's pile of values; only if that does not free half the budget does
 the buffer spill. A sum over a small vocabulary (word count) so never spills, however big the input.
 `collect` takes the outputs of many mapper calls at once so that the per-pair work (a dict lookup
@@ -22,11 +25,12 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from itertools import chain
 from operator import itemgetter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import RecordError
-from .merge import combine_group, combine_sorted, key_order_error, merge_runs, sort_pairs
+from .merge import combine_group, combine_sorted, merge_runs, sort_pairs
+from .order import ANY, PLAIN_TYPES, group_key, kind_of, pair_key
 from .runs import Run, Segment, write_segment
 
 _FOLD_AT = 8  # values one key must hold for an in-memory fold to combine them
@@ -58,7 +62,9 @@ class MapOutputBuffer:
         self.counters = counters
         self.spills: list[tuple[str, list[Segment]]] = []
         self._pairs: list = []  # without a combiner: the pairs as they came
-        self._groups: dict = {}  # with one: key -> values not yet combined
+        self._groups: dict = {}  # with one: key (or group_key) -> values not yet combined
+        self._plain_type: type | None = None  # the one type of every key so far, while it is a plain one
+        self._keys: dict | None = None  # once grouped by group_key: group_key -> key, where they differ
         self._held = 0  # pairs (or values) in memory
         self._dropped = 0  # values folded away or spilled, so that held + dropped = pairs collected
         self._key_bytes = 0.0
@@ -94,18 +100,65 @@ class MapOutputBuffer:
             self._held = held
 
     def _collect_groups(self, outputs: Iterable[Iterable[tuple]]) -> None:
+        outputs = iter(outputs)
+        if self._keys is None:
+            rest = self._collect_plain_groups(outputs)
+            if rest is None:
+                return
+            self._keys = {}  # plain keys are their own group_key: the groups stay as they are
+            outputs = chain(rest, outputs)
+        self._collect_keyed_groups(outputs)
+
+    def _collect_plain_groups(self, outputs: Iterator[Iterable[tuple]]) -> list | None:
+        """Group while every key is of `_plain_type`; past the first key of another type, returns the rest."""
         groups = self._groups  # likewise emptied in place
+        get = groups.get
+        held, check = self._held, self._next_check
+        plain = self._plain_type
+        # Only numbers other than ints can find an int's group (1.0, True): a new str or bytes key
+        # shows its type when it misses.
+        check_hits = plain is int
+        try:
+            for out in outputs:
+                out = iter(out)
+                for key, value in out:
+                    try:
+                        values = get(key)
+                    except TypeError:  # unhashable: a list, a dict
+                        return [[(key, value)], out]
+                    if values is None:
+                        if type(key) is not plain:
+                            if plain is not None or type(key) not in PLAIN_TYPES:
+                                return [[(key, value)], out]
+                            plain = self._plain_type = type(key)  # the first key
+                            check_hits = plain is int
+                        groups[key] = [value]
+                    elif check_hits and type(key) is not plain:
+                        return [[(key, value)], out]
+                    else:
+                        values.append(value)
+                    held += 1
+                    if held >= check:
+                        self._held = held
+                        self._check_budget(key, value)
+                        held, check = self._held, self._next_check
+        finally:
+            self._held = held
+        return None
+
+    def _collect_keyed_groups(self, outputs: Iterable[Iterable[tuple]]) -> None:
+        groups, keys = self._groups, self._keys
         get = groups.get
         held, check = self._held, self._next_check
         try:
             for out in outputs:
                 for key, value in out:
-                    try:
-                        values = get(key)
-                    except TypeError:
-                        raise _unhashable(key) from None
+                    group = group_key(key)
+                    values = get(group)
                     if values is None:
-                        groups[key] = [value]
+                        groups[group] = [value]
+                        if group is not key:
+                            keys[group] = key
                     else:
                         values.append(value)
                     held += 1
@@ -133,8 +186,10 @@ class MapOutputBuffer:
         """Combine, in memory, the values of every key that has piled up several."""
         combiner, counters = self.combiner, self.counters
         before = self._held
-        for key, values in self._groups.items():
+        keys = self._keys or {}
+        for group, values in self._groups.items():
             if len(values) >= _FOLD_AT:
+                key = keys.get(group, group)
                 counters["combine_input_records"] += len(values)
                 self._held -= len(values)
                 values[:] = [v for _, v in combine_group(combiner, key, values, counters)]
@@ -149,39 +204,45 @@ class MapOutputBuffer:
 
     # ------------------------------------------------------------ spilling
 
-    def _sorted_partitions(self) -> list[list]:
-        """The held pairs, combined, sorted and cut into partitions; empties the buffer."""
+    def _sorted_partitions(self) -> tuple[list[list], str]:
+        """The held pairs, combined, sorted and cut into partitions, and their key kind; empties the buffer."""
         if self.combiner is not None:
-            try:
+            if self._keys is None:
+                kind = kind_of(self._groups)
                 items = sorted(self._groups.items(), key=_first)
-            except TypeError as exc:
-                raise key_order_error(exc) from None
+            else:  # keyed by group_key
+                kind = ANY
+                key_of = self._keys.get
+                items = sorted(((key_of(group, group), values) for group, values in self._groups.items()),
+                               key=pair_key(ANY))
+                self._keys.clear()
             self._groups.clear()
             pairs = list(self._combined(items))
         else:
             pairs = self._pairs  # sorted in place and emptied by the caller once written
-            sort_pairs(pairs)
+            kind = sort_pairs(pairs)
         self._dropped += self._held
         self._held = 0
         if self.num_partitions == 1:
-            return [pairs]
+            return [pairs], kind
         parts: list[list] = [[] for _ in range(self.num_partitions)]
         partition = self.partition
         last_key: Any = _NOTHING
         target: list = parts[0]
+        any_kind = kind == ANY  # keys equal by == may still be different keys (1 and 1.0)
         for pair in pairs:
             key = pair[0]
-            if key is not last_key and key != last_key:
+            if key is not last_key and (any_kind or key != last_key):
                 target = parts[partition(key)]
                 last_key = key
             target.append(pair)
-        return parts
+        return parts, kind
 
     def _write(self, path: str) -> list[Segment]:
         """Write what is held to `path`, one sorted segment per partition, and let it go."""
-        parts = self._sorted_partitions()
+        parts, kind = self._sorted_partitions()
         with open(path, "wb") as out:
-            segments = [write_segment(out, pairs, out.tell()) for pairs in parts]
+            segments = [write_segment(out, pairs, out.tell(), kind) for pairs in parts]
         self._pairs.clear()
         return segments
 
@@ -222,8 +283,8 @@ class MapOutputBuffer:
                     runs = [Run(spill_path, *spill_segments[p]) for spill_path, spill_segments in self.spills
                             if spill_segments[p].length]
                     merged = merge_runs(runs, self.combiner, self.spill_dir, self.counters, "map_merge_passes")
-                    pairs = combine_sorted(merged, self.combiner, self.counters)
-                    segments.append(write_segment(out, pairs, out.tell()))
+                    pairs = combine_sorted(merged, self.combiner, self.counters, merged.kind)
+                    segments.append(write_segment(out, pairs, out.tell(), merged.kind))
         finally:
             for spill_path, _ in self.spills:
                 os.unlink(spill_path)
@@ -231,7 +292,3 @@ class MapOutputBuffer:
 
 
 _NOTHING = object()
-
-
-def _unhashable(key: Any) -> RecordError:
-    return RecordError(f"a map output key of type {type(key).__name__} cannot be combined: keys must be hashable (use a tuple, not a list)")

@@ -7,7 +7,9 @@ because intermediate data is written once and read once, on the same host or the
 (hundreds of MB/s per core each way) matters more than the ratio zstd would add (docs/PERFORMANCE.md
 has the measurement). Blocks aim at `BLOCK_BYTES` encoded bytes whatever the record size, so a merge
 holds a bounded amount per run it reads. A segment is a run of blocks holding one partition's
-records; a `Run` names one on disk.
+records; a `Run` names one on disk. The magic's last byte is the segment's key kind (`order.KINDS`):
+whether all its keys are str, bytes or int and sorted as Python sorts them, or of any types and sorted
+by `order.sort_key`. A merge reads it (`run_kind`) before it starts.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import lz4.block
 
 from .. import serde
 from ..errors import FetchFailedError, StorageError
+from .order import ANY, KINDS
 
 _HEADER = struct.Struct("<4sIII")
-_MAGIC = b"MRB1"
+_MAGIC = b"MRB"  # + the kind
+_MAGICS = {_MAGIC + kind.encode(): kind for kind in KINDS}
 BLOCK_BYTES = 64 * 1024
 _FIRST_BLOCK_RECORDS = 512
 _MAX_BLOCK_RECORDS = 16384
@@ -57,8 +61,9 @@ def _corrupt(message: str, map_index: int) -> Exception:
     return CorruptRunError(message, map_index) if map_index >= 0 else StorageError(message)
 
 
-def write_segment(out: BinaryIO, pairs: Iterable[tuple], offset: int) -> Segment:
-    """Write sorted (key, value) pairs as blocks at `offset` (the file's current position)."""
+def write_segment(out: BinaryIO, pairs: Iterable[tuple], offset: int, kind: str = ANY) -> Segment:
+    """Write (key, value) pairs sorted for their `kind` as blocks at `offset` (the file's current position)."""
+    magic = _MAGIC + kind.encode()
     it = iter(pairs)
     length = records = 0
     batch_size = _FIRST_BLOCK_RECORDS
@@ -68,7 +73,7 @@ def write_segment(out: BinaryIO, pairs: Iterable[tuple], offset: int) -> Segment
             return Segment(offset, length, records)
         raw = serde.dumps(list(chain.from_iterable(batch)))
         comp = lz4.block.compress(raw, store_size=False)
-        out.write(_HEADER.pack(_MAGIC, len(raw), len(comp), zlib.crc32(comp)))
+        out.write(_HEADER.pack(magic, len(raw), len(comp), zlib.crc32(comp)))
         out.write(comp)
         length += _HEADER.size + len(comp)
         records += len(batch)
@@ -85,7 +90,7 @@ def read_segment(f: BinaryIO, length: int, source: str = "run", map_index: int =
             raise _corrupt(f"{source}: truncated block header", map_index)
         magic, raw_len, comp_len, crc = _HEADER.unpack(header)
         comp = f.read(comp_len)
-        if magic != _MAGIC or len(comp) != comp_len or zlib.crc32(comp) != crc:
+        if magic not in _MAGICS or len(comp) != comp_len or zlib.crc32(comp) != crc:
             raise _corrupt(f"{source}: block failed its checksum (corrupt intermediate data)", map_index)
         try:
             flat = serde.loads(lz4.block.decompress(comp, uncompressed_size=raw_len))
@@ -101,3 +106,16 @@ def read_run(run: Run) -> Iterator[tuple]:
     with open(run.path, "rb") as f:
         f.seek(run.offset)
         yield from read_segment(f, run.length, run.path, run.map_index)
+
+
+def run_kind(run: Run) -> str:
+    """The key kind of a run (ANY for an empty one), from its first block's header."""
+    if not run.length:
+        return ANY
+    with open(run.path, "rb") as f:
+        f.seek(run.offset)
+        header = f.read(_HEADER.size)
+    kind = _MAGICS.get(header[:len(_MAGIC) + 1])
+    if kind is None:
+        raise _corrupt(f"{run.path}: not a block header at offset {run.offset} (corrupt intermediate data)", run.map_index)
+    return kind

@@ -28,7 +28,7 @@ import cloudpickle
 
 from .. import outputs
 from ..driver import Progress
-from ..errors import ClusterError, TaskFailedError
+from ..errors import ClusterError, RecordError, TaskFailedError
 from ..inputs import Split
 from ..messages import StepSpec, StepStatus, TaskCounts
 from ..runner import Runner
@@ -167,6 +167,10 @@ class SparkRunner(Runner):
 
     def _finish(self, spec: StepSpec, job_id: str, splits: list[Split], results: list[tasks.ReducedPartition],
                 counts: TaskCounts) -> StepStatus:
+        errors = sorted((r.error for r in results if r.error is not None), key=lambda e: e["task"])
+        if errors:  # a record error: the tasks that met one returned it rather than fail (see tasks)
+            error = errors[0]
+            raise RecordError(f"job {spec.job_name} failed: {RecordError.not_retried(error['task'], error['message'])}")
         results = sorted(results, key=lambda r: r.partition)
         map_counters: dict = {}
         for result in results:

@@ -6,9 +6,13 @@ reduces and writes exactly as a native reduce attempt does — so the bytes out 
 only moves each map's sorted segments to their reducer, as opaque chunks of the native run format.
 
 Shuffle records are `(partition, value)`, the value a `RunChunk` (a chunk of one map task's segment)
-or, sent to partition 0, a `MapCounters` (a map task's counters).
+or, sent to partition 0, a `MapCounters` (a map task's counters) or a `MapError` (its record error).
 Spark serves a reducer one output of each map task, so partition 0 sees the counters of exactly one
 successful attempt of every map, however often a map was re-run.
+
+A record error (`RecordError`: bad input bytes, a value that cannot be encoded) would fail every
+attempt alike, and Spark cannot be told not to retry an exception, so such a task does not fail: it
+returns its error as its result (a map through partition 0's reducer), and the driver fails the job.
 
 A reducer spools each map's chunks to a local file at their offsets, then merges the files in map
 order, as the native reducer merges fetched runs: values of one key arrive in map-index order, and
@@ -30,6 +34,7 @@ import cloudpickle
 
 from .. import outputs
 from ..cache import SlotCache
+from ..errors import RecordError
 from ..executor import error_report, map_to_file, reduce_to_file
 from ..inputs import InputFormat, Split
 from ..job import prime_linecache
@@ -58,6 +63,12 @@ class MapCounters:
 
 
 @dataclass
+class MapError:
+    map_index: int
+    report: dict  # error_report's fields, and the task's name
+
+
+@dataclass
 class ParsedSplit:
     split: dict  # the Split's fields
     reader: str  # the task attempt that parsed it
@@ -70,8 +81,9 @@ class ReducedPartition:
 
     partition: int
     attempt_id: str
-    part: PartOutput
+    part: PartOutput | None
     map_counters: dict  # map index -> counters
+    error: dict | None = None  # a record error met by this task, or by a map it read (then `part` is None)
 
 # Spark reuses its Python workers across tasks, as the native worker reuses its slot processes: the
 # same cache keeps unpickled jobs and their broadcast values. Not splits: a main(ctx) session's parsed
@@ -168,8 +180,16 @@ def map_cached_task(spec: StepSpec, job_id: str, job_bytes, num_partitions: int)
     return run
 
 
+def _map_name(split: Split) -> str:
+    return f"map task {split.index} (split {split.describe()})"
+
+
 def _map_error(split: Split, exc: BaseException) -> TaskError:
-    return TaskError(f"map task {split.index} (split {split.describe()})", exc)
+    return TaskError(_map_name(split), exc)
+
+
+def _report(task: str, exc: BaseException) -> dict:
+    return {**asdict(error_report(exc)), "task": task}
 
 
 def _map_one(spec: StepSpec, job_id: str, job_bytes, split: Split, parsed: ParsedSplit | None,
@@ -196,6 +216,8 @@ def _map_one(spec: StepSpec, job_id: str, job_bytes, split: Split, parsed: Parse
                         data = f.read(min(CHUNK_BYTES, seg.length - offset))
                         yield partition, RunChunk(split.index, offset, seg.length, seg.records, data)
         yield 0, MapCounters(split.index, counters)
+    except RecordError as exc:
+        yield 0, MapError(split.index, _report(_map_name(split), exc))
     except Exception as exc:
         raise _map_error(split, exc) from None
 
@@ -209,10 +231,12 @@ def reduce_task(spec: StepSpec, job_id: str, job_bytes):
     def run(partition: int, records: Iterator[tuple]) -> Iterator[ReducedPartition]:
         _, attempt_id = _attempt()
         try:
-            part, map_counters = _reduce_one(spec, job_id, job_bytes.value, attempt_id, partition, records)
+            part, map_counters, error = _reduce_one(spec, job_id, job_bytes.value, attempt_id, partition, records)
+        except RecordError as exc:
+            part, map_counters, error = None, {}, _report(f"reduce task {partition}", exc)
         except Exception as exc:
             raise TaskError(f"reduce task {partition}", exc) from None
-        yield ReducedPartition(partition, attempt_id, part, map_counters)
+        yield ReducedPartition(partition, attempt_id, part, map_counters, error)
 
     return run
 
@@ -231,17 +255,21 @@ class _Spool:
 
 
 def _reduce_one(spec: StepSpec, job_id: str, job_bytes: bytes, attempt_id: str, partition: int,
-                records: Iterator[tuple]) -> tuple[PartOutput, dict]:
+                records: Iterator[tuple]) -> tuple[PartOutput | None, dict, dict | None]:
     job = _cache.job(job_id, job_bytes)
     engine: Counter = Counter()
     broadcast = _cache.broadcast(job_id, job, engine)
     map_counters: dict = {}
+    map_errors: dict = {}
     spools: dict[int, _Spool] = {}
     with tempfile.TemporaryDirectory(prefix="mrengine-reduce-", dir=_local_dir()) as tmp:
         try:
             for _, value in records:
                 if isinstance(value, MapCounters):
                     map_counters[value.map_index] = value.counters
+                    continue
+                if isinstance(value, MapError):
+                    map_errors[value.map_index] = value.report
                     continue
                 spool = spools.get(value.map_index)
                 if spool is None:
@@ -251,6 +279,8 @@ def _reduce_one(spec: StepSpec, job_id: str, job_bytes: bytes, attempt_id: str, 
         finally:
             for spool in spools.values():
                 os.close(spool.fd)
+        if map_errors:
+            return None, {}, map_errors[min(map_errors)]
         runs = []
         for map_index, spool in sorted(spools.items()):  # map order, as the native reducer merges
             if spool.received != spool.length:
@@ -259,4 +289,4 @@ def _reduce_one(spec: StepSpec, job_id: str, job_bytes: bytes, attempt_id: str, 
         out_path = outputs.attempt_path(spec.output, job_id, attempt_id, partition)
         result = reduce_to_file(job.steps[spec.step], runs, partition, out_path, spec.output_format, spec.params,
                                 broadcast, spec.storage_options, engine, tmp)
-    return result, map_counters
+    return result, map_counters, None

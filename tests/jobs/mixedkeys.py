@@ -1,4 +1,4 @@
-"""Keys of types that cannot be ordered together."""
+"""Keys of two types: each line, and its length."""
 
 
 def mapper(path, line):
