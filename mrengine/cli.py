@@ -12,6 +12,7 @@ import sys
 import click
 
 from .errors import MrEngineError, TaskFailedError
+from .tasks import DEFAULT_MAX_ATTEMPTS
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -161,7 +162,7 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts per task before the job fails.")
 @click.option("--master", default=None, callback=_master_address,
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
@@ -194,8 +195,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
                                  "(`mrengine master --http`), Spark its own", param_hint="--ui")
     from . import history
     from .cluster import EmbeddedCluster
-    from .driver import Driver, RunOptions, run_steps
-    from .iterative import run_main
+    from .driver import Driver, RunOptions
     from .job import load_job
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
@@ -205,27 +205,23 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
                       log_level=log_level.upper())
     try:
         job = load_job(job_file)
-
-        def execute(run_step):
-            run_job = run_main if job.main is not None else run_steps  # main(ctx) drives its own rounds
-            return run_job(job, list(inputs), output, opts, run_step)
-
         if runner == "spark":
+            from .runner import Recorded
             from .spark import SparkRunner
 
             with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {job.name}",
                              verbose) as spark:
-                summary = execute(history.recorded(spark.run_step, history_dir or history.default_dir(), "spark"))
+                summary = Recorded(spark, history_dir or history.default_dir(), "spark").run(job, inputs, output, opts)
         elif master:
             with Driver(master, read_secret(secret_file)) as driver:
-                summary = execute(driver.run_step)
+                summary = driver.run(job, inputs, output, opts)
         else:
             with EmbeddedCluster(workers, verbose=verbose, ui=serve_ui,
                                  history_dir=history_dir or history.default_dir()) as cluster, \
                     Driver(cluster.address, cluster.secret) as driver:
                 if cluster.ui_url:
                     click.echo(f"mrengine: web UI at {cluster.ui_url} while the job runs", err=True)
-                summary = execute(driver.run_step)
+                summary = driver.run(job, inputs, output, opts)
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -309,39 +305,40 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 @click.option("--tasks", "all_tasks", is_flag=True, help="Show the tasks and attempts of finished jobs too.")
 def status(master_address, secret_file, as_json, all_tasks):
     """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
-    from .driver import connect_master
+    from .driver import cluster_status, connect_master
+    from .messages import to_wire
 
     try:
         conn = connect_master(master_address, read_secret(secret_file))
         try:
-            reply = conn.request({"type": "status", "tasks": all_tasks})
+            reply = cluster_status(conn, all_tasks)
         finally:
             conn.close()
     except MrEngineError as exc:
         _fail(exc)
     if as_json:
-        click.echo(json.dumps(reply, indent=1))
+        click.echo(json.dumps(to_wire(reply), indent=1))
         return
-    click.echo(f"workers ({sum(w['alive'] for w in reply['workers'])} alive):")
-    for w in reply["workers"]:
-        state = "alive" if w["alive"] else "dead"
-        click.echo(f"  {w['id']:6} {state:5} {w['host']} pid {w['pid']} shuffle {w['shuffle']} slots {w['slots']} "
-                   f"running {len(w['running'])} last heard {w['last_seen']}s ago")
+    click.echo(f"workers ({sum(w.alive for w in reply.workers)} alive):")
+    for w in reply.workers:
+        state = "alive" if w.alive else "dead"
+        click.echo(f"  {w.id:6} {state:5} {w.host} pid {w.pid} shuffle {w.shuffle} slots {w.slots} "
+                   f"running {len(w.running)} last heard {w.last_seen}s ago")
     click.echo("jobs:")
-    for j in reply["jobs"]:
-        c = j["counts"]
-        click.echo(f"  {j['id']} {j['name']} step {j['step']} {j['state']}: map {c['maps_done']}/{c['maps']} "
-                   f"reduce {c['reduces_done']}/{c['reduces']} attempts {c['attempts']} {j['elapsed']}s")
-        if j["error"]:
-            click.echo(f"    error: {j['error'].splitlines()[0]}")
-        for t in j["tasks"] or ():
-            if t["attempts"]:
-                click.echo(f"    {t['kind']:6} {t['index']:5} {t['state']:9} " + ", ".join(map(_attempt_text, t["attempts"])))
+    for j in reply.jobs:
+        c = j.counts
+        click.echo(f"  {j.id} {j.name} step {j.step} {j.state}: map {c.maps_done}/{c.maps} "
+                   f"reduce {c.reduces_done}/{c.reduces} attempts {c.attempts} {j.elapsed}s")
+        if j.error:
+            click.echo(f"    error: {j.error.splitlines()[0]}")
+        for t in j.tasks or ():
+            if t.attempts:
+                click.echo(f"    {t.kind:6} {t.index:5} {t.state:9} " + ", ".join(map(_attempt_text, t.attempts)))
 
 
-def _attempt_text(a: dict) -> str:
-    took = f" {a['seconds']}s" if a["seconds"] is not None else ""
-    return f"{a['id']}@{a['worker']} {a['state']}{took}{' (backup)' if a['backup'] else ''}"
+def _attempt_text(a) -> str:
+    took = f" {a.seconds}s" if a.seconds is not None else ""
+    return f"{a.id}@{a.worker} {a.state}{took}{' (backup)' if a.backup else ''}"
 
 
 @main.command()

@@ -7,7 +7,7 @@ a temporary name and renamed, so a reader never sees half a record.
 
 from __future__ import annotations
 
-import getpass
+import dataclasses
 import json
 import logging
 import os
@@ -133,27 +133,24 @@ def attempt_logs(record: dict, task: str | None) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- runners without a master (Spark)
 
 
-def recorded(run_step, directory: str, runner: str):
-    """`run_step` that leaves a history record of each step it runs (for runners without a master to do it)."""
-    def run(sub: dict, label: str) -> dict:
-        started = time.time()
-        record = {"id": f"{runner}-{uuid.uuid4().hex[:8]}", "master": runner, "name": sub["job_name"],
-                  "step": sub["step"], "user": sub.get("user") or getpass.getuser(), "job_file": sub.get("job_file") or "",
-                  "inputs": list(sub["inputs"]), "output": sub["output"], "runner": runner,
-                  "num_reducers": sub["num_reducers"], "split_size": sub["split_size"], "params": sub["params"],
-                  "started": round(started, 3), "tasks": [], "skew": []}
-        try:
-            status = run_step(sub, label)
-        except Exception as exc:
-            _write_quietly(directory, {**record, "state": "failed", "error": {"message": str(exc)},
-                                       **_timing(started), "counts": {}, "counters": [], "manifest": None})
-            raise
-        _write_quietly(directory, {**record, "state": "succeeded", "error": None, **_timing(started),
-                                   "counts": status["counts"], "counters": status["counters"],
-                                   "manifest": status["manifest"]})
-        return status
-
-    return run
+def record_step(run_step, spec, label: str, directory: str, runner: str):
+    """`run_step(spec, label)` (a `StepSpec` in, a `StepStatus` out), leaving a history record of the
+    step it ran, for runners without a master to write one."""
+    started = time.time()
+    record = {"id": f"{runner}-{uuid.uuid4().hex[:8]}", "master": runner, "name": spec.job_name, "step": spec.step,
+              "user": spec.user, "job_file": spec.job_file, "inputs": list(spec.inputs), "output": spec.output,
+              "runner": runner, "num_reducers": spec.num_reducers, "split_size": spec.split_size,
+              "params": spec.params, "started": round(started, 3), "tasks": [], "skew": []}
+    try:
+        status = run_step(spec, label)
+    except Exception as exc:
+        _write_quietly(directory, {**record, "state": "failed", "error": {"message": str(exc)}, **_timing(started),
+                                   "counts": {}, "counters": [], "manifest": None})
+        raise
+    _write_quietly(directory, {**record, "state": "succeeded", "error": None, **_timing(started),
+                               "counts": dataclasses.asdict(status.counts), "counters": status.counters,
+                               "manifest": status.manifest})
+    return status
 
 
 def _timing(started: float) -> dict:

@@ -10,70 +10,60 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass
 
+from .messages import ErrorInfo
 from .tasks import BACKUP_FACTOR, MAP, AttemptState
 
 STRAGGLER_MIN_SECONDS = 0.5  # a task this much slower than its phase's median is worth a flag at all
 LOG_TAIL_CHARS = 2000  # of an attempt's log, quoted in a failure message
 
 
-class AttemptNotes:
-    """What the master hears about each attempt beyond the task state machine: its error, its log, when it ended."""
+@dataclass
+class AttemptNote:
+    """What the master hears about a finished attempt beyond the task state machine: when, its log, its error."""
 
-    def __init__(self):
-        self._notes: dict[tuple[str, str], dict] = {}
-
-    def record(self, job_id: str, report: dict, now: float) -> None:
-        note = {"ended": now, "log": report.get("log") or ""}
-        if not report.get("ok"):
-            note["error"] = report.get("error") or {}
-        self._notes[job_id, report["attempt_id"]] = note
-
-    def of(self, job_id: str, attempt_id: str) -> dict:
-        return self._notes.get((job_id, attempt_id), {})
-
-    def forget(self, job_id: str) -> None:
-        for key in [k for k in self._notes if k[0] == job_id]:
-            del self._notes[key]
+    ended: float  # monotonic
+    log: str = ""
+    error: ErrorInfo | None = None
 
 
-def with_log_tail(error: dict, log_text: str) -> dict:
-    """A failure's error with the end of the attempt's output appended to its message."""
+def with_log_tail(message: str, log_text: str) -> str:
+    """A failure's message with the end of the attempt's output appended."""
     if not log_text.strip():
-        return error
+        return message
     tail = log_text[-LOG_TAIL_CHARS:]
-    return {**error, "message": f"{error.get('message', '')}\n  the attempt's output ended with:\n"
-                                f"{_indent(tail.rstrip())}"}
+    return f"{message}\n  the attempt's output ended with:\n{_indent(tail.rstrip())}"
 
 
 def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
-def job_report(master_id: str, job, notes: AttemptNotes, now: float) -> dict:
-    """The report of master job `job` (a master.Job) as of monotonic time `now`."""
+def job_report(master_id: str, job, now: float) -> dict:
+    """The report of master job `job` (a master.MasterJob) as of monotonic time `now`."""
     wall = time.time() - now  # add to a monotonic time to get wall clock
-    sub = job.sub
+    spec = job.spec
     end = job.finished or now
     segments = _segments(job)
-    tasks = [_task_row(job, t, notes, now, segments) for t in job.tasks.maps + job.tasks.reduces]
+    tasks = [_task_row(job, t, now, segments) for t in job.tasks.maps + job.tasks.reduces]
     _flag_stragglers(tasks)
     return {
-        "id": job.id, "master": master_id, "name": sub["job_name"], "step": sub["step"], "state": job.state,
-        "user": sub.get("user") or "", "job_file": sub.get("job_file") or "",
-        "inputs": list(sub["inputs"]), "output": sub["output"], "runner": "native",
-        "num_reducers": sub["num_reducers"], "split_size": sub["split_size"], "max_attempts": sub["max_attempts"],
-        "params": sub["params"],
+        "id": job.id, "master": master_id, "name": spec.job_name, "step": spec.step, "state": job.state,
+        "user": spec.user, "job_file": spec.job_file, "inputs": list(spec.inputs), "output": spec.output,
+        "runner": "native", "num_reducers": spec.num_reducers, "split_size": spec.split_size,
+        "max_attempts": spec.max_attempts, "params": spec.params,
         "started": round(wall + job.started, 3), "finished": round(wall + job.finished, 3) if job.finished else None,
         "elapsed": round(end - job.started, 3),
-        "counts": job.tasks.counts(), "counters": job.counters(), "error": job.error, "manifest": job.manifest,
+        "counts": job.tasks.counts(), "counters": job.counters(),
+        "error": asdict(job.error) if job.error else None, "manifest": job.manifest,
         "tasks": tasks, "skew": _skew(job, segments),
     }
 
 
 def _segments(job) -> list:
-    """Per map task, the [offset, length, records] of each partition's segment (None for a map not done)."""
-    return [t.result["segments"] if t.result else None for t in job.tasks.maps]
+    """Per map task, the `Segment` of each partition (None for a map not done)."""
+    return [t.result.segments if t.result else None for t in job.tasks.maps]
 
 
 def _skew(job, segments: list) -> list:
@@ -81,23 +71,23 @@ def _skew(job, segments: list) -> list:
     rows = []
     for task in job.tasks.reduces:
         got = [s[task.index] for s in segments if s is not None]
-        rows.append({"partition": task.index, "bytes": sum(s[1] for s in got), "records": sum(s[2] for s in got),
-                     "output_bytes": task.result["bytes"] if task.result else None,
-                     "output_records": task.result["records"] if task.result else None})
+        rows.append({"partition": task.index, "bytes": sum(s.length for s in got),
+                     "records": sum(s.records for s in got),
+                     "output_bytes": task.result.bytes if task.result else None,
+                     "output_records": task.result.records if task.result else None})
     return rows
 
 
-def _task_row(job, task, notes: AttemptNotes, now: float, segments: list) -> dict:
+def _task_row(job, task, now: float, segments: list) -> dict:
     attempts = []
     for n, a in enumerate(task.attempts):
-        note = notes.of(job.id, a.id)
-        end = now if a.state is AttemptState.RUNNING else (a.finished or note.get("ended"))
+        note = job.notes.get(a.id)
+        end = now if a.state is AttemptState.RUNNING else (a.finished or (note and note.ended))
         row = {"id": a.id, "worker": a.worker, "state": a.state.value, "backup": a.backup,
                "retry": n > 0 and not a.backup, "start": round(a.started - job.started, 3),
-               "seconds": round(end - a.started, 3) if end else None, "log": note.get("log", "")}
-        if "error" in note:
-            row["error"] = note["error"].get("message", "")
-            row["traceback"] = note["error"].get("traceback", "")
+               "seconds": round(end - a.started, 3) if end else None, "log": note.log if note else ""}
+        if note and note.error:
+            row["error"], row["traceback"] = note.error.message, note.error.traceback
         if a is task.winner and task.result is not None:
             row.update(_io(job, task, segments))
         attempts.append(row)
@@ -107,14 +97,14 @@ def _task_row(job, task, notes: AttemptNotes, now: float, segments: list) -> dic
 
 def _io(job, task, segments: list) -> dict:
     """Records and bytes in and out of a task's winning attempt."""
-    engine = Counter({n: v for g, n, v in task.result["counters"] if g == "mrengine"})
+    engine = Counter({n: v for g, n, v in task.result.counters if g == "mrengine"})
     if task.kind == MAP:
-        segs = task.result["segments"]
+        segs = task.result.segments
         return {"records_in": engine["map_input_records"], "bytes_in": engine["map_input_bytes"],
-                "records_out": sum(s[2] for s in segs), "bytes_out": sum(s[1] for s in segs)}
+                "records_out": sum(s.records for s in segs), "bytes_out": sum(s.length for s in segs)}
     got = [s[task.index] for s in segments if s is not None]
-    return {"records_in": sum(s[2] for s in got), "bytes_in": sum(s[1] for s in got),
-            "records_out": task.result["records"], "bytes_out": task.result["bytes"]}
+    return {"records_in": sum(s.records for s in got), "bytes_in": sum(s.length for s in got),
+            "records_out": task.result.records, "bytes_out": task.result.bytes}
 
 
 def task_seconds(row: dict) -> float | None:

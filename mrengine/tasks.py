@@ -26,6 +26,7 @@ from typing import Any
 
 BACKUP_FACTOR = 2.0  # a task is a straggler once it has run this many times its peers' median ...
 DEFAULT_BACKUP_AFTER = 10.0  # ... and at least this many seconds
+DEFAULT_MAX_ATTEMPTS = 4  # attempts per task before its job fails (`--max-attempts`)
 
 
 class TaskState(str, Enum):
@@ -140,6 +141,11 @@ class AttemptLost:
     attempt_id: str
 
 
+@dataclass
+class JobAborted:
+    """The job cannot go on (its output could not be committed): nothing more runs."""
+
+
 # ---------------------------------------------------------------- actions
 
 
@@ -180,7 +186,7 @@ class JobTasks:
     since the first worker asked for work. `backup_after`: seconds a task must have run before it may
     get a backup attempt (0: never)."""
 
-    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4, preferred: list | None = None,
+    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = DEFAULT_MAX_ATTEMPTS, preferred: list | None = None,
                  locality_wait: float = 0.0, backup_after: float = DEFAULT_BACKUP_AFTER):
         self.maps = [Task(MAP, i) for i in range(num_maps)]
         self.reduces = [Task(REDUCE, i) for i in range(num_reduces)]
@@ -237,6 +243,7 @@ class JobTasks:
             FetchFailed: self._fetch_failed,
             WorkerLost: self._worker_lost,
             AttemptLost: self._attempt_lost,
+            JobAborted: self._aborted,
         }[type(event)]
         return handler(event)
 
@@ -391,6 +398,10 @@ class JobTasks:
             actions += self._lose_attempt(attempt)
         self._remake_outputs_of(ev.worker)
         return actions
+
+    def _aborted(self, ev: JobAborted) -> list:
+        self.done = True
+        return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
 
     def _attempt_lost(self, ev: AttemptLost) -> list:
         attempt = self._live_attempt(ev.attempt_id)

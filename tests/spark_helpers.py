@@ -16,10 +16,11 @@ def run_native(job: str, out, *args: str, inputs: str = SAMPLE_TEXT):
 
 
 def files_of(directory) -> dict[str, bytes]:
-    """Every file below `directory` (relative name -> bytes)."""
+    """Every output file below `directory` (relative name -> bytes); not a master job's `_REPORT.json`,
+    which records how the job ran (timings, workers), not what it wrote, and which Spark leaves to its own UI."""
     found = {}
     for folder, _, names in os.walk(directory):
-        for name in names:
+        for name in set(names) - {"_REPORT.json"}:
             path = os.path.join(folder, name)
             with open(path, "rb") as f:
                 found[os.path.relpath(path, directory)] = f.read()

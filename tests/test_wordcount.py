@@ -28,7 +28,7 @@ def test_summary_and_layout(tmp_path, reference):
     out = tmp_path / "wc"
     result = run_cli("run", os.path.join(JOBS, "wordcount.py"), SAMPLE_TEXT, "-o", out, "--workers", "2", "-p", "x=1")
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000", "part-00001"]
+    assert sorted(os.listdir(out)) == ["_REPORT.json", "_SUCCESS", "part-00000", "part-00001"]
     assert "[wordcount] map" in result.stderr  # the progress line
     assert "job wordcount succeeded" in result.stderr
     assert "input: 31102 records, 4404412 bytes" in result.stderr

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from .. import history
-from ..jobreport import job_report
+from ..tasks import AttemptState
 
 
 def job_summary(report: dict) -> dict:
@@ -70,41 +70,40 @@ class MasterSource:
         with m.lock:
             now = time.monotonic()
             running = {}
-            for job in m.jobs.values():
-                if job.state == "running":
-                    for a in job.tasks.attempts.values():
-                        if a.state.value == "running":
-                            running.setdefault(a.worker, []).append([job.id, a.id])
+            for job in m.scheduler.running():
+                for a in job.tasks.attempts.values():
+                    if a.state is AttemptState.RUNNING:
+                        running.setdefault(a.worker, []).append([job.id, a.id])
             workers = [{"id": w.id, "host": w.host, "pid": w.pid, "shuffle": w.shuffle, "slots": w.slots,
                         "state": "alive" if w.alive else "dead", "last_heartbeat": round(now - w.last_seen, 2),
-                        "running": running.get(w.id, [])} for w in m.workers.values()]
+                        "running": running.get(w.id, [])} for w in m.registry.workers.values()]
         return {"workers": workers, "live": True, "master": m.address}
 
     def jobs(self) -> list[dict]:
         m = self.master
         with m.lock:
             now = time.monotonic()
-            live = [self._summary(job, now) for job in m.jobs.values()]
+            live = [self._summary(job, now) for job in m.scheduler.jobs.values()]
         held = {(j["master"], j["id"]) for j in live}
         old = [j for j in (self.history.jobs() if self.history else ()) if (j["master"], j["id"]) not in held]
         return list(reversed(live)) + old
 
     def _summary(self, job, now: float) -> dict:
         wall = time.time() - now
-        sub = job.sub
-        return {"id": job.id, "master": self.master.instance, "name": sub["job_name"], "step": sub["step"],
-                "state": job.state, "user": sub.get("user") or "", "job_file": sub.get("job_file") or "",
-                "inputs": list(sub["inputs"]), "output": sub["output"], "runner": "native",
+        spec = job.spec
+        return {"id": job.id, "master": self.master.registry.instance, "name": spec.job_name, "step": spec.step,
+                "state": job.state, "user": spec.user, "job_file": spec.job_file, "inputs": list(spec.inputs),
+                "output": spec.output, "runner": "native",
                 "started": round(wall + job.started, 3), "finished": round(wall + job.finished, 3) if job.finished else None,
                 "elapsed": round((job.finished or now) - job.started, 3), "counts": job.tasks.counts(),
-                "error": job.error and job.error["message"]}
+                "error": job.error and job.error.message}
 
     def job(self, job_id: str) -> dict | None:
         m = self.master
         with m.lock:
-            job = m.jobs.get(job_id)
+            job = m.scheduler.jobs.get(job_id)
             if job is not None:
-                return job_report(m.instance, job, m.notes, time.monotonic())
+                return m.report(job)
         return self.history.job(job_id) if self.history else None
 
     def log(self, job_id: str, attempt_id: str) -> str | None:
