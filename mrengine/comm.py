@@ -2,8 +2,11 @@
 
 Before anything else, both ends prove they hold the cluster's secret (mutual HMAC-SHA256
 challenge-response, compared in constant time); only then is a single frame read. So a peer without
-the secret can never make anyone decode a frame, let alone unpickle job code. After that, messages
-are `protocol` frames; map output segments follow a header frame as raw bytes.
+the secret can never make anyone decode a frame, let alone unpickle job code. The server's answer
+also says whether the connection is encrypted. After that, messages are `protocol` frames and map
+output segments follow a header frame as chunks, each sealed by `channel` with keys of this
+connection: a frame that someone on the path injects, replays or reorders fails its check, closes
+the connection and is never decoded.
 
 A peer that fails or abandons the handshake, or sends an oversize, undecodable or truncated frame,
 is a `ProtocolError`: a server logs it and closes that one connection. A peer that hangs up between
@@ -20,7 +23,7 @@ import socket
 import threading
 from typing import BinaryIO, Callable
 
-from . import protocol
+from . import channel, protocol
 from .errors import ClusterError, MrEngineError, ProtocolError
 
 log = logging.getLogger("mrengine.comm")
@@ -28,14 +31,15 @@ log = logging.getLogger("mrengine.comm")
 _MAGIC = b"MRE" + bytes([protocol.VERSION])
 _NONCE = 32
 HANDSHAKE_TIMEOUT = 10.0
+_CHUNK = 1 << 20  # bytes of a map output segment per sealed frame
 
 
 class ConnectionClosed(ProtocolError):
     """The peer went away."""
 
 
-def _mac(secret: bytes, role: bytes, a: bytes, b: bytes) -> bytes:
-    return hmac.new(secret, role + a + b, hashlib.sha256).digest()
+def _mac(secret: bytes, role: bytes, a: bytes, b: bytes, mode: bytes = b"") -> bytes:
+    return hmac.new(secret, role + a + b + mode, hashlib.sha256).digest()
 
 
 class Connection:
@@ -46,6 +50,9 @@ class Connection:
         self.peer = peer
         self.max_frame = max_frame
         self._send_lock = threading.Lock()
+        self._out: channel.Sealer | None = None  # set by the handshake
+        self._in: channel.Sealer | None = None
+        self.encrypted = False
 
     # ------------------------------------------------------------ raw bytes
 
@@ -73,7 +80,7 @@ class Connection:
 
     # ------------------------------------------------------------ handshake
 
-    def authenticate_as_server(self, secret: bytes) -> None:
+    def authenticate_as_server(self, secret: bytes, encrypt: bool = False) -> None:
         nonce = os.urandom(_NONCE)
         try:
             self._send_all(_MAGIC + nonce)
@@ -83,7 +90,10 @@ class Connection:
         client_nonce, client_mac = reply[:_NONCE], reply[_NONCE:]
         if not hmac.compare_digest(client_mac, _mac(secret, b"C", nonce, client_nonce)):
             raise ProtocolError("failed authentication (wrong or missing secret)")
-        self._send_all(_mac(secret, b"S", client_nonce, nonce))
+        mode = bytes([encrypt])
+        self._send_all(mode + _mac(secret, b"S", client_nonce, nonce, mode))
+        to_server, to_client = channel.derive_keys(secret, nonce, client_nonce, encrypt)
+        self._start_sealing(out_key=to_client, in_key=to_server, encrypted=encrypt)
 
     def authenticate_as_client(self, secret: bytes) -> None:
         hello = self._recv_hello()
@@ -91,13 +101,21 @@ class Connection:
         mine = os.urandom(_NONCE)
         self._send_all(mine + _mac(secret, b"C", nonce, mine))
         try:
-            server_mac = self._recv_exact(32)
+            answer = self._recv_exact(1 + 32)
         except ConnectionClosed:
             raise
         except ProtocolError:
             raise ProtocolError(_refusal(self.peer, secret)) from None
-        if not hmac.compare_digest(server_mac, _mac(secret, b"S", mine, nonce)):
+        mode, server_mac = answer[:1], answer[1:]
+        if not hmac.compare_digest(server_mac, _mac(secret, b"S", mine, nonce, mode)) or mode[0] > 1:
             raise ProtocolError(f"{self.peer} failed to prove it holds the cluster secret")
+        to_server, to_client = channel.derive_keys(secret, nonce, mine, bool(mode[0]))
+        self._start_sealing(out_key=to_server, in_key=to_client, encrypted=bool(mode[0]))
+
+    def _start_sealing(self, out_key: bytes, in_key: bytes, encrypted: bool) -> None:
+        self._out = channel.Sealer(out_key, encrypted)
+        self._in = channel.Sealer(in_key, encrypted)
+        self.encrypted = encrypted
 
     def _recv_hello(self) -> bytes:
         """The server's greeting, which it sends first; anything else means the peer is no mrengine
@@ -122,13 +140,23 @@ class Connection:
     # ------------------------------------------------------------ frames
 
     def send(self, msg: dict) -> None:
-        data = protocol.encode(msg, self.max_frame)
+        payload = memoryview(protocol.encode(msg, self.max_frame))[protocol.HEADER.size:]
         with self._send_lock:
-            self._send_all(data)
+            self._send_sealed(payload)
 
     def recv(self) -> dict:
-        length = protocol.frame_length(self._recv_exact(protocol.HEADER.size, between_frames=True), self.max_frame)
-        return protocol.decode(self._recv_exact(length))
+        return protocol.decode(self._recv_sealed())
+
+    def _send_sealed(self, body) -> None:
+        """One frame: the length header, then the body sealed with the next sequence number (hold the send lock)."""
+        header = protocol.HEADER.pack(len(body))
+        self._send_all(header + self._out.seal(header, body))
+
+    def _recv_sealed(self) -> bytes:
+        """The body of the next frame, once its tag proves it is the frame the peer sent next."""
+        header = self._recv_exact(protocol.HEADER.size, between_frames=True)
+        length = protocol.frame_length(header, self.max_frame)
+        return self._in.open(header, self._recv_exact(length + channel.TAG), self.peer)
 
     def request(self, msg: dict) -> dict:
         """Send a request and return its reply; an error reply is raised as the error it names."""
@@ -139,16 +167,22 @@ class Connection:
         return reply
 
     def send_file_range(self, f: BinaryIO, offset: int, length: int) -> None:
+        """`length` bytes of `f` from `offset` as sealed chunks; a file shorter than that is a ProtocolError."""
+        f.seek(offset)
         with self._send_lock:
-            try:
-                self.sock.sendfile(f, offset, length)
-            except OSError as exc:
-                raise ConnectionClosed(f"{self.peer}: {exc}") from None
+            while length:
+                chunk = f.read(min(length, _CHUNK))
+                if not chunk:
+                    raise ProtocolError(f"{getattr(f, 'name', 'the file')} ended {length} bytes short of its segment")
+                self._send_sealed(chunk)
+                length -= len(chunk)
 
     def recv_to_file(self, out: BinaryIO, length: int) -> None:
         remaining = length
         while remaining:
-            chunk = self._recv_exact(min(remaining, 1 << 20))
+            chunk = self._recv_sealed()
+            if len(chunk) > remaining:
+                raise ProtocolError(f"{self.peer} sent {len(chunk) - remaining} bytes more than its {length}-byte segment")
             out.write(chunk)
             remaining -= len(chunk)
 

@@ -101,7 +101,8 @@ def stranger():
 
 @pytest.mark.parametrize("greeting, phrase", [
     (b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5\r\n", "is not an mrengine endpoint (it greeted with b'SSH-2.0-"),
-    (b"MRE\x01" + bytes(32), "speaks mrengine protocol version 1, this mrengine version 3"),
+    (b"MRE\x01" + bytes(32), "speaks mrengine protocol version 1, this mrengine version 4"),
+    (b"MRE\x03" + bytes(32), "speaks mrengine protocol version 3, this mrengine version 4"),  # before sealed frames
     (b"", "is not an mrengine endpoint (it hung up on connection)"),
     (None, "sent no mrengine greeting (timed out): it is not an mrengine master or worker"),  # e.g. a web server
 ])
