@@ -11,16 +11,23 @@ the connection and is never decoded.
 A peer that fails or abandons the handshake, or sends an oversize, undecodable or truncated frame,
 is a `ProtocolError`: a server logs it and closes that one connection. A peer that hangs up between
 frames, or a connection that times out, is a `ConnectionClosed`.
+
+A server stays up whatever its peers do: the whole handshake has a deadline (a peer dribbling it
+byte by byte is dropped), only so many connections may be in their handshake at once (the rest are
+closed at once), and an accept that fails (out of file descriptors, say) is logged and retried
+after a back-off instead of ending the accept loop.
 """
 
 from __future__ import annotations
 
 import hashlib
+import errno
 import hmac
 import logging
 import os
 import socket
 import threading
+import time
 from typing import BinaryIO, Callable
 
 from . import channel, protocol
@@ -30,7 +37,9 @@ log = logging.getLogger("mrengine.comm")
 
 _MAGIC = b"MRE" + bytes([protocol.VERSION])
 _NONCE = 32
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0  # for the whole handshake, not per read
+MAX_HANDSHAKES = 64  # connections a server lets be in their handshake at once
+ACCEPT_BACKOFF = (0.01, 1.0)  # first and longest pause after a failed accept, doubling in between
 _CHUNK = 1 << 20  # bytes of a map output segment per sealed frame
 
 
@@ -53,16 +62,19 @@ class Connection:
         self._out: channel.Sealer | None = None  # set by the handshake
         self._in: channel.Sealer | None = None
         self.encrypted = False
+        self._deadline: float | None = None  # of the handshake under way, as time.monotonic()
 
     # ------------------------------------------------------------ raw bytes
 
     def _recv_exact(self, n: int, between_frames: bool = False) -> bytes:
         buf = bytearray()
         while len(buf) < n:
+            if self._deadline is not None:
+                self._wait_at_most_until_deadline()
             try:
                 chunk = self.sock.recv(min(n - len(buf), 1 << 20))
             except socket.timeout:
-                raise ConnectionClosed(f"{self.peer}: timed out") from None
+                raise ConnectionClosed(self._timed_out()) from None
             except OSError as exc:
                 raise ConnectionClosed(f"{self.peer}: {exc}") from None
             if not chunk:
@@ -72,6 +84,17 @@ class Connection:
             buf += chunk
         return bytes(buf)
 
+    def _wait_at_most_until_deadline(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise ConnectionClosed(self._timed_out())
+        self.sock.settimeout(remaining)
+
+    def _timed_out(self) -> str:
+        if self._deadline is not None:  # the socket's timeout is what remains of the handshake's
+            return f"{self.peer}: the handshake took over {HANDSHAKE_TIMEOUT:.0f}s"
+        return f"{self.peer}: timed out"
+
     def _send_all(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
@@ -79,6 +102,14 @@ class Connection:
             raise ConnectionClosed(f"{self.peer}: {exc}") from None
 
     # ------------------------------------------------------------ handshake
+
+    def handshake(self, authenticate, secret: bytes, *args) -> None:
+        """Run one of the authenticate_as_* methods within HANDSHAKE_TIMEOUT all told."""
+        self._deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        try:
+            authenticate(self, secret, *args)
+        finally:
+            self._deadline = None
 
     def authenticate_as_server(self, secret: bytes, encrypt: bool = False) -> None:
         nonce = os.urandom(_NONCE)
@@ -119,16 +150,17 @@ class Connection:
 
     def _recv_hello(self) -> bytes:
         """The server's greeting, which it sends first; anything else means the peer is no mrengine
-        endpoint of this protocol version. A silence stays a ConnectionClosed, so a peer still
-        starting up is retried by those who retry."""
+        endpoint of this protocol version. A silence or a hang-up is a ConnectionClosed, so a peer
+        still starting up, or overloaded, is retried by those who retry."""
         try:
             hello = self._recv_exact(len(_MAGIC) + _NONCE)
         except ConnectionClosed as exc:
             reason = str(exc).removeprefix(f"{self.peer}: ")
             raise ConnectionClosed(f"{self.peer} sent no mrengine greeting ({reason}): it is not an mrengine master "
                                    f"or worker, or it is overloaded") from None
-        except ProtocolError:
-            raise ProtocolError(f"{self.peer} is not an mrengine endpoint (it hung up on connection)") from None
+        except ProtocolError:  # a server with too many handshakes under way hangs up too: retry
+            raise ConnectionClosed(f"{self.peer} is not an mrengine endpoint (it hung up on connection), or it is "
+                                   f"overloaded") from None
         if hello[: len(_MAGIC)] == _MAGIC:
             return hello
         if hello[:3] == _MAGIC[:3]:
@@ -197,6 +229,12 @@ class Connection:
         self.sock.close()
 
 
+def _hint(exc: BaseException) -> str:
+    if getattr(exc, "errno", None) in (errno.EMFILE, errno.ENFILE):
+        return ": out of file descriptors; raise the open-file limit (ulimit -n) if this persists"
+    return ""
+
+
 def _refusal(peer: str, secret: bytes) -> str:
     """Why a server hung up on our credentials: we sent none, or not its secret."""
     if not secret:
@@ -238,8 +276,7 @@ def connect(address: str, secret: bytes, timeout: float = 10.0, max_frame: int =
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn = Connection(sock, address, max_frame)
     try:
-        conn.settimeout(HANDSHAKE_TIMEOUT)
-        conn.authenticate_as_client(secret)
+        conn.handshake(Connection.authenticate_as_client, secret)
         conn.settimeout(timeout)
     except BaseException:
         conn.close()
@@ -251,7 +288,7 @@ class Server:
     """Accepts connections, authenticates each, and hands it to `handler(conn)` on its own thread.
 
     A connection that fails authentication or sends a bad frame is closed and logged; the server
-    keeps serving everyone else.
+    keeps serving everyone else, and keeps accepting through any error.
     """
 
     def __init__(self, host: str, port: int, secret: bytes, handler: Callable[[Connection], None], name: str,
@@ -273,6 +310,8 @@ class Server:
         self._conns: set[Connection] = set()
         self._lock = threading.Lock()
         self._stopped = False
+        self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
+        self._dropped, self._dropped_logged = 0, 0.0  # connections dropped since the last log line about it
         self._thread = threading.Thread(target=self._accept_loop, name=f"{name}-accept", daemon=True)
 
     @property
@@ -284,25 +323,52 @@ class Server:
         return self
 
     def _accept_loop(self) -> None:
+        pause = ACCEPT_BACKOFF[0]
         while not self._stopped:
             try:
                 sock, addr = self.sock.accept()
-            except OSError:
-                return  # closed by stop()
+                self._start_serving(sock, addr)
+            except (OSError, RuntimeError) as exc:  # RuntimeError: no thread could be started
+                if self._stopped:
+                    return  # the socket was closed by stop()
+                log.warning("%s: accepting a connection failed (%s)%s; trying again in %.2fs", self.name, exc,
+                            _hint(exc), pause)
+                time.sleep(pause)
+                pause = min(pause * 2, ACCEPT_BACKOFF[1])
+                continue
+            pause = ACCEPT_BACKOFF[0]
+
+    def _start_serving(self, sock: socket.socket, addr) -> None:
+        if not self._handshakes.acquire(blocking=False):
+            sock.close()
+            self._dropped += 1
+            if time.monotonic() - self._dropped_logged > 1.0:  # one line a second, however many are dropped
+                log.warning("%s: dropped %d connection(s), the last from %s:%s: %d others are in their handshake",
+                            self.name, self._dropped, addr[0], addr[1], MAX_HANDSHAKES)
+                self._dropped, self._dropped_logged = 0, time.monotonic()
+            return
+        try:
             threading.Thread(target=self._serve, args=(sock, addr), name=f"{self.name}-conn", daemon=True).start()
+        except BaseException:
+            self._handshakes.release()
+            sock.close()
+            raise
 
     def _serve(self, sock: socket.socket, addr) -> None:
         peer = f"{addr[0]}:{addr[1]}"
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(sock, peer, self.max_frame)
         with self._lock:
             if self._stopped:
+                self._handshakes.release()
                 conn.close()
                 return
             self._conns.add(conn)
         try:
-            conn.settimeout(HANDSHAKE_TIMEOUT)
-            conn.authenticate_as_server(self.secret)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.handshake(Connection.authenticate_as_server, self.secret)
+            finally:
+                self._handshakes.release()
             conn.settimeout(None)
             self.handler(conn)
         except ConnectionClosed:

@@ -104,7 +104,7 @@ def stranger():
     (b"MRE\x01" + bytes(32), "speaks mrengine protocol version 1, this mrengine version 4"),
     (b"MRE\x03" + bytes(32), "speaks mrengine protocol version 3, this mrengine version 4"),  # before sealed frames
     (b"", "is not an mrengine endpoint (it hung up on connection)"),
-    (None, "sent no mrengine greeting (timed out): it is not an mrengine master or worker"),  # e.g. a web server
+    (None, "sent no mrengine greeting (the handshake took over 10s): it is not an mrengine master or worker"),  # e.g. a web server
 ])
 def test_a_port_that_is_not_mrengine(stranger, greeting, phrase):
     address = stranger(greeting)
