@@ -222,7 +222,8 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 
 @main.command("master")
 @click.option("--bind", default="127.0.0.1:7070", show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
-@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback).")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback; "
+              "on loopback, without it, the master makes a new one in a file only you can read and prints its path).")
 @click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds of silence after which a worker is declared dead.")
 @click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
@@ -238,10 +239,31 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
     if not secret and not _is_loopback(host):
         raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
                                  param_hint="--bind")
+    made_secret_file = None
+    if not secret:
+        made_secret_file, secret = _new_secret_file(host, port)
     try:
         master.main(host, port, secret, worker_timeout, ready_file, backup_after)
     except MrEngineError as exc:
         _fail(exc)
+    finally:
+        if made_secret_file:
+            os.unlink(made_secret_file)
+
+
+def _new_secret_file(host: str, port: int) -> tuple[str, bytes]:
+    """A master always authenticates: without --secret-file it makes a secret of its own."""
+    from . import keyfile
+
+    try:
+        path, secret = keyfile.create(host, port)
+    except OSError as exc:
+        raise click.BadParameter(f"no --secret-file given, and a new secret cannot be written to "
+                                 f"{keyfile.secret_dir()}: {exc.strerror}; pass --secret-file FILE",
+                                 param_hint="--secret-file") from None
+    click.echo(f"mrengine master: no --secret-file given: made a new secret in {path} (readable only by you); "
+               f"start workers and drivers on this host with --secret-file {path}", err=True)
+    return path, secret
 
 
 @main.command("worker")
