@@ -165,6 +165,8 @@ def main() -> None:
 @click.option("--master", default=None, callback=_master_address,
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--encrypt", is_flag=True, help="Encrypt the embedded cluster's connections (for a cluster of "
+              "several hosts, give --encrypt to its master).")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
 @click.option("--counters", "all_counters", is_flag=True,
               help="List every counter in the summary, mrengine's own (records, bytes, spills, ...) beside the job's.")
@@ -175,7 +177,7 @@ def main() -> None:
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
-        overwrite, sort_buffer_mb, max_attempts, master, secret_file, verbose, all_counters, runner, spark_master,
+        overwrite, sort_buffer_mb, max_attempts, master, secret_file, encrypt, verbose, all_counters, runner, spark_master,
         spark_conf):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
@@ -209,7 +211,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
             with Driver(master, read_secret(secret_file)) as driver:
                 summary = execute(driver.run_step)
         else:
-            with EmbeddedCluster(workers, verbose=verbose) as cluster, Driver(cluster.address, cluster.secret) as driver:
+            with EmbeddedCluster(workers, verbose=verbose, encrypt=encrypt) as cluster, Driver(cluster.address, cluster.secret) as driver:
                 summary = execute(driver.run_step)
     except MrEngineError as exc:
         _fail(exc)
@@ -229,8 +231,10 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 @click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
                    "attempt near the end of its phase; 0 disables backup attempts.")
+@click.option("--encrypt", is_flag=True, help="Encrypt every connection of the cluster (AES-256-GCM): drivers', workers' "
+              "and, once the workers learn it from the master, the map outputs they serve.")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, encrypt, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
 
@@ -243,7 +247,7 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
     if not secret:
         made_secret_file, secret = _new_secret_file(host, port)
     try:
-        master.main(host, port, secret, worker_timeout, ready_file, backup_after)
+        master.main(host, port, secret, worker_timeout, ready_file, backup_after, encrypt)
     except MrEngineError as exc:
         _fail(exc)
     finally:

@@ -288,12 +288,14 @@ class Server:
     """Accepts connections, authenticates each, and hands it to `handler(conn)` on its own thread.
 
     A connection that fails authentication or sends a bad frame is closed and logged; the server
-    keeps serving everyone else, and keeps accepting through any error.
+    keeps serving everyone else, and keeps accepting through any error. With `encrypt` its
+    connections are encrypted; the handshake tells the clients.
     """
 
     def __init__(self, host: str, port: int, secret: bytes, handler: Callable[[Connection], None], name: str,
                  max_frame: int = protocol.DEFAULT_MAX_FRAME):
         self.secret = secret
+        self.encrypt = False
         self.handler = handler
         self.name = name
         self.max_frame = max_frame
@@ -366,7 +368,7 @@ class Server:
         try:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn.handshake(Connection.authenticate_as_server, self.secret)
+                conn.handshake(Connection.authenticate_as_server, self.secret, self.encrypt)
             finally:
                 self._handshakes.release()
             conn.settimeout(None)

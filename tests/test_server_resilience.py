@@ -4,7 +4,6 @@
 import json
 import os
 import resource
-import secrets
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from cluster_env import MRENGINE, wait_for
+from cluster_env import loopback_cluster, wait_for
 from conftest import JOBS, SAMPLE_TEXT, read_tsv, reference_wordcount, run_cli
 from mrengine import comm
 
@@ -62,26 +61,8 @@ def limit_open_files():
 @pytest.fixture
 def master(tmp_path):
     """A master under a 1,024 open-file limit and one worker; yields (address, secret file, master log)."""
-    secret_file = tmp_path / "cluster.key"
-    secret_file.write_text(secrets.token_hex(32))
-    ready, log = tmp_path / "master.address", tmp_path / "master.log"
-    procs = []
-    with open(log, "wb") as out:
-        procs.append(subprocess.Popen([*MRENGINE, "master", "--bind", "127.0.0.1:0", "--secret-file", secret_file,
-                                       "--ready-file", ready], stdout=out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, preexec_fn=limit_open_files))
-    try:
-        address = wait_for(lambda: ready.exists() and ready.read_text(), 30, "the master to listen")
-        with open(tmp_path / "worker.log", "wb") as out:
-            procs.append(subprocess.Popen([*MRENGINE, "worker", "--master", address, "--secret-file", secret_file,
-                                           "--work-dir", tmp_path / "work"], stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL))
-        yield address, secret_file, log
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
+    with loopback_cluster(tmp_path, preexec_fn=limit_open_files) as running:
+        yield running
 
 
 def wordcount_succeeds(address, secret_file, out) -> None:
