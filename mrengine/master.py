@@ -494,12 +494,14 @@ def _task_rows(job: MasterJob, now: float) -> list[TaskRow]:
 
 
 def main(host: str, port: int, secret: bytes, worker_timeout: float, ready_file: str | None,
-         backup_after: float = DEFAULT_BACKUP_AFTER) -> None:
+         backup_after: float = DEFAULT_BACKUP_AFTER, encrypt: bool = False) -> None:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s master %(levelname)s %(message)s", stream=sys.stderr)
-    master = Master(host, port, secret, worker_timeout, backup_after=backup_after).start()
-    log.info("listening on %s", master.address)
+    master = Master(host, port, secret, worker_timeout, backup_after=backup_after)
+    master.server.encrypt = encrypt
+    master.start()
+    log.info("listening on %s%s", master.address, " (encrypted)" if encrypt else "")
     if ready_file:
         tmp = ready_file + ".tmp"
         with open(tmp, "w") as f:

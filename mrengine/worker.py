@@ -305,6 +305,8 @@ class Worker:
     def _open(self) -> comm.Connection:
         """Connect to the master, registering first if this worker has no registration."""
         conn = comm.connect(self.master, self.secret, timeout=max(self.worker_timeout, 1.0) if self.worker_timeout else 10.0)
+        if conn.encrypted:  # a cluster whose master encrypts sends its map outputs encrypted too
+            self.shuffle.encrypt = True
         try:
             if not self.worker_id:
                 host = self.bind_host
