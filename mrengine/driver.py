@@ -176,6 +176,11 @@ class Driver:
     def run(self, job: JobSpec, inputs: list[str], output: str, opts: RunOptions) -> Summary:
         return run_steps(job, inputs, output, opts, self.run_step)
 
+    def param_server_endpoint(self) -> tuple[str, bytes]:
+        """Where a `main(ctx)` session's parameter server listens (the interface this driver reaches the
+        master on, so workers reach it too) and the cluster secret it authenticates tasks with."""
+        return self.conn.sock.getsockname()[0], self.secret
+
     def run_step(self, sub: dict, label: str) -> dict:
         """Submit one step (a `step_submission`, plus any fields of its own) as a master job and follow it
         to its end; returns the master's final status."""

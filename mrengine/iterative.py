@@ -50,6 +50,7 @@ from .driver import RunOptions, Summary, counter_lines, step_submission
 from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
+from .paramserver import start_for_runner
 
 ENGINE = "mrengine"
 
@@ -167,6 +168,13 @@ class DriverContext:
             pairs = _read_pairs(target, status["counts"]["reduces"], so)
             outputs.remove_dir(target, so)
         return RoundResult(pairs, None if collect else output, counters, time.monotonic() - began)
+
+    def parameter_server(self, params: dict, *, staleness: int | None = 0, checkpoint_every: int = 0):
+        """A parameter server holding `params` (name -> numpy array) for this session's tasks; see
+        `mrengine.paramserver`. Use it as a context manager: on leaving, it stops and writes
+        `paramserver.json`; every `checkpoint_every` updates it writes `checkpoints/params-*.npz`.
+        Tasks connect to its `.address` (send it in the broadcast)."""
+        return start_for_runner(self._run_step, params, staleness, checkpoint_every, self.open)
 
     def open(self, name: str, mode: str = "w"):
         """A new file `name` (a relative path) in the output directory, e.g. `with ctx.open("model.json", "w") as f`.

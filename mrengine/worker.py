@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import OrderedDict
 
-from . import comm, outputs
+from . import comm, outputs, paramserver
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .procutil import die_with_parent
 from .cache import IDLE_SECONDS, SlotCache
@@ -55,6 +55,7 @@ def slot_main(conn, secret: bytes, work_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cache = SlotCache(on_load=prime_linecache)
+    paramserver.use_secret(secret)  # tasks reach a session's parameter server with the cluster's secret
     while True:
         try:
             if not conn.poll(IDLE_SECONDS):
