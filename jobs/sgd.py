@@ -77,7 +77,7 @@ def column_stats(blocks):
         total = total + x.sum(axis=0)
         squares = squares + np.einsum("ij,ij->j", x, x)
         bad += int(np.count_nonzero((y != 0) & (y != 1)))
-    return {"n": n, "sum": total, "squares": squares, "bad_labels": bad} if n else {}
+    return {"n": n, "sum": total, "squares": squares, "bad_labels": bad, "splits": 1} if n else {"splits": 1}
 
 
 def gradient(blocks):
@@ -93,7 +93,7 @@ def gradient(blocks):
         out["residual"] += float(np.sum(r, dtype=np.float64))
         out["loss"] += loss
         out["correct"] += correct
-    straggle(began)
+    straggle(time.monotonic() - began)
     return out if out["n"] else {}
 
 
@@ -116,11 +116,11 @@ def local_sgd(blocks):
     return {"n": n, "w": w * n, "b": b * n, "loss": loss, "correct": correct}
 
 
-def straggle(began):
-    """The test hook: the task of split `slow_split` sleeps so that its work since `began` takes
+def straggle(seconds):
+    """The test hook: the task of split `slow_split` sleeps so that work that took `seconds` takes
     `slow_factor` times as long."""
     if ctx.split.index == int(ctx.params.get("slow_split", -1)):
-        time.sleep((float(ctx.params.get("slow_factor", 3)) - 1) * (time.monotonic() - began))
+        time.sleep((float(ctx.params.get("slow_factor", 3)) - 1) * seconds)
 
 
 def async_sgd(blocks):
@@ -150,8 +150,8 @@ def async_sgd(blocks):
             xb = (x[rows] - m["mean"]) / m["scale"]
             r = sigmoid(xb @ w + b) - y[rows]
             delta = {"w": -m["lr"] * (xb.T @ r / len(rows) + m["l2"] * w), "b": np.array([-m["lr"] * float(r.mean())])}
-            straggle(began)
             step, params = ps.push(step, delta)
+            straggle(time.monotonic() - began - ps.waited)  # its compute and round trip, not the wait
         ps.finish()
     return out
 
@@ -188,6 +188,8 @@ def main(ctx):
         return totals
 
     stats = run(ctx.inputs, map_split=column_stats)
+    if "n" not in stats:  # only splits without rows
+        raise ValueError(f"the input {ctx.inputs} holds no rows")
     if stats["bad_labels"]:
         raise ValueError(f"{stats['bad_labels']} rows have a label (last column) other than 0 or 1")
     n, features = stats["n"], len(stats["sum"])
@@ -203,7 +205,7 @@ def main(ctx):
         log.write("epoch,loss,accuracy,seconds\n")
         if mode == "async":
             settings = {"epochs": epochs, "lr": lr, "l2": l2, "batch": int(p.get("batch", 16)), "seed": int(p.get("seed", 0))}
-            model = train_async(ctx, run, model, settings, staleness, int(p.get("checkpoint_every", 100)), log)
+            model = train_async(ctx, run, model, settings, staleness, int(p.get("checkpoint_every", 100)), stats["splits"], log)
         else:
             for epoch in range(1, epochs + 1):
                 started = time.monotonic()
@@ -236,11 +238,11 @@ def main(ctx):
         np.save(f, np.append(w, b))
 
 
-def train_async(ctx, run, model, settings, staleness, checkpoint_every, log):
+def train_async(ctx, run, model, settings, staleness, checkpoint_every, splits, log):
     """Async mode: one round whose tasks train against a parameter server; returns the server's model."""
     features = len(model["w"])
     params = {"w": np.zeros(features), "b": np.zeros(1)}
-    with ctx.parameter_server(params, staleness=staleness, checkpoint_every=checkpoint_every) as server:
+    with ctx.parameter_server(params, staleness=staleness, checkpoint_every=checkpoint_every, tasks=splits) as server:
         started = time.monotonic()
         t = run(ctx.inputs, map_split=async_sgd, broadcast={**model, **settings, "server": server.address})
         final = server.pull()

@@ -18,7 +18,10 @@ answers a task at clock c only once every other *participant* is at clock c - st
 no task runs more than `staleness` updates ahead of the slowest (0: lock step; None: never wait).
 Participants are the tasks that have joined, not finished, and hold an open connection: a task whose
 process died holds nobody back until another attempt of it joins again, so a lost worker cannot
-stall the round while its task waits for a free slot.
+stall the round while its task waits for a free slot. With `tasks=M` the tasks 0..M-1 that have not
+joined yet count too, at clock 0, for `JOIN_GRACE` seconds from the first join: time for the master
+to start them all (locality may first queue two splits on one worker), after which a task that has
+still not joined (more splits than slots) holds nobody back.
 
 The delivery guarantee. Updates are named by (task, step); a task's steps are applied in order,
 each exactly once. `push` is at-least-once: on a lost connection the client reconnects and sends the
@@ -57,6 +60,7 @@ from .errors import ClusterError, MrEngineError, UsageError
 _secret: bytes | None = None  # the cluster secret in a task process, set by the slot that runs tasks
 RECONNECT_ATTEMPTS = 20
 RECONNECT_SECONDS = 0.25
+JOIN_GRACE = 10.0
 
 
 def use_secret(secret: bytes) -> None:
@@ -80,7 +84,7 @@ class ParameterServer:
     """
 
     def __init__(self, params: dict, host: str, secret: bytes, staleness: int | None = 0,
-                 checkpoint_every: int = 0, open_file: Callable | None = None):
+                 checkpoint_every: int = 0, open_file: Callable | None = None, tasks: int = 0):
         if staleness is not None and (not isinstance(staleness, int) or staleness < 0):
             raise ValueError(f"staleness must be a non-negative int or None (unbounded), not {staleness!r}")
         self.staleness = staleness
@@ -95,6 +99,8 @@ class ParameterServer:
         self._duplicates = 0
         self._waits = 0
         self._closed = False
+        self._expected = set(range(tasks))
+        self._grace_until = None  # set at the first join
         self._started = time.monotonic()
         self._changed = threading.Condition()
         self._server = comm.Server(host, 0, secret, self._serve, "paramserver").start()
@@ -163,6 +169,8 @@ class ParameterServer:
                 raise ParameterServerError("this connection has joined already")
             task = int(msg["task"])
             with self._changed:
+                if self._grace_until is None:
+                    self._grace_until = time.monotonic() + JOIN_GRACE
                 self._clock.setdefault(task, 0)
                 self._connections[task] = self._connections.get(task, 0) + 1
                 self._finished.discard(task)
@@ -210,13 +218,16 @@ class ParameterServer:
             began = time.monotonic()
             if self.staleness is not None and not self._within_bound(task):
                 self._waits += 1
-                self._changed.wait_for(lambda: self._within_bound(task))
+                while not self._within_bound(task):
+                    self._changed.wait(0.5)  # the join grace ends without a notification
             return {"type": "ps_params", "step": self._clock[task], "version": self._version,
                     "waited": time.monotonic() - began,
                     "params": {k: v.copy() for k, v in self._params.items()}}
 
     def _within_bound(self, task: int) -> bool:
         participants = [c for t, c in self._clock.items() if self._connections.get(t) and t not in self._finished]
+        if self._grace_until is not None and time.monotonic() < self._grace_until:
+            participants += [0 for t in self._expected if t not in self._clock]
         return self._closed or not participants or self._clock[task] - min(participants) <= self.staleness
 
     def _snapshot(self) -> tuple:
@@ -231,7 +242,7 @@ class ParameterServer:
             f.write(buf.getvalue())
 
 
-def start_for_runner(run_step, params: dict, staleness: int | None, checkpoint_every: int,
+def start_for_runner(run_step, params: dict, staleness: int | None, checkpoint_every: int, tasks: int,
                      open_file: Callable) -> ParameterServer:
     """A server for a `main(ctx)` session whose rounds run through `run_step`, on the interface and with
     the secret of that runner's cluster; a runner without them (Spark, the in-process test runner) is
@@ -246,7 +257,7 @@ def start_for_runner(run_step, params: dict, staleness: int | None, checkpoint_e
                          f"--runner spark (an embedded cluster, or --master HOST:PORT), or train in gradient or "
                          f"average mode there")
     host, secret = endpoint()
-    return ParameterServer(params, host, secret, staleness, checkpoint_every, open_file)
+    return ParameterServer(params, host, secret, staleness, checkpoint_every, open_file, tasks)
 
 
 def read_checkpoint(path) -> tuple[dict, dict]:
