@@ -244,7 +244,8 @@ def train_async(ctx, run, model, settings, staleness, checkpoint_every, splits, 
     params = {"w": np.zeros(features), "b": np.zeros(1)}
     with ctx.parameter_server(params, staleness=staleness, checkpoint_every=checkpoint_every, tasks=splits) as server:
         started = time.monotonic()
-        t = run(ctx.inputs, map_split=async_sgd, broadcast={**model, **settings, "server": server.address})
+        # every task at once: locality would queue splits behind the worker that read them last round
+        t = run(ctx.inputs, map_split=async_sgd, broadcast={**model, **settings, "server": server.address}, locality=False)
         final = server.pull()
         for name, value in server.counters.items():
             ctx.counter("paramserver", name, value)

@@ -120,12 +120,14 @@ class DriverContext:
                    map_split: Callable | None = None, combiner: Callable | None = None,
                    partitioner: Callable | None = None, mapper_init: Callable | None = None,
                    mapper_final: Callable | None = None, num_reducers: int | None = None, broadcast: Any = None,
-                   input_format: Any = None, output: str | None = None, output_format: str = "text") -> RoundResult:
+                   input_format: Any = None, output: str | None = None, output_format: str = "text",
+                   locality: bool = True) -> RoundResult:
         """Run one map/reduce round over `inputs` on the runner's cluster and wait for it.
 
         The functions are those of a job file's step. `broadcast` reaches every task as `ctx.broadcast`.
         Without `output` the results come back (one reducer unless `num_reducers` says otherwise);
-        with it they are written there in `output_format`, as any job's output.
+        with it they are written there in `output_format`, as any job's output. `locality=False`: do not
+        wait for the worker that ran a split last round (for tasks that must all run at once).
         """
         paths = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(paths, (list, tuple)) or not paths or not all(isinstance(p, str) for p in paths):
@@ -145,7 +147,7 @@ class DriverContext:
         target = outputs.round_dir(self.output, self.session, self.rounds) if collect else output
         if not collect:
             outputs.check_output_dir(output, self._opts.overwrite, so)
-        prefer = [[url, start, end, worker] for (url, start, end), worker in self._locality.items()]
+        prefer = [[url, start, end, worker] for (url, start, end), worker in self._locality.items()] if locality else []
         label = f"{self._job.name} round {self.rounds}"
         try:
             sub = {**step_submission(spec, 0, list(paths), target, self._opts), "prefer": prefer, "job_name": label}
