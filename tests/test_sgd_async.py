@@ -99,3 +99,12 @@ def test_a_worker_killed_in_the_middle_of_an_epoch(tmp_path):
     record = applied_exactly_once(out)
     attempts = {task: {a for t, _, a, _ in record["applied"] if t == task} for task in (0, 1)}
     assert max(len(a) for a in attempts.values()) >= 2, "no task was resumed by a second attempt"
+
+
+@pytest.mark.spark
+def test_the_spark_runner_refuses_async_mode_in_one_paragraph(tmp_path):
+    proc = mrengine_run(SGD, [TRAIN], tmp_path / "out", "--runner", "spark", "-p", "mode=async", timeout=300)
+    assert proc.returncode == 2
+    assert "parameter server" in proc.stderr and "SparkRunner" in proc.stderr and "gradient or average" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
