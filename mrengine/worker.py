@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import OrderedDict
 
-from . import comm, outputs, protocol
+from . import comm, outputs, paramserver, protocol
 from .cache import IDLE_SECONDS, SlotCache
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .executor import error_report, run_map, run_reduce
@@ -63,6 +63,7 @@ def slot_main(conn, secret: bytes, work_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cache = SlotCache(on_load=prime_linecache)
+    paramserver.use_secret(secret)  # tasks reach a session's parameter server with the cluster's secret
     while True:
         try:
             if not conn.poll(IDLE_SECONDS):
