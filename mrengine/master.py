@@ -74,11 +74,23 @@ class WorkerRegistry:
         self.workers: dict[str, WorkerInfo] = {}
         self._ids = itertools.count(1)
         self.instance = secrets.token_hex(8)  # worker ids mean something only to the master that gave them
+        self._live_ids: frozenset | None = None
 
     def add(self, msg: Register) -> WorkerInfo:
         worker = WorkerInfo(f"w{next(self._ids)}", msg.host, msg.shuffle, msg.slots, time.monotonic(), msg.pid)
         self.workers[worker.id] = worker
+        self._live_ids = None
         return worker
+
+    def drop(self, worker: WorkerInfo) -> None:
+        worker.alive = False
+        self._live_ids = None
+
+    def live_ids(self) -> frozenset:
+        """The ids of the live workers, built once per change (every assignment asks)."""
+        if self._live_ids is None:
+            self._live_ids = frozenset(w.id for w in self.alive())
+        return self._live_ids
 
     def live(self, worker_id: str, master: str) -> WorkerInfo | None:
         """The live worker of that registration; None for one this master does not know (or no longer trusts)."""
@@ -227,7 +239,7 @@ class Scheduler:
 
     def assign(self, worker: WorkerInfo, free: int) -> list[TaskSpec]:
         assigned: list[TaskSpec] = []
-        live = frozenset(w.id for w in self.registry.alive())
+        live = self.registry.live_ids()
         for job in self.running():
             while len(assigned) < free:
                 now = time.monotonic()
@@ -286,7 +298,7 @@ class Scheduler:
                     self.carry_out(job, job.tasks.handle(AttemptLost(attempt.id)))
 
     def lose(self, worker: WorkerInfo) -> None:
-        worker.alive = False
+        self.registry.drop(worker)
         for job in self.running():
             self.carry_out(job, job.tasks.handle(WorkerLost(worker.id)))
 
