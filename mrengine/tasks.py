@@ -242,6 +242,12 @@ class JobTasks:
     def reduces_done(self) -> bool:
         return self._in_state[REDUCE, TaskState.SUCCEEDED] == len(self.reduces)
 
+    def load(self) -> tuple[int, int]:
+        """(tasks running, tasks of the current phase still to run or running): what a fair share weighs."""
+        kind = REDUCE if self.maps_done() else MAP
+        running = self._in_state[MAP, TaskState.RUNNING] + self._in_state[REDUCE, TaskState.RUNNING]
+        return running, running + self._in_state[kind, TaskState.PENDING]
+
     def counts(self) -> dict:
         n = self._in_state
         return {
