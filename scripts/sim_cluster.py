@@ -223,7 +223,10 @@ def simulate(tasks: int, workers: int, reducers: int, slots: int, task_seconds: 
         conn.close()
     finally:
         master.terminate()
-        master.wait(10)
+        try:
+            master.wait(10)
+        except subprocess.TimeoutExpired:
+            master.kill()  # stopping thousands of connection threads can take a saturated master long
         for child in children:
             child.join(5)
             if child.is_alive():
