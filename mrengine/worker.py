@@ -307,7 +307,7 @@ class Worker:
         """Connect to the master, registering first if this worker has no registration."""
         conn = comm.connect(self.master, self.secret, timeout=max(self.worker_timeout, 1.0) if self.worker_timeout else 10.0)
         if conn.encrypted:  # a cluster whose master encrypts sends its map outputs encrypted too
-            self.shuffle.encrypt = True
+            self.shuffle.server.encrypt = True
         try:
             if not self.worker_id:
                 host = self.bind_host
