@@ -166,6 +166,8 @@ def main() -> None:
 @click.option("--master", default=None, callback=_master_address,
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--encrypt", is_flag=True, help="Encrypt the embedded cluster's connections (for a cluster of "
+              "several hosts, give --encrypt to its master).")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
 @click.option("--counters", "all_counters", is_flag=True,
               help="List every counter in the summary, mrengine's own (records, bytes, spills, ...) beside the job's.")
@@ -182,7 +184,7 @@ def main() -> None:
 @click.option("--history-dir", default=None, metavar="DIR", help="Where finished jobs' records go (default "
               "$XDG_STATE_HOME/mrengine/history, else ~/.local/state/mrengine/history).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
-        overwrite, sort_buffer_mb, max_attempts, master, secret_file, verbose, all_counters, runner, spark_master,
+        overwrite, sort_buffer_mb, max_attempts, master, secret_file, encrypt, verbose, all_counters, runner, spark_master,
         spark_conf, log_level, serve_ui, history_dir):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
@@ -216,7 +218,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
             with Driver(master, read_secret(secret_file)) as driver:
                 summary = driver.run(job, inputs, output, opts)
         else:
-            with EmbeddedCluster(workers, verbose=verbose, ui=serve_ui,
+            with EmbeddedCluster(workers, verbose=verbose, encrypt=encrypt, ui=serve_ui,
                                  history_dir=history_dir or history.default_dir()) as cluster, \
                     Driver(cluster.address, cluster.secret) as driver:
                 if cluster.ui_url:
@@ -233,18 +235,21 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 
 @main.command("master")
 @click.option("--bind", default="127.0.0.1:7070", show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
-@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback).")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback; "
+              "on loopback, without it, the master makes a new one in a file only you can read and prints its path).")
 @click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds of silence after which a worker is declared dead.")
 @click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
                    "attempt near the end of its phase; 0 disables backup attempts.")
+@click.option("--encrypt", is_flag=True, help="Encrypt every connection of the cluster (AES-256-GCM): drivers', workers' "
+              "and, once the workers learn it from the master, the map outputs they serve.")
 @click.option("--http", "http_bind", default=None, metavar="HOST:PORT",
               help="Serve the web UI and JSON API here (off loopback it needs --secret-file and asks for the UI token).")
 @click.option("--history-dir", default=None, metavar="DIR", help="Where finished jobs' records go (default "
               "$XDG_STATE_HOME/mrengine/history, else ~/.local/state/mrengine/history).")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, backup_after, http_bind, history_dir, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, encrypt, http_bind, history_dir, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
 
@@ -255,12 +260,34 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, http_bind, histo
                                  param_hint="--bind")
     from . import history
 
+    # Before a secret of the master's own is made: a UI off loopback needs the one the user gave.
     ui_bind, ui_token = _ui_bind(http_bind, secret) if http_bind else (None, None)
+    made_secret_file = None
+    if not secret:
+        made_secret_file, secret = _new_secret_file(host, port)
     try:
-        master.main(host, port, secret, worker_timeout, ready_file, backup_after,
+        master.main(host, port, secret, worker_timeout, ready_file, backup_after, encrypt,
                     history_dir or history.default_dir(), ui_bind, ui_token)
     except MrEngineError as exc:
         _fail(exc)
+    finally:
+        if made_secret_file:
+            os.unlink(made_secret_file)
+
+
+def _new_secret_file(host: str, port: int) -> tuple[str, bytes]:
+    """A master always authenticates: without --secret-file it makes a secret of its own."""
+    from . import keyfile
+
+    try:
+        path, secret = keyfile.create(host, port)
+    except OSError as exc:
+        raise click.BadParameter(f"no --secret-file given, and a new secret cannot be written to "
+                                 f"{keyfile.secret_dir()}: {exc.strerror}; pass --secret-file FILE",
+                                 param_hint="--secret-file") from None
+    click.echo(f"mrengine master: no --secret-file given: made a new secret in {path} (readable only by you); "
+               f"start workers and drivers on this host with --secret-file {path}", err=True)
+    return path, secret
 
 
 def _ui_bind(value: str, secret: bytes) -> tuple[tuple[str, int], str | None]:

@@ -28,9 +28,10 @@ PORT_ATTEMPTS = 3  # master ports tried, should other processes take the free on
 
 
 class EmbeddedCluster:
-    def __init__(self, workers: int, worker_timeout: float | None = None, verbose: bool = False, ui: bool = False,
-                 history_dir: str | None = None):
+    def __init__(self, workers: int, worker_timeout: float | None = None, verbose: bool = False, encrypt: bool = False,
+                 ui: bool = False, history_dir: str | None = None):
         self.num_workers = workers
+        self.encrypt = encrypt
         self.ui = ui  # serve the master's web UI on a free loopback port; its address then in `ui_url`
         self.history_dir = history_dir
         self.ui_url = ""
@@ -81,6 +82,8 @@ class EmbeddedCluster:
         args = ["master", "--bind", self.address, "--secret-file", secret_file, "--ready-file", ready]
         if self.worker_timeout:
             args += ["--worker-timeout", str(self.worker_timeout)]
+        if self.encrypt:
+            args.append("--encrypt")
         args += self._ui_args()
         master = self._spawn("master", args)
         for i in range(self.num_workers):

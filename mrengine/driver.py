@@ -105,6 +105,11 @@ class Driver(Runner):
     def __exit__(self, *exc) -> None:
         self.conn.close()
 
+    def param_server_endpoint(self) -> tuple[str, bytes]:
+        """Where a `main(ctx)` session's parameter server listens (the interface this driver reaches the
+        master on, so workers reach it too) and the cluster secret it authenticates tasks with."""
+        return self.conn.sock.getsockname()[0], self.secret
+
     def run_step(self, spec: StepSpec, label: str) -> StepStatus:
         """Submit one step as a master job and follow it to its end; returns its final status."""
         conn = self.conn

@@ -51,6 +51,7 @@ from .steps import RunOptions, Summary, counter_lines, step_spec
 from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
+from .paramserver import start_for_runner
 
 ENGINE = "mrengine"
 
@@ -120,12 +121,14 @@ class DriverContext:
                    map_split: Callable | None = None, combiner: Callable | None = None,
                    partitioner: Callable | None = None, mapper_init: Callable | None = None,
                    mapper_final: Callable | None = None, num_reducers: int | None = None, broadcast: Any = None,
-                   input_format: Any = None, output: str | None = None, output_format: str = "text") -> RoundResult:
+                   input_format: Any = None, output: str | None = None, output_format: str = "text",
+                   locality: bool = True) -> RoundResult:
         """Run one map/reduce round over `inputs` on the runner's cluster and wait for it.
 
         The functions are those of a job file's step. `broadcast` reaches every task as `ctx.broadcast`.
         Without `output` the results come back (one reducer unless `num_reducers` says otherwise);
-        with it they are written there in `output_format`, as any job's output.
+        with it they are written there in `output_format`, as any job's output. `locality=False`: do not
+        wait for the worker that ran a split last round (for tasks that must all run at once).
         """
         paths = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(paths, (list, tuple)) or not paths or not all(isinstance(p, str) for p in paths):
@@ -145,7 +148,7 @@ class DriverContext:
         target = outputs.round_dir(self.output, self.session, self.rounds) if collect else output
         if not collect:
             outputs.check_output_dir(output, self._opts.overwrite, so)
-        prefer = [SplitPlace(url, start, end, worker) for (url, start, end), worker in self._locality.items()]
+        prefer = [SplitPlace(url, start, end, worker) for (url, start, end), worker in self._locality.items()] if locality else []
         label = f"{self._job.name} round {self.rounds}"
         try:
             round_spec = replace(step_spec(spec, 0, list(paths), target, self._opts), prefer=prefer, job_name=label)
@@ -168,6 +171,14 @@ class DriverContext:
             pairs = _read_pairs(target, status.counts.reduces, so)
             outputs.remove_dir(target, so)
         return RoundResult(pairs, None if collect else output, counters, time.monotonic() - began)
+
+    def parameter_server(self, params: dict, *, staleness: int | None = 0, checkpoint_every: int = 0, tasks: int = 0):
+        """A parameter server holding `params` (name -> numpy array) for this session's tasks; see
+        `mrengine.paramserver`. Use it as a context manager: on leaving, it stops and writes
+        `paramserver.json`; every `checkpoint_every` updates it writes `checkpoints/params-*.npz`.
+        Tasks connect to its `.address` (send it in the broadcast); `tasks`: how many will (the
+        round's splits), so the first do not run ahead before the others start."""
+        return start_for_runner(self._run_step, params, staleness, checkpoint_every, tasks, self.open)
 
     def open(self, name: str, mode: str = "w"):
         """A new file `name` (a relative path) in the output directory, e.g. `with ctx.open("model.json", "w") as f`.

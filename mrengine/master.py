@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from . import comm, history, outputs, protocol
+from . import comm, fairshare, history, outputs, protocol
 from .errors import ClusterError, MrEngineError, RecordError, StorageError
 from .inputs import Split
 from .jobreport import AttemptNote, job_report, with_log_tail
@@ -75,11 +75,29 @@ class WorkerRegistry:
         self.workers: dict[str, WorkerInfo] = {}
         self._ids = itertools.count(1)
         self.instance = secrets.token_hex(8)  # worker ids mean something only to the master that gave them
+        self._live_ids: frozenset | None = None  # and their slots, kept until a worker comes or goes
+        self._live_slots = 0
 
     def add(self, msg: Register) -> WorkerInfo:
         worker = WorkerInfo(f"w{next(self._ids)}", msg.host, msg.shuffle, msg.slots, time.monotonic(), msg.pid)
         self.workers[worker.id] = worker
+        self._live_ids = None
         return worker
+
+    def drop(self, worker: WorkerInfo) -> None:
+        worker.alive = False
+        self._live_ids = None
+
+    def live_ids(self) -> frozenset:
+        """The ids of the live workers, built once per change (every assignment asks)."""
+        if self._live_ids is None:
+            alive = self.alive()
+            self._live_ids, self._live_slots = frozenset(w.id for w in alive), sum(w.slots for w in alive)
+        return self._live_ids
+
+    def live_slots(self) -> int:
+        self.live_ids()
+        return self._live_slots
 
     def live(self, worker_id: str, master: str) -> WorkerInfo | None:
         """The live worker of that registration; None for one this master does not know (or no longer trusts)."""
@@ -236,21 +254,29 @@ class Scheduler:
         return job
 
     def assign(self, worker: WorkerInfo, free: int) -> list[TaskSpec]:
+        """Up to `free` attempts for `worker`, each from the running job furthest below its fair share."""
         assigned: list[TaskSpec] = []
-        live = frozenset(w.id for w in self.registry.alive())
-        for job in self.running():
-            while len(assigned) < free:
-                now = time.monotonic()
-                actions = job.tasks.handle(WorkerReady(worker.id, now, live))
-                if not actions:
-                    break
-                for action in actions:
-                    attempt = action.attempt
-                    if attempt.backup:
-                        first = job.tasks.task_of(attempt).running()[0]
-                        log.info("job %s: %s on %s has run %.1fs; backup attempt %s on %s", job.id, first.id,
-                                 first.worker, now - first.started, attempt.id, worker.id)
-                    assigned.append(self._task_spec(job, attempt))
+        live = self.registry.live_ids()
+        jobs = {j.id: j for j in self.running()}  # in submission order
+        slots = self.registry.live_slots()
+        while len(assigned) < free and jobs:
+            load = {job_id: job.tasks.load() for job_id, job in jobs.items()}
+            job_shares = fairshare.shares({job_id: demand for job_id, (_, demand) in load.items()}, slots)
+            job_id = fairshare.next_job({job_id: running for job_id, (running, _) in load.items()}, job_shares)
+            if job_id is None:
+                break
+            job, now = jobs[job_id], time.monotonic()
+            actions = job.tasks.handle(WorkerReady(worker.id, now, live))
+            if not actions:
+                del jobs[job_id]  # nothing of it for this worker now: the next job's turn
+                continue
+            for action in actions:
+                attempt = action.attempt
+                if attempt.backup:
+                    first = job.tasks.task_of(attempt).running()[0]
+                    log.info("job %s: %s on %s has run %.1fs; backup attempt %s on %s", job.id, first.id,
+                             first.worker, now - first.started, attempt.id, worker.id)
+                assigned.append(self._task_spec(job, attempt))
         return assigned
 
     def _task_spec(self, job: MasterJob, attempt: Attempt) -> TaskSpec:
@@ -298,7 +324,7 @@ class Scheduler:
                     self.carry_out(job, job.tasks.handle(AttemptLost(attempt.id)))
 
     def lose(self, worker: WorkerInfo) -> None:
-        worker.alive = False
+        self.registry.drop(worker)
         for job in self.running():
             self.carry_out(job, job.tasks.handle(WorkerLost(worker.id)))
 
@@ -516,13 +542,15 @@ def _task_rows(job: MasterJob, now: float) -> list[TaskRow]:
 
 
 def main(host: str, port: int, secret: bytes, worker_timeout: float, ready_file: str | None,
-         backup_after: float = DEFAULT_BACKUP_AFTER, history_dir: str | None = None,
+         backup_after: float = DEFAULT_BACKUP_AFTER, encrypt: bool = False, history_dir: str | None = None,
          ui_bind: tuple[str, int] | None = None, ui_token: str | None = None) -> None:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s master %(levelname)s %(message)s", stream=sys.stderr)
-    master = Master(host, port, secret, worker_timeout, backup_after=backup_after).start()
-    log.info("listening on %s", master.address)
+    master = Master(host, port, secret, worker_timeout, backup_after=backup_after)
+    master.server.encrypt = encrypt
+    master.start()
+    log.info("listening on %s%s", master.address, " (encrypted)" if encrypt else "")
     ui = _start_ui(master, history_dir, ui_bind, ui_token)
     if ready_file:
         tmp = ready_file + ".tmp"

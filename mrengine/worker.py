@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import OrderedDict
 
-from . import comm, outputs, protocol, tasklogs
+from . import comm, outputs, paramserver, protocol, tasklogs
 from .cache import IDLE_SECONDS, SlotCache
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .executor import error_report, run_map, run_reduce
@@ -63,6 +63,7 @@ def slot_main(conn, secret: bytes, work_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cache = SlotCache(on_load=prime_linecache)
+    paramserver.use_secret(secret)  # tasks reach a session's parameter server with the cluster's secret
     while True:
         try:
             if not conn.poll(IDLE_SECONDS):
@@ -307,6 +308,8 @@ class Worker:
     def _open(self) -> comm.Connection:
         """Connect to the master, registering first if this worker has no registration."""
         conn = comm.connect(self.master, self.secret, timeout=max(self.worker_timeout, 1.0) if self.worker_timeout else 10.0)
+        if conn.encrypted:  # a cluster whose master encrypts sends its map outputs encrypted too
+            self.shuffle.server.encrypt = True
         try:
             if not self.worker_id:
                 host = self.bind_host

@@ -219,13 +219,13 @@ def _self(mode: str) -> Callable[[list[str], str, Options], list[str]]:
     return lambda files, out, opts: [sys.executable, __file__, "_count", mode, out, *files]
 
 
-def _mrengine(job: str, runner: str = "native") -> Callable[[list[str], str, Options], list[str]]:
+def _mrengine(job: str, runner: str = "native", *extra: str) -> Callable[[list[str], str, Options], list[str]]:
     def argv(files: list[str], out: str, opts: Options) -> list[str]:
         cmd = [sys.executable, "-m", "mrengine", "run", str(ROOT / "jobs" / job), *files, "-o", out, "--overwrite",
                "--sort-buffer-mb", str(opts.sort_buffer_mb)]
         if runner == "spark":
             return cmd + ["--runner", "spark", "--spark-master", f"local[{opts.workers}]", "--spark-conf", "spark.ui.enabled=false"]
-        return cmd + ["--workers", str(opts.workers)]
+        return cmd + ["--workers", str(opts.workers), *extra]
 
     return argv
 
@@ -237,6 +237,7 @@ CASES: dict[str, Callable[[list[str], str, Options], list[str]]] = {
     "pool": _self("pool"),
     "wordcount": _mrengine("wordcount.py"),
     "fast": _mrengine("wordcount_fast.py"),
+    "fast-encrypted": _mrengine("wordcount_fast.py", "native", "--encrypt"),
     "spark": _mrengine("wordcount.py", "spark"),
     "spark-fast": _mrengine("wordcount_fast.py", "spark"),
 }

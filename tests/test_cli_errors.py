@@ -103,8 +103,9 @@ def stranger():
 @pytest.mark.parametrize("greeting, phrase", [
     (b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5\r\n", "is not an mrengine endpoint (it greeted with b'SSH-2.0-"),
     (b"MRE\x01" + bytes(32), f"speaks mrengine protocol version 1, this mrengine version {protocol.VERSION}"),
+    (b"MRE\x04" + bytes(32), f"speaks mrengine protocol version 4, this mrengine version {protocol.VERSION}"),  # before sealed frames
     (b"", "is not an mrengine endpoint (it hung up on connection)"),
-    (None, "sent no mrengine greeting (timed out): it is not an mrengine master or worker"),  # e.g. a web server
+    (None, "sent no mrengine greeting (the handshake took over 10s): it is not an mrengine master or worker"),  # e.g. a web server
 ])
 def test_a_port_that_is_not_mrengine(stranger, greeting, phrase):
     address = stranger(greeting)
@@ -156,7 +157,7 @@ def test_the_right_secret_runs_a_job(cluster, tmp_path):
     result = run_cli("run", WORDCOUNT, small_input(tmp_path), "-o", tmp_path / "out", "--master", cluster.address,
                      "--secret-file", cluster.secret_file)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "part-00000", "part-00001"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["_REPORT.json", "_SUCCESS", "part-00000", "part-00001"]
 
 
 # ---------------------------------------------------------------- an output that cannot be written
@@ -183,7 +184,7 @@ def test_the_write_check_leaves_nothing_behind(tmp_path):
     out = tmp_path / "new" / "deeper" / "out"
     done = run_cli("run", WORDCOUNT, small_input(tmp_path), "-o", out, "--workers", 1)
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(out)) == ["_SUCCESS", "part-00000", "part-00001"]
+    assert sorted(os.listdir(out)) == ["_REPORT.json", "_SUCCESS", "part-00000", "part-00001"]
     failed = run_cli("run", os.path.join(TEST_JOBS, "failing_mapper.py"), SAMPLE_TEXT, "-o", tmp_path / "a" / "b",
                      "--workers", 1, "--max-attempts", 1)
     assert failed.returncode == 5, failed.stderr

@@ -40,7 +40,7 @@ def test_reduce_attempt_failing_after_writing_output(s3_server, s3_bucket, tmp_p
     parts = s3_parts(fs, f"{s3_bucket}/out")
     assert parse_wordcount(parts) == Counter(TEXT.decode().split())
     assert fs.find(f"{s3_bucket}/out/_temporary") == []
-    assert sorted(fs.ls(f"{s3_bucket}/out")) == [f"{s3_bucket}/out/{n}" for n in ("_SUCCESS", "part-00000", "part-00001")]
+    assert sorted(fs.ls(f"{s3_bucket}/out")) == [f"{s3_bucket}/out/{n}" for n in ("_REPORT.json", "_SUCCESS", "part-00000", "part-00001")]
     assert mrengine("verify", f"s3://{s3_bucket}/out", env=clean_env(**s3_server.env)).returncode == 0
 
 

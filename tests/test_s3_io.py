@@ -65,7 +65,7 @@ def test_s3_to_s3_equals_local_and_verifies(s3_server, s3_bucket, inputs, local_
     parts = s3_parts(fs, f"{s3_bucket}/results/wc")
     assert parts == local_result
     assert sorted(fs.ls(f"{s3_bucket}/results/wc")) == [f"{s3_bucket}/results/wc/{n}"
-                                                         for n in ("_SUCCESS", "part-00000", "part-00001")]
+                                                         for n in ("_REPORT.json", "_SUCCESS", "part-00000", "part-00001")]
     manifest = json.loads(fs.cat_file(f"{s3_bucket}/results/wc/_SUCCESS"))
     assert manifest["format"] == "text"
     assert manifest["parts"] == {

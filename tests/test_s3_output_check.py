@@ -52,4 +52,4 @@ def test_the_write_check_object_goes_again(s3_server, s3_bucket, tmp_path):
     assert r.returncode == 0, r.stderr
     probes = [q for q in s3_server.requests() if q.method == "PUT" and "/_write-check-" in q.path]
     assert len(probes) == 1 and probes[0].path.startswith(f"/{s3_bucket}/out/")  # the check did write, there
-    assert sorted(s3_server.fs().ls(f"{s3_bucket}/out")) == [f"{s3_bucket}/out/{n}" for n in ("_SUCCESS", "part-00000", "part-00001")]
+    assert sorted(s3_server.fs().ls(f"{s3_bucket}/out")) == [f"{s3_bucket}/out/{n}" for n in ("_REPORT.json", "_SUCCESS", "part-00000", "part-00001")]

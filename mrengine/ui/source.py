@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from .. import history
-from ..tasks import AttemptState
 
 
 def job_summary(report: dict) -> dict:
@@ -69,14 +68,11 @@ class MasterSource:
         m = self.master
         with m.lock:
             now = time.monotonic()
-            running = {}
-            for job in m.scheduler.running():
-                for a in job.tasks.attempts.values():
-                    if a.state is AttemptState.RUNNING:
-                        running.setdefault(a.worker, []).append([job.id, a.id])
             workers = [{"id": w.id, "host": w.host, "pid": w.pid, "shuffle": w.shuffle, "slots": w.slots,
                         "state": "alive" if w.alive else "dead", "last_heartbeat": round(now - w.last_seen, 2),
-                        "running": running.get(w.id, [])} for w in m.registry.workers.values()]
+                        # as its last heartbeat said
+                        "running": [[r.job_id, r.attempt_id] for r in w.running] if w.alive else []}
+                       for w in m.registry.workers.values()]
         return {"workers": workers, "live": True, "master": m.address}
 
     def jobs(self) -> list[dict]:
