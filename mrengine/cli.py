@@ -162,6 +162,11 @@ def main() -> None:
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
+@click.option("--task-timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
+              help="Seconds an attempt may make no progress (read or write nothing) before it is killed as failed.")
+@click.option("--task-memory-mb", type=click.IntRange(min=16), default=None,
+              help="Memory (resident set) an attempt may use before it is killed as failed "
+                   "[default: the worker's, 3/4 of its RAM shared among its slots].")
 @click.option("--master", default=None, callback=_master_address,
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
@@ -175,8 +180,8 @@ def main() -> None:
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
-        overwrite, sort_buffer_mb, max_attempts, master, secret_file, verbose, all_counters, runner, spark_master,
-        spark_conf):
+        overwrite, sort_buffer_mb, max_attempts, task_timeout, task_memory_mb, master, secret_file, verbose, all_counters,
+        runner, spark_master, spark_conf):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
         raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
@@ -187,11 +192,14 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     from .driver import Driver, RunOptions, run_steps
     from .iterative import run_main
     from .job import load_job
+    from .storage import absolute_url
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
     opts = RunOptions(reducers=reducers, split_size=split_size, params=params_of(params, str_params),
                       storage_options=storage_options_of(storage_options, endpoint_url),
-                      sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
+                      sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite,
+                      task_timeout=task_timeout, task_memory_mb=task_memory_mb)
+    inputs, output = [absolute_url(p) for p in inputs], absolute_url(output)  # as the user meant them, here
     try:
         job = load_job(job_file)
 
@@ -228,8 +236,11 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 @click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
                    "attempt near the end of its phase; 0 disables backup attempts.")
+@click.option("--driver-grace", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds a running job may go without its driver asking for its status (Ctrl-C, killed, cut "
+                   "off) before it is cancelled.")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, driver_grace, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
 
@@ -239,7 +250,7 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
         raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
                                  param_hint="--bind")
     try:
-        master.main(host, port, secret, worker_timeout, ready_file, backup_after)
+        master.main(host, port, secret, worker_timeout, ready_file, backup_after, driver_grace)
     except MrEngineError as exc:
         _fail(exc)
 
@@ -301,6 +312,44 @@ def status(master_address, secret_file, as_json, all_tasks):
         for t in j["tasks"] or ():
             if t["attempts"]:
                 click.echo(f"    {t['kind']:6} {t['index']:5} {t['state']:9} " + ", ".join(map(_attempt_text, t["attempts"])))
+
+
+def _master_request(master_address: str, secret_file: str | None, msg: dict) -> dict:
+    """One request to the master; its error reply (or failing to reach it) ends the command."""
+    from .driver import connect_master
+
+    try:
+        conn = connect_master(master_address, read_secret(secret_file))
+        try:
+            return conn.request(msg)
+        finally:
+            conn.close()
+    except MrEngineError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, callback=_master_address,
+              help="HOST:PORT of the master.")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+def jobs(master_address, secret_file):
+    """List a master's jobs: id, state, name, progress, seconds."""
+    reply = _master_request(master_address, secret_file, {"type": "status", "tasks": False})
+    for j in reply["jobs"]:
+        c = j["counts"]
+        click.echo(f"{j['id']}  {j['state']:9}  {j['name']} step {j['step']}  map {c['maps_done']}/{c['maps']} "
+                   f"reduce {c['reduces_done']}/{c['reduces']}  {j['elapsed']}s")
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, callback=_master_address,
+              help="HOST:PORT of the master.")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+def kill(job_id, master_address, secret_file):
+    """Cancel a running job: its attempts are killed and its temporary files and committed parts removed."""
+    _master_request(master_address, secret_file, {"type": "kill", "job_id": job_id})
+    click.echo(f"job {job_id} cancelled", err=True)
 
 
 def _attempt_text(a: dict) -> str:

@@ -16,6 +16,7 @@ from . import comm, outputs
 from .errors import ClusterError, RecordError, TaskFailedError
 from .inputs import DEFAULT_SPLIT_SIZE, input_format
 from .job import JobSpec
+from .limits import DEFAULT_TASK_TIMEOUT
 
 POLL_SECONDS = 0.05
 SUBMIT_TIMEOUT = 600.0
@@ -30,6 +31,8 @@ class RunOptions:
     sort_buffer_mb: int = 100
     max_attempts: int = 4
     overwrite: bool = False
+    task_timeout: float = DEFAULT_TASK_TIMEOUT
+    task_memory_mb: int | None = None  # None: the worker's default (limits.default_task_memory_mb)
 
 
 @dataclass
@@ -109,6 +112,7 @@ def step_submission(job: JobSpec, index: int, inputs: list[str], output: str, op
         "num_reducers": step.num_reducers or opts.reducers, "split_size": opts.split_size,
         "params": opts.params, "storage_options": opts.storage_options,
         "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
+        "overwrite": opts.overwrite, "task_timeout": opts.task_timeout, "task_memory_mb": opts.task_memory_mb,
     }
 
 
@@ -193,6 +197,8 @@ class Driver:
                 time.sleep(POLL_SECONDS)
         finally:
             self.progress.done()
+        if status["state"] == "cancelled":
+            raise ClusterError(f"job {sub['job_name']} ({reply['job_id']}) was {status['error']['message']}")
         if status["state"] == "failed":
             error = status["error"]
             if error.get("final"):

@@ -50,6 +50,7 @@ from .driver import RunOptions, Summary, counter_lines, step_submission
 from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
+from .storage import absolute_url
 
 ENGINE = "mrengine"
 
@@ -141,13 +142,15 @@ class DriverContext:
         _check_formats(spec, where)
         self.rounds += 1
         so = self._opts.storage_options
+        output = None if collect else absolute_url(output)
         target = outputs.round_dir(self.output, self.session, self.rounds) if collect else output
         if not collect:
             outputs.check_output_dir(output, self._opts.overwrite, so)
         prefer = [[url, start, end, worker] for (url, start, end), worker in self._locality.items()]
         label = f"{self._job.name} round {self.rounds}"
         try:
-            sub = {**step_submission(spec, 0, list(paths), target, self._opts), "prefer": prefer, "job_name": label}
+            sub = {**step_submission(spec, 0, [absolute_url(p) for p in paths], target, self._opts), "prefer": prefer,
+                   "job_name": label, "session": self.session}
             began = time.monotonic()
             status = self._run_step(sub, label)
         except TaskFailedError as exc:

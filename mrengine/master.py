@@ -21,11 +21,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import comm, outputs, protocol
-from .errors import MrEngineError, ProtocolError, RecordError, StorageError
+from .errors import MrEngineError, ProtocolError, RecordError, StorageError, UsageError
 from .inputs import list_inputs, make_splits
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, AttemptFailed, AttemptState, AttemptLost, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed,
-    JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
+    JobCancelled, JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
 )
 
 log = logging.getLogger("mrengine.master")
@@ -34,6 +34,9 @@ DEFAULT_WORKER_TIMEOUT = 5.0
 LONG_POLL_SECONDS = 0.25
 KEEP_FINISHED_JOBS = 100  # finished jobs the master remembers, for `mrengine status`
 LOCALITY_WAIT_SECONDS = 3.0  # how long a map waits for the worker its submission prefers
+DEFAULT_DRIVER_GRACE = 10.0  # a running job whose driver has not asked for its status this long is cancelled
+# Optional submission fields, passed on to every task of the job (older drivers leave them out).
+TASK_FIELDS = ("session", "task_timeout", "task_memory_mb")
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Job:
     error: dict | None = None
     committed: list = field(default_factory=list)
     manifest: dict | None = None
+    published: dict = field(default_factory=dict)  # partition -> what its commit published (outputs.commit_task)
+    driver_seen: float = 0.0  # when its driver last asked for its status
 
     def counters(self) -> list:
         total: Counter = Counter()
@@ -73,8 +78,10 @@ class Job:
 
 class Master:
     def __init__(self, host: str, port: int, secret: bytes, worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
-                 max_frame: int = protocol.DEFAULT_MAX_FRAME, backup_after: float = DEFAULT_BACKUP_AFTER):
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME, backup_after: float = DEFAULT_BACKUP_AFTER,
+                 driver_grace: float = DEFAULT_DRIVER_GRACE):
         self.secret = secret
+        self.driver_grace = driver_grace
         self.worker_timeout = worker_timeout
         self.backup_after = backup_after
         self.workers: dict[str, WorkerInfo] = {}
@@ -104,6 +111,7 @@ class Master:
         handlers = {
             "register": self._register, "heartbeat": self._heartbeat, "goodbye": self._goodbye,
             "submit": self._submit, "job_status": self._job_status, "status": self._status,
+            "kill": self._kill_request,
         }
         while True:
             msg = conn.recv()
@@ -220,6 +228,7 @@ class Master:
                 offset, length, records = task.result["segments"][attempt.index]
                 sources.append([task.index, self.workers[task.winner.worker].shuffle, task.winner.id, length, records])
             msg.update(sources=sources, output=sub["output"], output_format=sub["output_format"])
+        msg.update({name: sub.get(name) for name in TASK_FIELDS})
         return msg
 
     def _finished(self, worker: WorkerInfo, report: dict) -> None:
@@ -257,6 +266,7 @@ class Master:
                         log.warning("worker %s (%s) silent for %.1fs: declared dead; its running attempts and the map "
                                     "outputs still needed will be made again", worker.id, worker.shuffle, silent)
                         self._lose(worker)
+                self._cancel_orphans()
 
     # ------------------------------------------------------------ actions
 
@@ -275,7 +285,10 @@ class Master:
                 self._discard(job, action.attempt)
             elif isinstance(action, Commit):
                 try:
-                    outputs.commit_task(sub["output"], job.id, action.attempt.id, action.attempt.index, sub["storage_options"])
+                    if sub.get("overwrite") and not job.committed:
+                        outputs.clear_result(sub["output"], sub["storage_options"])
+                    job.published[action.attempt.index] = outputs.commit_task(
+                        sub["output"], job.id, action.attempt.id, action.attempt.index, sub["storage_options"])
                     job.committed.append(action.attempt.index)
                 except Exception as exc:
                     self._fail(job, {"message": f"committing reduce task {action.attempt.index} failed: {exc}", "traceback": ""})
@@ -320,14 +333,45 @@ class Master:
             return
         self._end(job, "succeeded")
 
-    def _fail(self, job: Job, error: dict) -> None:
+    def _fail(self, job: Job, error: dict, state: str = "failed") -> None:
         job.error = error
         job.tasks.done = True
         try:
-            outputs.abort_job(job.sub["output"], job.id, job.committed, job.sub["storage_options"])
+            outputs.abort_job(job.sub["output"], job.id, job.committed, job.sub["storage_options"], job.published)
         except Exception as exc:
             log.warning("job %s: could not clean up its output: %s", job.id, exc)
-        self._end(job, "failed")
+        self._end(job, state)
+
+    # ------------------------------------------------------------ cancelling jobs
+
+    def _cancel(self, job: Job, reason: str) -> None:
+        """End a running job now: kill its attempts, remove its temporary files and the parts it committed."""
+        log.warning("job %s cancelled: %s", job.id, reason)
+        self._carry_out(job, job.tasks.handle(JobCancelled()))
+        self._fail(job, {"message": f"cancelled: {reason}", "traceback": ""}, "cancelled")
+
+    def _cancel_orphans(self) -> None:
+        """Cancel the running jobs whose driver went away (Ctrl-C, killed, cut off) `driver_grace` seconds ago."""
+        now = time.monotonic()
+        for job in [j for j in self.jobs.values() if j.state == "running"]:
+            if now - job.driver_seen > self.driver_grace:
+                self._cancel(job, f"its driver has not asked for its status for {self.driver_grace:g}s "
+                                  f"(interrupted, killed or cut off)")
+
+    def _supersede(self, output: str, new_id: str) -> None:
+        """One output, one writer: a new job writing a running job's output cancels that job first."""
+        for job in [j for j in self.jobs.values() if j.state == "running" and j.sub["output"] == output]:
+            self._cancel(job, f"job {new_id} was submitted writing the same output {output}")
+
+    def _kill_request(self, msg: dict) -> dict:
+        with self.lock:
+            job = self.jobs.get(str(msg["job_id"]))
+            if job is None:
+                raise UsageError(f"no job {msg['job_id']!r} on this master (`mrengine jobs` lists them)")
+            if job.state != "running":
+                raise UsageError(f"job {job.id} is not running: it {job.state}")
+            self._cancel(job, "killed by `mrengine kill`")
+            return {"type": "ok"}
 
     def _end(self, job: Job, state: str) -> None:
         job.state, job.finished = state, time.monotonic()
@@ -346,6 +390,7 @@ class Master:
         sub = {k: msg[k] for k in ("job_bytes", "job_name", "step", "inputs", "input_format", "splittable", "output",
                                    "output_format", "num_reducers", "split_size", "params", "storage_options",
                                    "sort_buffer_bytes", "max_attempts")}
+        sub.update({name: msg.get(name) for name in (*TASK_FIELDS, "overwrite")})
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
         # Optional: [url, start, end, worker] of splits that should run on that worker (its cache).
@@ -353,9 +398,10 @@ class Master:
         preferred = [prefer.get((s.url, s.start, s.end)) for s in splits]
         with self.lock:
             job_id = f"job{next(self._ids):04d}"
+            self._supersede(sub["output"], job_id)
             tasks = JobTasks(len(splits), sub["num_reducers"], sub["max_attempts"], preferred, LOCALITY_WAIT_SECONDS,
                              self.backup_after)
-            job = self.jobs[job_id] = Job(job_id, sub, splits, tasks, time.monotonic())
+            job = self.jobs[job_id] = Job(job_id, sub, splits, tasks, time.monotonic(), driver_seen=time.monotonic())
             log.info("job %s (%s step %d): %d map tasks, %d reduce tasks", job_id, sub["job_name"], sub["step"],
                      len(splits), sub["num_reducers"])
             if not splits and not sub["num_reducers"]:
@@ -368,6 +414,7 @@ class Master:
             job = self.jobs.get(msg["job_id"])
             if job is None:
                 raise StorageError(f"no job {msg['job_id']!r} on this master")
+            job.driver_seen = time.monotonic()
             end = job.finished if job.state != "running" else time.monotonic()
             # Where each split's map ran, for a driver whose next job reads the same splits (see `prefer`).
             map_workers = [[s.url, s.start, s.end, t.winner.worker] for s, t in zip(job.splits, job.tasks.maps)
@@ -402,11 +449,11 @@ class Master:
 
 
 def main(host: str, port: int, secret: bytes, worker_timeout: float, ready_file: str | None,
-         backup_after: float = DEFAULT_BACKUP_AFTER) -> None:
+         backup_after: float = DEFAULT_BACKUP_AFTER, driver_grace: float = DEFAULT_DRIVER_GRACE) -> None:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s master %(levelname)s %(message)s", stream=sys.stderr)
-    master = Master(host, port, secret, worker_timeout, backup_after=backup_after).start()
+    master = Master(host, port, secret, worker_timeout, backup_after=backup_after, driver_grace=driver_grace).start()
     log.info("listening on %s", master.address)
     if ready_file:
         tmp = ready_file + ".tmp"

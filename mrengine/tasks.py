@@ -140,6 +140,11 @@ class AttemptLost:
     attempt_id: str
 
 
+@dataclass
+class JobCancelled:
+    """The job is called off (its driver went away, or `mrengine kill`): every running attempt is killed."""
+
+
 # ---------------------------------------------------------------- actions
 
 
@@ -236,6 +241,7 @@ class JobTasks:
             FetchFailed: self._fetch_failed,
             WorkerLost: self._worker_lost,
             AttemptLost: self._attempt_lost,
+            JobCancelled: self._job_cancelled,
         }[type(event)]
         return handler(event)
 
@@ -349,6 +355,10 @@ class JobTasks:
     def _fail_job(self, task: Task, error: dict) -> list:
         self.done = True
         return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING]) + [JobFailed(task, error)]
+
+    def _job_cancelled(self, ev: JobCancelled) -> list:
+        self.done = True
+        return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
 
     def _fetch_failed(self, ev: FetchFailed) -> list:
         attempt = self._live_attempt(ev.attempt_id)

@@ -35,7 +35,8 @@ from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .procutil import die_with_parent
 from .cache import IDLE_SECONDS, SlotCache
 from .executor import error_report, run_map, run_reduce
-from .job import prime_linecache
+from .job import prime_linecache, user_traceback
+from .limits import DEFAULT_TASK_TIMEOUT, Watch, default_task_memory_mb, died_message, is_disk_full, sample_progress
 from .tasks import MAP
 
 log = logging.getLogger("mrengine.worker")
@@ -50,10 +51,11 @@ MAX_HELD_JOBS = 16  # jobs' pickled code kept for the slots; the master resends 
 # ---------------------------------------------------------------- slot processes
 
 
-def slot_main(conn, secret: bytes, work_dir: str) -> None:
+def slot_main(conn, secret: bytes, work_dir: str, progress) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sample_progress(progress)
     cache = SlotCache(on_load=prime_linecache)
     while True:
         try:
@@ -79,15 +81,37 @@ def _run_attempt(task: dict, cache: SlotCache, secret: bytes, work_dir: str) -> 
     except FetchFailedError as exc:
         source = next(s[2] for s in task["sources"] if s[0] == exc.map_index)
         return {**reply, "ok": False, "fetch_failed": [exc.map_index, source], "error": {"message": str(exc), "traceback": ""}}
+    except SystemExit as exc:
+        return {**reply, "ok": False, "error": {"message": f"the job's code called sys.exit({exc.code!r})",
+                                                "traceback": user_traceback(exc), "final": False}}
     except Exception as exc:
+        if is_disk_full(exc):
+            return {**reply, "ok": False, "error": disk_full_report(exc, work_dir)}
         return {**reply, "ok": False, "error": error_report(exc)}
 
 
+def disk_full_report(exc: BaseException, work_dir: str) -> dict:
+    """A full disk is the worker's trouble, not the job's code: say which worker and where."""
+    free = shutil.disk_usage(work_dir).free if os.path.isdir(work_dir) else 0
+    where = (f"its work dir {work_dir} ({free // 1024} KiB free now)" if free < 64 * 1024 * 1024
+             else "where the task writes the job's output")
+    return {"message": f"worker {socket.gethostname()} (pid {os.getppid()}) ran out of disk space in {where}: {exc}; "
+                       f"free space there or give the worker another --work-dir (not an error in the job's code)",
+            "traceback": "", "final": False}
+
+
+def task_scope(task: dict) -> str:
+    """What a slot process may be reused for: the task's main(ctx) session, else its job."""
+    return task.get("session") or task["job_id"]
+
+
 class Slot:
-    def __init__(self, secret: bytes, work_dir: str):
+    def __init__(self, secret: bytes, work_dir: str, memory_mb: int):
         self.secret = secret
         self.work_dir = work_dir
+        self.memory_mb = memory_mb  # the default limit, for jobs that set none
         self.task: dict | None = None
+        self.watch: Watch | None = None
         self._start()
 
     def _start(self) -> None:
@@ -97,14 +121,19 @@ class Slot:
         # reads its pipe and runs attempts, never touching what the worker's threads hold.
         mp = multiprocessing.get_context("fork")
         self.conn, child = mp.Pipe()
-        self.proc = mp.Process(target=slot_main, args=(child, self.secret, self.work_dir), daemon=True)
+        self.progress = mp.RawValue("q", 0)  # grows while the running attempt moves (limits.sample_progress)
+        self.proc = mp.Process(target=slot_main, args=(child, self.secret, self.work_dir, self.progress), daemon=True)
         self.proc.start()
         child.close()
         self.held: set[str] = set()  # the jobs the process holds unpickled, as its last reply said
+        self.scope: str | None = None  # the job (or main(ctx) session) whose code this process has run
 
     def run(self, task: dict, job_bytes: bytes) -> None:
         """Start `task` in the process; the job's code goes along unless the process holds the job."""
+        self._isolate(task_scope(task))
         self.task = task
+        self.watch = Watch(self.proc.pid, self.progress, task.get("task_timeout") or DEFAULT_TASK_TIMEOUT,
+                           task.get("task_memory_mb") or self.memory_mb)
         self.conn.send(task if task["job_id"] in self.held else {**task, "job_bytes": job_bytes})
 
     def result(self) -> dict:
@@ -115,10 +144,20 @@ class Slot:
             self.held = set(reply.pop("held"))
             return reply
         except (EOFError, OSError):
+            self.proc.join(5)  # its exit code is known only once it is reaped
             code = self.proc.exitcode
             self.restart()
             return {"attempt_id": task["attempt_id"], "job_id": task["job_id"], "ok": False,
-                    "error": {"message": f"the task process died (exit code {code}); out of memory?", "traceback": ""}}
+                    "error": {"message": died_message(code), "traceback": ""}}
+
+    def _isolate(self, scope: str) -> None:
+        # User code may leave anything behind in a process (globals, monkeypatches, imported modules,
+        # environment, working directory): a process serves one job, or one main(ctx) session's rounds
+        # (their split cache lives in it), and a fresh fork of the worker, which never runs user code,
+        # takes the next.
+        if self.scope is not None and self.scope != scope:
+            self.restart()
+        self.scope = scope
 
     def restart(self) -> None:
         self.stop()
@@ -264,7 +303,8 @@ class Worker:
         os.makedirs(self.work_dir, exist_ok=True)
         self.work_dir = os.path.join(self.work_dir, f"worker-{uuid.uuid4().hex[:8]}")
         os.makedirs(self.work_dir)
-        self.slots = [Slot(self.secret, self.work_dir) for _ in range(self.num_slots)]
+        memory_mb = default_task_memory_mb(self.num_slots)
+        self.slots = [Slot(self.secret, self.work_dir, memory_mb) for _ in range(self.num_slots)]
         self.shuffle = comm.Server(self.bind_host, 0, self.secret, self._serve_fetch, "shuffle").start()
         try:
             self._loop()
@@ -331,6 +371,7 @@ class Worker:
                 for slot in busy:
                     if slot.conn in ready:
                         self.finished.append(self._collect(slot))
+                self._enforce_limits()
             elif not busy and not reply.get("assign"):
                 # Right after reporting, ask again at once (that request long-polls): the next job may be waiting.
                 time.sleep(0.01 if reply.get("polled") or msg["finished"] else HEARTBEAT_SECONDS)
@@ -346,6 +387,7 @@ class Worker:
                         self._remove_job_temp(task)
         for job_id in ended:
             self._forget(job_id)
+        self._renew_idle_slots(ended)
         self.jobs.update(reply.get("jobs") or {})
         free = [s for s in self.slots if s.task is None]
         for task in reply.get("assign", ()):
@@ -362,15 +404,32 @@ class Worker:
         # A map of a split this worker ran before goes to the same slot when it is free: that
         # process may still hold the split's parsed records (iterative jobs cache them).
         if task["kind"] != MAP:
-            return free[0]
+            return _least_restarts(task, free)
         key = tuple(task["split"][1:4])
         slot = self.split_slots.get(key)
         if slot not in free:
-            slot = free[0]
+            slot = _least_restarts(task, free)
             if len(self.split_slots) >= MAX_REMEMBERED_SPLITS:
                 self.split_slots.clear()
             self.split_slots[key] = slot
         return slot
+
+    def _enforce_limits(self) -> None:
+        """Kill the attempts past their task timeout or memory limit; each counts as a failed attempt."""
+        for slot in self.slots:
+            task = slot.task
+            reason = slot.watch.breach() if task is not None else None
+            if reason is not None:
+                log.warning("attempt %s of job %s %s", task["attempt_id"], task["job_id"], reason)
+                self._kill(slot)
+                self.finished.append((task, {"attempt_id": task["attempt_id"], "job_id": task["job_id"], "ok": False,
+                                             "error": {"message": reason, "traceback": "", "final": False}}))
+
+    def _renew_idle_slots(self, ended: set) -> None:
+        """Replace the idle processes that ran an ended job now, so the next job need not wait for it."""
+        for slot in self.slots:
+            if slot.task is None and slot.scope in ended:
+                slot.restart()
 
     def _remove_job_temp(self, task: dict) -> None:
         # The job is over, yet its cancelled attempt may have made the job's temporary directory again.
@@ -387,6 +446,12 @@ class Worker:
             with self.outputs_lock:
                 self.outputs[(task["job_id"], task["attempt_id"])] = (result.pop("path"), result["segments"])
         return task, reply
+
+
+def _least_restarts(task: dict, free: list) -> Slot:
+    """A free slot that can run `task` without a new process: one of its job, else a fresh one."""
+    scope = task_scope(task)
+    return next((s for s in free if s.scope == scope), None) or next((s for s in free if s.scope is None), free[0])
 
 
 def main(master: str, secret: bytes, slots: int, work_dir: str | None, bind_host: str) -> None:
