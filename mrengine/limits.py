@@ -1,10 +1,11 @@
 """Limits on one task attempt, kept by its worker: progress (`--task-timeout`) and memory (`--task-memory-mb`).
 
-The slot process counts its own progress (`sample_progress`, a thread): the records and groups the
-executor has reached plus the bytes the process has read and written. The worker reads that number
-through shared memory and the process's resident memory from the kernel, and kills an attempt that
-made no progress for the job's task timeout, or uses more memory than its limit. A slot's pid is
-measured with its children (a job may start processes of its own).
+The slot process counts its own progress (`sample_progress`, a thread): the records and key groups
+the executor has reached. The worker reads that number through shared memory, and from the kernel
+the bytes the process has read and written (input, spills, fetched segments, output) and its
+resident memory; it kills an attempt that made no progress for the job's task timeout, or uses more
+memory than its limit. A slot's pid is measured with its children (a job may start processes of its
+own). The worker reads /proc for the slot, as the slot's own reads would count as its progress.
 """
 
 from __future__ import annotations
@@ -37,11 +38,9 @@ def _io_bytes(proc: psutil.Process) -> int:
 
 def sample_progress(shared) -> None:
     """In a slot process: keep `shared.value` (a multiprocessing.RawValue) growing while an attempt moves."""
-    me = psutil.Process()
-
     def loop():
         while True:
-            shared.value = executor.progress() + _io_bytes(me)
+            shared.value = executor.progress()
             time.sleep(SAMPLE_SECONDS)
 
     threading.Thread(target=loop, name="progress", daemon=True).start()
@@ -54,18 +53,22 @@ class Watch:
         self.shared = shared
         self.timeout = timeout
         self.memory_mb = memory_mb
-        self.last_value = shared.value
-        self.last_change = time.monotonic()
         try:
             self.proc = psutil.Process(pid)
         except psutil.Error:
             self.proc = None
+        self.last_value = self._progress()
+        self.last_change = time.monotonic()
+
+    def _progress(self) -> int:
+        return self.shared.value + (_io_bytes(self.proc) if self.proc is not None else 0)
 
     def breach(self) -> str | None:
         """Why the attempt must be killed now, or None."""
         now = time.monotonic()
-        if self.shared.value != self.last_value:
-            self.last_value, self.last_change = self.shared.value, now
+        value = self._progress()
+        if value != self.last_value:
+            self.last_value, self.last_change = value, now
         elif now - self.last_change > self.timeout:
             return (f"made no progress (no record read or written) for {now - self.last_change:.0f}s, past the "
                     f"task timeout of {self.timeout:g}s (--task-timeout); killed")

@@ -20,12 +20,14 @@ one attempt that won each task.
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 BACKUP_FACTOR = 2.0  # a task is a straggler once it has run this many times its peers' median ...
 DEFAULT_BACKUP_AFTER = 10.0  # ... and at least this many seconds
+MAX_FETCH_FAILURES_PER_WORKER = 3  # reducers failing to fetch from a worker this often exclude it from the job
 
 
 class TaskState(str, Enum):
@@ -196,6 +198,8 @@ class JobTasks:
         self.preferred = list(preferred) if preferred else [None] * num_maps
         self.locality_wait = locality_wait
         self.first_ready: float | None = None
+        self.fetch_failures_from: Counter = Counter()  # worker -> fetches of its map outputs that failed
+        self.excluded: set = set()  # workers this job gives no more attempts (their outputs cannot be fetched)
 
     # ------------------------------------------------------------ queries
 
@@ -248,6 +252,8 @@ class JobTasks:
     def _worker_ready(self, ev: WorkerReady) -> list:
         if self.first_ready is None:
             self.first_ready = ev.now
+        if ev.worker in self.excluded and not ev.live <= self.excluded:
+            return []
         phase = self.maps if not self.maps_done() else self.reduces
         pending = [t for t in phase if t.state is TaskState.PENDING]
         allowed = [t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on]
@@ -368,9 +374,15 @@ class JobTasks:
         task = self.task_of(attempt)
         task.fetch_failures += 1
         source = self.maps[ev.map_index]
+        served_by = self.attempts.get(ev.map_attempt)
+        if served_by is not None:  # every failed fetch from a worker counts against it; past a few, the job drops it
+            self.fetch_failures_from[served_by.worker] += 1
+            if self.fetch_failures_from[served_by.worker] >= MAX_FETCH_FAILURES_PER_WORKER:
+                self.excluded.add(served_by.worker)
         if source.state is TaskState.SUCCEEDED and source.winner.id == ev.map_attempt:
-            # Its worker could not serve it: take all that worker's outputs for lost, as its death would.
-            self._remake_outputs_of(source.winner.worker)
+            # Its worker could not serve it: take all that worker's outputs for lost, as its death would,
+            # and make them again, on another worker where one can.
+            self._remake_outputs_of(source.winner.worker, avoid=True)
         if task.fetch_failures >= 2 * self.max_attempts:
             task.move(TaskState.FAILED)
             error = {"message": f"could not fetch its input {task.fetch_failures} times; the last time: "
@@ -386,11 +398,14 @@ class JobTasks:
             task.move(TaskState.PENDING)
         return [Discard(attempt)] if attempt.kind == REDUCE else []
 
-    def _remake_outputs_of(self, worker: str) -> None:
+    def _remake_outputs_of(self, worker: str, avoid: bool = False) -> None:
+        """`avoid`: the worker is alive but could not serve its outputs; remake them on another if one can."""
         if all(t.state is TaskState.SUCCEEDED for t in self.reduces):
             return  # no reduce needs them any more
         for task in self.maps:
             if task.state is TaskState.SUCCEEDED and task.winner.worker == worker:
+                if avoid:
+                    task.failed_on.add(worker)
                 task.move(TaskState.PENDING)
                 task.winner = None  # its result stays, for its counters, until a new winner replaces it
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import netns
-from cluster_env import (CMD_TIMEOUT, JOB, JOB_TIMEOUT, MRENGINE, REDUCERS, Cluster, assert_same_output, manifest,
+from cluster_env import (CMD_TIMEOUT, JOB, JOB_TIMEOUT, MRENGINE, REDUCERS, ROOT, Cluster, assert_same_output,
                          reference_output, wait_for)
 from conftest import JOBS, TEST_JOBS, read_tsv, reference_wordcount
 
@@ -27,7 +27,9 @@ def run(cluster, job, out, *args, cwd=None, inputs=None):
     """`mrengine run JOB INPUT -o OUT --master ...` on hosts[0], to the end."""
     argv = [*MRENGINE, "run", job, *(inputs or [cluster.input]), "-o", out, "--master", cluster.address,
             "--secret-file", cluster.secret_file, "--split-size", "512k", *args]
-    return cluster.hosts[0].run(list(map(str, argv)), capture_output=True, text=True, timeout=JOB_TIMEOUT, cwd=cwd)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # from any cwd
+    return cluster.hosts[0].run(list(map(str, argv)), capture_output=True, text=True, timeout=JOB_TIMEOUT, cwd=cwd,
+                                env=env)
 
 
 def books_wordcount(cluster):
@@ -210,8 +212,7 @@ def test_a_full_work_dir_names_the_worker_and_its_dir(tmp_path):
             cluster = Cluster(hosts, tmp_path)
             cluster.start_master()
             cluster.start_worker(hosts[0], slots=1)
-            result = run(cluster, Path(JOBS) / "wordcount.py", tmp_path / "out", "--split-size", "64MiB",
-                         "--max-attempts", "1")
+            result = run(cluster, HOSTILE, tmp_path / "out", "-p", "what=fat", "-p", "on=a.txt", "--max-attempts", "1")
             assert result.returncode == 5, result.stderr
             assert "ran out of disk space in its work dir " + str(work) in result.stderr, result.stderr
             assert "(not an error in the job's code)" in result.stderr

@@ -7,6 +7,7 @@
 - loop: loops for ever on the first line, reading and writing nothing.
 - exit / os_exit: calls sys.exit(3) / os._exit(4).
 - hog: holds 400 MiB and waits.
+- fat: emits 4 MiB of incompressible values.
 """
 
 import json
@@ -23,6 +24,8 @@ def mapper(path, line):
     what = ctx.params.get("what")
     if what and path.endswith(ctx.params.get("on", "")):
         _misbehave(what)
+    if what == "fat" and path.endswith(ctx.params.get("on", "")):
+        yield from ((f"fat{i}", os.urandom(1024).hex()) for i in range(20))
     for word in line.split():
         yield word, 1
 
@@ -45,6 +48,8 @@ def _misbehave(what):
         sys.exit(3)
     elif what == "os_exit":
         os._exit(4)
+    elif what == "fat":
+        pass
     elif what == "hog":
         _touched.append(b"x" * (400 << 20))
         time.sleep(60)
