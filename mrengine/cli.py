@@ -1,4 +1,4 @@
-"""The `mrengine` command: run, master, worker, status, verify. Thin: parse, call, map errors to exit codes."""
+"""The `mrengine` command: run, master, worker, status, jobs, kill, verify. Thin: parse, call, map errors to exit codes."""
 
 from __future__ import annotations
 

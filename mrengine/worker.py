@@ -2,8 +2,9 @@
 
 The worker process itself only talks: one heartbeat loop to the master (which carries finished
 attempts up and new assignments, cancellations and clean-ups down) and a shuffle server answering
-reducers' fetches. Attempts run in long-lived slot processes, one attempt at a time each, so user
-code gets its own core and a cancelled or stuck attempt is ended by killing its process.
+reducers' fetches. Attempts run in slot processes, one attempt at a time each, so user code gets its
+own core and a cancelled or stuck attempt is ended by killing its process; a slot process serves
+one job (or main(ctx) session) only, so no job's state reaches another.
 
 An attempt is ended (cancelled, or lost with this worker's registration) by killing its process; only
 then is the reduce output it may have been writing removed, so nothing it wrote can outlive it. A
