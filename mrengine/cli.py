@@ -12,6 +12,7 @@ import sys
 import click
 
 from .errors import MrEngineError, TaskFailedError
+from .tasks import DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -161,8 +162,8 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
-@click.option("--task-timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
+@click.option("--max-attempts", type=click.IntRange(min=1), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts per task before the job fails.")
+@click.option("--task-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TASK_TIMEOUT, show_default=True,
               help="Seconds an attempt may make no progress (read or write nothing) before it is killed as failed.")
 @click.option("--task-memory-mb", type=click.IntRange(min=16), default=None,
               help="Memory (resident set) an attempt may use before it is killed as failed "
@@ -170,6 +171,8 @@ def main() -> None:
 @click.option("--master", default=None, callback=_master_address,
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--encrypt", is_flag=True, help="Encrypt the embedded cluster's connections (for a cluster of "
+              "several hosts, give --encrypt to its master).")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
 @click.option("--counters", "all_counters", is_flag=True,
               help="List every counter in the summary, mrengine's own (records, bytes, spills, ...) beside the job's.")
@@ -180,8 +183,8 @@ def main() -> None:
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
-        overwrite, sort_buffer_mb, max_attempts, task_timeout, task_memory_mb, master, secret_file, verbose, all_counters,
-        runner, spark_master, spark_conf):
+        overwrite, sort_buffer_mb, max_attempts, task_timeout, task_memory_mb, master, secret_file, encrypt, verbose,
+        all_counters, runner, spark_master, spark_conf):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
         raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
@@ -189,8 +192,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
         raise click.BadParameter("can't give both --master (a native cluster) and --runner spark; "
                                  "use --spark-master for Spark's", param_hint="--master")
     from .cluster import EmbeddedCluster
-    from .driver import Driver, RunOptions, run_steps
-    from .iterative import run_main
+    from .driver import Driver, RunOptions
     from .job import load_job
     from .storage import absolute_url
 
@@ -202,23 +204,18 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     inputs, output = [absolute_url(p) for p in inputs], absolute_url(output)  # as the user meant them, here
     try:
         job = load_job(job_file)
-
-        def execute(run_step):
-            run_job = run_main if job.main is not None else run_steps  # main(ctx) drives its own rounds
-            return run_job(job, list(inputs), output, opts, run_step)
-
         if runner == "spark":
             from .spark import SparkRunner
 
             with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {job.name}",
                              verbose) as spark:
-                summary = execute(spark.run_step)
+                summary = spark.run(job, inputs, output, opts)
         elif master:
             with Driver(master, read_secret(secret_file)) as driver:
-                summary = execute(driver.run_step)
+                summary = driver.run(job, inputs, output, opts)
         else:
-            with EmbeddedCluster(workers, verbose=verbose) as cluster, Driver(cluster.address, cluster.secret) as driver:
-                summary = execute(driver.run_step)
+            with EmbeddedCluster(workers, verbose=verbose, encrypt=encrypt) as cluster, Driver(cluster.address, cluster.secret) as driver:
+                summary = driver.run(job, inputs, output, opts)
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -230,7 +227,8 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 
 @main.command("master")
 @click.option("--bind", default="127.0.0.1:7070", show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
-@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback).")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback; "
+              "on loopback, without it, the master makes a new one in a file only you can read and prints its path).")
 @click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds of silence after which a worker is declared dead.")
 @click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
@@ -239,8 +237,10 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 @click.option("--driver-grace", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
               help="Seconds a running job may go without its driver asking for its status (Ctrl-C, killed, cut "
                    "off) before it is cancelled.")
+@click.option("--encrypt", is_flag=True, help="Encrypt every connection of the cluster (AES-256-GCM): drivers', workers' "
+              "and, once the workers learn it from the master, the map outputs they serve.")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, backup_after, driver_grace, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, driver_grace, encrypt, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
 
@@ -249,10 +249,31 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, driver_grace, re
     if not secret and not _is_loopback(host):
         raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
                                  param_hint="--bind")
+    made_secret_file = None
+    if not secret:
+        made_secret_file, secret = _new_secret_file(host, port)
     try:
-        master.main(host, port, secret, worker_timeout, ready_file, backup_after, driver_grace)
+        master.main(host, port, secret, worker_timeout, ready_file, backup_after, encrypt, driver_grace)
     except MrEngineError as exc:
         _fail(exc)
+    finally:
+        if made_secret_file:
+            os.unlink(made_secret_file)
+
+
+def _new_secret_file(host: str, port: int) -> tuple[str, bytes]:
+    """A master always authenticates: without --secret-file it makes a secret of its own."""
+    from . import keyfile
+
+    try:
+        path, secret = keyfile.create(host, port)
+    except OSError as exc:
+        raise click.BadParameter(f"no --secret-file given, and a new secret cannot be written to "
+                                 f"{keyfile.secret_dir()}: {exc.strerror}; pass --secret-file FILE",
+                                 param_hint="--secret-file") from None
+    click.echo(f"mrengine master: no --secret-file given: made a new secret in {path} (readable only by you); "
+               f"start workers and drivers on this host with --secret-file {path}", err=True)
+    return path, secret
 
 
 @main.command("worker")
@@ -284,48 +305,28 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 @click.option("--tasks", "all_tasks", is_flag=True, help="Show the tasks and attempts of finished jobs too.")
 def status(master_address, secret_file, as_json, all_tasks):
     """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
-    from .driver import connect_master
+    from .driver import cluster_status
+    from .messages import to_wire
 
-    try:
-        conn = connect_master(master_address, read_secret(secret_file))
-        try:
-            reply = conn.request({"type": "status", "tasks": all_tasks})
-        finally:
-            conn.close()
-    except MrEngineError as exc:
-        _fail(exc)
+    reply = _ask_master(master_address, secret_file, lambda conn: cluster_status(conn, all_tasks))
     if as_json:
-        click.echo(json.dumps(reply, indent=1))
+        click.echo(json.dumps(to_wire(reply), indent=1))
         return
-    click.echo(f"workers ({sum(w['alive'] for w in reply['workers'])} alive):")
-    for w in reply["workers"]:
-        state = "alive" if w["alive"] else "dead"
-        click.echo(f"  {w['id']:6} {state:5} {w['host']} pid {w['pid']} shuffle {w['shuffle']} slots {w['slots']} "
-                   f"running {len(w['running'])} last heard {w['last_seen']}s ago")
+    click.echo(f"workers ({sum(w.alive for w in reply.workers)} alive):")
+    for w in reply.workers:
+        state = "alive" if w.alive else "dead"
+        click.echo(f"  {w.id:6} {state:5} {w.host} pid {w.pid} shuffle {w.shuffle} slots {w.slots} "
+                   f"running {len(w.running)} last heard {w.last_seen}s ago")
     click.echo("jobs:")
-    for j in reply["jobs"]:
-        c = j["counts"]
-        click.echo(f"  {j['id']} {j['name']} step {j['step']} {j['state']}: map {c['maps_done']}/{c['maps']} "
-                   f"reduce {c['reduces_done']}/{c['reduces']} attempts {c['attempts']} {j['elapsed']}s")
-        if j["error"]:
-            click.echo(f"    error: {j['error'].splitlines()[0]}")
-        for t in j["tasks"] or ():
-            if t["attempts"]:
-                click.echo(f"    {t['kind']:6} {t['index']:5} {t['state']:9} " + ", ".join(map(_attempt_text, t["attempts"])))
-
-
-def _master_request(master_address: str, secret_file: str | None, msg: dict) -> dict:
-    """One request to the master; its error reply (or failing to reach it) ends the command."""
-    from .driver import connect_master
-
-    try:
-        conn = connect_master(master_address, read_secret(secret_file))
-        try:
-            return conn.request(msg)
-        finally:
-            conn.close()
-    except MrEngineError as exc:
-        _fail(exc)
+    for j in reply.jobs:
+        c = j.counts
+        click.echo(f"  {j.id} {j.name} step {j.step} {j.state}: map {c.maps_done}/{c.maps} "
+                   f"reduce {c.reduces_done}/{c.reduces} attempts {c.attempts} {j.elapsed}s")
+        if j.error:
+            click.echo(f"    error: {j.error.splitlines()[0]}")
+        for t in j.tasks or ():
+            if t.attempts:
+                click.echo(f"    {t.kind:6} {t.index:5} {t.state:9} " + ", ".join(map(_attempt_text, t.attempts)))
 
 
 @main.command()
@@ -334,11 +335,13 @@ def _master_request(master_address: str, secret_file: str | None, msg: dict) -> 
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 def jobs(master_address, secret_file):
     """List a master's jobs: id, state, name, progress, seconds."""
-    reply = _master_request(master_address, secret_file, {"type": "status", "tasks": False})
-    for j in reply["jobs"]:
-        c = j["counts"]
-        click.echo(f"{j['id']}  {j['state']:9}  {j['name']} step {j['step']}  map {c['maps_done']}/{c['maps']} "
-                   f"reduce {c['reduces_done']}/{c['reduces']}  {j['elapsed']}s")
+    from .driver import cluster_status
+
+    reply = _ask_master(master_address, secret_file, cluster_status)
+    for j in reply.jobs:
+        c = j.counts
+        click.echo(f"{j.id}  {j.state:9}  {j.name} step {j.step}  map {c.maps_done}/{c.maps} "
+                   f"reduce {c.reduces_done}/{c.reduces}  {j.elapsed}s")
 
 
 @main.command()
@@ -348,13 +351,29 @@ def jobs(master_address, secret_file):
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
 def kill(job_id, master_address, secret_file):
     """Cancel a running job: its attempts are killed and its temporary files and committed parts removed."""
-    _master_request(master_address, secret_file, {"type": "kill", "job_id": job_id})
+    from .driver import kill_job
+
+    _ask_master(master_address, secret_file, lambda conn: kill_job(conn, job_id))
     click.echo(f"job {job_id} cancelled", err=True)
 
 
-def _attempt_text(a: dict) -> str:
-    took = f" {a['seconds']}s" if a["seconds"] is not None else ""
-    return f"{a['id']}@{a['worker']} {a['state']}{took}{' (backup)' if a['backup'] else ''}"
+def _ask_master(master_address: str, secret_file: str | None, ask):
+    """`ask(connection)` of the master; its error reply (or failing to reach it) ends the command."""
+    from .driver import connect_master
+
+    try:
+        conn = connect_master(master_address, read_secret(secret_file))
+        try:
+            return ask(conn)
+        finally:
+            conn.close()
+    except MrEngineError as exc:
+        _fail(exc)
+
+
+def _attempt_text(a) -> str:
+    took = f" {a.seconds}s" if a.seconds is not None else ""
+    return f"{a.id}@{a.worker} {a.state}{took}{' (backup)' if a.backup else ''}"
 
 
 @main.command()

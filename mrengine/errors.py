@@ -74,6 +74,10 @@ class ClusterError(MrEngineError):
     exit_code = 7
 
 
+class UserCodeError(MrEngineError):
+    """A job's function raised; args: (message, the user's traceback)."""
+
+
 class FetchFailedError(MrEngineError):
     """A reducer could not fetch (or verify) one map output; args: (message, map task index).
 

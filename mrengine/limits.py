@@ -18,7 +18,6 @@ import psutil
 
 from . import executor
 
-DEFAULT_TASK_TIMEOUT = 600.0  # seconds without progress before an attempt is killed, as Hadoop's mapreduce.task.timeout
 SAMPLE_SECONDS = 0.5
 MIN_TASK_MEMORY_MB = 256
 

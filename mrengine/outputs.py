@@ -278,12 +278,6 @@ def discard_attempt(out: str, job_id: str, attempt_id: str, storage_options: dic
     storage.remove_tree(fs, path)
 
 
-def manifest(sub: dict, parts: dict, maps: int, counters: list) -> dict:
-    """What `_SUCCESS` says about a step's output (`sub`: the step's submission); every runner writes this."""
-    return {"job": sub["job_name"], "step": sub["step"], "parts": parts, "maps": maps,
-            "reduces": sub["num_reducers"], "counters": counters, "format": sub["output_format"]}
-
-
 def commit_job(out: str, job_id: str, manifest: dict, storage_options: dict | None) -> None:
     """Remove the job's temporary files, then write `_SUCCESS` with the manifest, last: a reader
     that sees `_SUCCESS` sees every part and nothing else of the job's."""
@@ -295,20 +289,19 @@ def commit_job(out: str, job_id: str, manifest: dict, storage_options: dict | No
         f.write("\n")
 
 
-def abort_job(out: str, job_id: str, partitions: Iterable[int], storage_options: dict | None,
-              published: dict | None = None) -> None:
+def abort_job(out: str, job_id: str, published: dict, storage_options: dict | None) -> None:
     """Undo a failed job: its temporary files and the parts it had already committed.
 
-    With `published` (partition -> what `commit_task` returned), a part goes only while it is still
-    the file this job committed: another job (a rerun with --overwrite) may have replaced it since.
+    `published` maps each committed partition to what `commit_task` returned: a part goes only while
+    it is still the file this job committed, as another job (a rerun with --overwrite) may have
+    replaced it since.
     """
     fs, path = _fs(out, storage_options)
-    for p in partitions:
+    for p, identity in published.items():
         part = join(path, part_name(p))
-        if published is not None and _identity(fs, part) != published.get(p):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm_file(part)
+        if _identity(fs, part) == identity:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(part)
     _remove_temp(fs, path, job_id)
 
 
@@ -459,7 +452,7 @@ def read_manifest(fs, path: str, out: str) -> dict:
 
 
 def _manifest_flaw(text: bytes) -> str | None:
-    """What keeps `text` from being a manifest that `manifest()` or a main(ctx) job wrote, if anything."""
+    """What keeps `text` from being a manifest that `steps.manifest()` or a main(ctx) job wrote, if anything."""
     try:
         manifest = json.loads(text)
     except ValueError as exc:

@@ -27,6 +27,8 @@ from typing import Any
 
 BACKUP_FACTOR = 2.0  # a task is a straggler once it has run this many times its peers' median ...
 DEFAULT_BACKUP_AFTER = 10.0  # ... and at least this many seconds
+DEFAULT_MAX_ATTEMPTS = 4  # attempts per task before its job fails (`--max-attempts`)
+DEFAULT_TASK_TIMEOUT = 600.0  # seconds without progress before an attempt is killed, as Hadoop's mapreduce.task.timeout
 MAX_FETCH_FAILURES_PER_WORKER = 3  # reducers failing to fetch from a worker this often exclude it from the job
 
 
@@ -143,8 +145,13 @@ class AttemptLost:
 
 
 @dataclass
+class JobAborted:
+    """The job cannot go on (its output could not be committed): nothing more runs."""
+
+
+@dataclass
 class JobCancelled:
-    """The job is called off (its driver went away, or `mrengine kill`): every running attempt is killed."""
+    """The job is called off (its driver went away, `mrengine kill`, a new job for its output): nothing more runs."""
 
 
 # ---------------------------------------------------------------- actions
@@ -187,7 +194,7 @@ class JobTasks:
     since the first worker asked for work. `backup_after`: seconds a task must have run before it may
     get a backup attempt (0: never)."""
 
-    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4, preferred: list | None = None,
+    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = DEFAULT_MAX_ATTEMPTS, preferred: list | None = None,
                  locality_wait: float = 0.0, backup_after: float = DEFAULT_BACKUP_AFTER):
         self.maps = [Task(MAP, i) for i in range(num_maps)]
         self.reduces = [Task(REDUCE, i) for i in range(num_reduces)]
@@ -245,7 +252,8 @@ class JobTasks:
             FetchFailed: self._fetch_failed,
             WorkerLost: self._worker_lost,
             AttemptLost: self._attempt_lost,
-            JobCancelled: self._job_cancelled,
+            JobAborted: self._stop,
+            JobCancelled: self._stop,
         }[type(event)]
         return handler(event)
 
@@ -362,10 +370,6 @@ class JobTasks:
         self.done = True
         return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING]) + [JobFailed(task, error)]
 
-    def _job_cancelled(self, ev: JobCancelled) -> list:
-        self.done = True
-        return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
-
     def _fetch_failed(self, ev: FetchFailed) -> list:
         attempt = self._live_attempt(ev.attempt_id)
         if attempt is None:
@@ -415,6 +419,10 @@ class JobTasks:
             actions += self._lose_attempt(attempt)
         self._remake_outputs_of(ev.worker)
         return actions
+
+    def _stop(self, ev: JobAborted | JobCancelled) -> list:
+        self.done = True
+        return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
 
     def _attempt_lost(self, ev: AttemptLost) -> list:
         attempt = self._live_attempt(ev.attempt_id)
