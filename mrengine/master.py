@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from . import comm, protocol
+from . import comm, fairshare, protocol
 from .errors import MrEngineError, RecordError, StorageError, UsageError
 from .inputs import Split
 from .messages import (
@@ -80,11 +80,29 @@ class WorkerRegistry:
         self.workers: dict[str, WorkerInfo] = {}
         self._ids = itertools.count(1)
         self.instance = secrets.token_hex(8)  # worker ids mean something only to the master that gave them
+        self._live_ids: frozenset | None = None  # and their slots, kept until a worker comes or goes
+        self._live_slots = 0
 
     def add(self, msg: Register) -> WorkerInfo:
         worker = WorkerInfo(f"w{next(self._ids)}", msg.host, msg.shuffle, msg.slots, time.monotonic(), msg.pid)
         self.workers[worker.id] = worker
+        self._live_ids = None
         return worker
+
+    def drop(self, worker: WorkerInfo) -> None:
+        worker.alive = False
+        self._live_ids = None
+
+    def live_ids(self) -> frozenset:
+        """The ids of the live workers, built once per change (every assignment asks)."""
+        if self._live_ids is None:
+            alive = self.alive()
+            self._live_ids, self._live_slots = frozenset(w.id for w in alive), sum(w.slots for w in alive)
+        return self._live_ids
+
+    def live_slots(self) -> int:
+        self.live_ids()
+        return self._live_slots
 
     def live(self, worker_id: str, master: str) -> WorkerInfo | None:
         """The live worker of that registration; None for one this master does not know (or no longer trusts)."""
@@ -248,21 +266,29 @@ class Scheduler:
         return job
 
     def assign(self, worker: WorkerInfo, free: int) -> list[TaskSpec]:
+        """Up to `free` attempts for `worker`, each from the running job furthest below its fair share."""
         assigned: list[TaskSpec] = []
-        live = frozenset(w.id for w in self.registry.alive())
-        for job in self.running():
-            while len(assigned) < free:
-                now = time.monotonic()
-                actions = job.tasks.handle(WorkerReady(worker.id, now, live))
-                if not actions:
-                    break
-                for action in actions:
-                    attempt = action.attempt
-                    if attempt.backup:
-                        first = job.tasks.task_of(attempt).running()[0]
-                        log.info("job %s: %s on %s has run %.1fs; backup attempt %s on %s", job.id, first.id,
-                                 first.worker, now - first.started, attempt.id, worker.id)
-                    assigned.append(self._task_spec(job, attempt))
+        live = self.registry.live_ids()
+        jobs = {j.id: j for j in self.running()}  # in submission order
+        slots = self.registry.live_slots()
+        while len(assigned) < free and jobs:
+            load = {job_id: job.tasks.load() for job_id, job in jobs.items()}
+            job_shares = fairshare.shares({job_id: demand for job_id, (_, demand) in load.items()}, slots)
+            job_id = fairshare.next_job({job_id: running for job_id, (running, _) in load.items()}, job_shares)
+            if job_id is None:
+                break
+            job, now = jobs[job_id], time.monotonic()
+            actions = job.tasks.handle(WorkerReady(worker.id, now, live))
+            if not actions:
+                del jobs[job_id]  # nothing of it for this worker now: the next job's turn
+                continue
+            for action in actions:
+                attempt = action.attempt
+                if attempt.backup:
+                    first = job.tasks.task_of(attempt).running()[0]
+                    log.info("job %s: %s on %s has run %.1fs; backup attempt %s on %s", job.id, first.id,
+                             first.worker, now - first.started, attempt.id, worker.id)
+                assigned.append(self._task_spec(job, attempt))
         return assigned
 
     def _task_spec(self, job: MasterJob, attempt: Attempt) -> TaskSpec:
@@ -309,7 +335,7 @@ class Scheduler:
                     self.carry_out(job, job.tasks.handle(AttemptLost(attempt.id)))
 
     def lose(self, worker: WorkerInfo) -> None:
-        worker.alive = False
+        self.registry.drop(worker)
         for job in self.running():
             self.carry_out(job, job.tasks.handle(WorkerLost(worker.id)))
 

@@ -491,3 +491,47 @@ class SlotReply:
     report: AttemptReport
     map_file: str = ""  # a map attempt's output file, which stays on the worker
     held: list[str] = field(default_factory=list)  # master jobs the slot process holds unpickled
+
+
+# ---------------------------------------------------------------- task <-> parameter server
+
+
+@message("ps_join")
+@dataclass
+class PsJoin:
+    """A task's first request on a connection: it is task `task` (its split's index)."""
+
+    task: int
+
+
+@message("ps_push")
+@dataclass
+class PsPush:
+    """One step's additive update of the named parameters, from attempt `attempt` of the joined task."""
+
+    step: int
+    attempt: str
+    deltas: dict[str, Any]
+
+
+@message("ps_finish")
+@dataclass
+class PsFinish:
+    pass
+
+
+@message("ps_params")
+@dataclass
+class PsParams:
+    """The reply to a join or a push: the joined task's next step and the parameters to compute it from."""
+
+    step: int
+    version: int
+    waited: float  # seconds the staleness bound held the reply back
+    params: dict[str, Any]
+
+
+@message("ps_finished")
+@dataclass
+class PsFinished:
+    step: int

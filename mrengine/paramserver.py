@@ -54,8 +54,9 @@ from typing import Callable
 
 import numpy as np
 
-from . import comm
-from .errors import ClusterError, MrEngineError, UsageError
+from . import comm, protocol
+from .errors import ClusterError, ParameterServerError, UsageError
+from .messages import PsFinish, PsFinished, PsJoin, PsParams, PsPush, from_wire, to_wire
 
 _secret: bytes | None = None  # the cluster secret in a task process, set by the slot that runs tasks
 RECONNECT_ATTEMPTS = 20
@@ -67,10 +68,6 @@ def use_secret(secret: bytes) -> None:
     """Called by a worker's slot process: tasks it runs connect to parameter servers with this secret."""
     global _secret
     _secret = secret
-
-
-class ParameterServerError(MrEngineError):
-    """A parameter server refused a request (an unknown name, an update out of order)."""
 
 
 # ---------------------------------------------------------------- the server
@@ -148,11 +145,12 @@ class ParameterServer:
         task = None
         try:
             while True:
-                msg = conn.recv()
+                msg = from_wire(conn.recv())
                 try:
                     reply, task = self._handle(msg, task)
+                    reply = to_wire(reply)
                 except ParameterServerError as exc:
-                    reply = {"type": "error", "error": "ParameterServerError", "message": str(exc), "args": [str(exc)]}
+                    reply = protocol.error_reply(exc)
                 conn.send(reply)
         finally:
             if task is not None:
@@ -160,14 +158,11 @@ class ParameterServer:
                     self._connections[task] -= 1
                     self._changed.notify_all()  # it no longer holds anyone back
 
-    def _handle(self, msg: dict, task: int | None) -> tuple[dict, int | None]:
-        kind = msg["type"]
-        if kind == "ps_pull":
-            return {"type": "ps_params", "version": self._version, "params": self.pull()}, task
-        if kind == "ps_join":
+    def _handle(self, msg, task: int | None) -> tuple[PsParams | PsFinished, int | None]:
+        if isinstance(msg, PsJoin):
             if task is not None:
                 raise ParameterServerError("this connection has joined already")
-            task = int(msg["task"])
+            task = msg.task
             with self._changed:
                 if self._grace_until is None:
                     self._grace_until = time.monotonic() + JOIN_GRACE
@@ -177,16 +172,16 @@ class ParameterServer:
                 self._changed.notify_all()
             return self._params_reply(task), task
         if task is None:
-            raise ParameterServerError(f"{kind!r} before ps_join")
-        if kind == "ps_push":
-            self._apply(task, int(msg["step"]), str(msg["attempt"]), msg["deltas"])
+            raise ParameterServerError(f"{msg.type!r} before ps_join")
+        if isinstance(msg, PsPush):
+            self._apply(task, msg.step, msg.attempt, msg.deltas)
             return self._params_reply(task), task
-        if kind == "ps_finish":
+        if isinstance(msg, PsFinish):
             with self._changed:
                 self._finished.add(task)
                 self._changed.notify_all()
-            return {"type": "ps_finished", "step": self._clock[task]}, task
-        raise ParameterServerError(f"unknown request {kind!r}")
+            return PsFinished(self._clock[task]), task
+        raise ParameterServerError(f"a parameter server does not answer {msg.type!r}")
 
     def _apply(self, task: int, step: int, attempt: str, deltas: dict) -> None:
         snapshot = None
@@ -212,7 +207,7 @@ class ParameterServer:
         if snapshot is not None and self._open is not None:
             self._write_checkpoint(*snapshot)
 
-    def _params_reply(self, task: int) -> dict:
+    def _params_reply(self, task: int) -> PsParams:
         """Wait until `task` is within the staleness bound of the slowest participant, then answer."""
         with self._changed:
             began = time.monotonic()
@@ -220,9 +215,8 @@ class ParameterServer:
                 self._waits += 1
                 while not self._within_bound(task):
                     self._changed.wait(0.5)  # the join grace ends without a notification
-            return {"type": "ps_params", "step": self._clock[task], "version": self._version,
-                    "waited": time.monotonic() - began,
-                    "params": {k: v.copy() for k, v in self._params.items()}}
+            return PsParams(self._clock[task], self._version, time.monotonic() - began,
+                            {k: v.copy() for k, v in self._params.items()})
 
     def _within_bound(self, task: int) -> bool:
         participants = [c for t, c in self._clock.items() if self._connections.get(t) and t not in self._finished]
@@ -294,28 +288,28 @@ class ParamClient:
 
     def join(self) -> tuple[int, dict]:
         """(the step to do next, the parameters): where this task stands on the server."""
-        reply = self._request({"type": "ps_join", "task": self.task})
-        return reply["step"], reply["params"]
+        reply = self._request(PsJoin(self.task))
+        return reply.step, reply.params
 
     def push(self, step: int, deltas: dict) -> tuple[int, dict]:
         """Send step `step`'s update (added to the named parameters); returns (the next step to do, the
         parameters to compute it from), once the staleness bound lets this task go on."""
-        reply = self._request({"type": "ps_push", "step": step, "attempt": self.attempt, "deltas": deltas})
-        self.waited = reply["waited"]
-        return reply["step"], reply["params"]
+        reply = self._request(PsPush(step, self.attempt, deltas))
+        self.waited = reply.waited
+        return reply.step, reply.params
 
     def finish(self) -> None:
-        self._request({"type": "ps_finish"})
+        self._request(PsFinish())
 
-    def _request(self, msg: dict) -> dict:
+    def _request(self, msg):
         """At least once: a lost connection is opened again (and joined again) and the request resent."""
         for attempt in range(RECONNECT_ATTEMPTS):
             try:
                 if self._conn is None:
                     self._conn = comm.connect(self.address, self._secret, timeout=None)
-                    if msg["type"] != "ps_join":
-                        self._conn.request({"type": "ps_join", "task": self.task})
-                return self._conn.request(msg)
+                    if not isinstance(msg, PsJoin):
+                        self._conn.request(to_wire(PsJoin(self.task)))
+                return from_wire(self._conn.request(to_wire(msg)))
             except (comm.ConnectionClosed, ClusterError):
                 if self._conn is not None:
                     self._conn.close()
