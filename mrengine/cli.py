@@ -1,4 +1,4 @@
-"""The `mrengine` command: run, master, worker, status, verify. Thin: parse, call, map errors to exit codes."""
+"""The `mrengine` command: run, master, worker, status, jobs, kill, verify. Thin: parse, call, map errors to exit codes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import click
 
 from .errors import MrEngineError, TaskFailedError
-from .tasks import DEFAULT_MAX_ATTEMPTS
+from .tasks import DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -163,6 +163,11 @@ def main() -> None:
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts per task before the job fails.")
+@click.option("--task-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TASK_TIMEOUT, show_default=True,
+              help="Seconds an attempt may make no progress (read or write nothing) before it is killed as failed.")
+@click.option("--task-memory-mb", type=click.IntRange(min=16), default=None,
+              help="Memory (resident set) an attempt may use before it is killed as failed "
+                   "[default: the worker's, 3/4 of its RAM shared among its slots].")
 @click.option("--master", default=None, callback=_master_address,
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
@@ -184,8 +189,8 @@ def main() -> None:
 @click.option("--history-dir", default=None, metavar="DIR", help="Where finished jobs' records go (default "
               "$XDG_STATE_HOME/mrengine/history, else ~/.local/state/mrengine/history).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
-        overwrite, sort_buffer_mb, max_attempts, master, secret_file, encrypt, verbose, all_counters, runner, spark_master,
-        spark_conf, log_level, serve_ui, history_dir):
+        overwrite, sort_buffer_mb, max_attempts, task_timeout, task_memory_mb, master, secret_file, encrypt, verbose,
+        all_counters, runner, spark_master, spark_conf, log_level, serve_ui, history_dir):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
         raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
@@ -199,12 +204,14 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     from .cluster import EmbeddedCluster
     from .driver import Driver, RunOptions
     from .job import load_job
+    from .storage import absolute_url
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
     opts = RunOptions(reducers=reducers, split_size=split_size, params=params_of(params, str_params),
                       storage_options=storage_options_of(storage_options, endpoint_url),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite,
-                      log_level=log_level.upper())
+                      log_level=log_level.upper(), task_timeout=task_timeout, task_memory_mb=task_memory_mb)
+    inputs, output = [absolute_url(p) for p in inputs], absolute_url(output)  # as the user meant them, here
     try:
         job = load_job(job_file)
         if runner == "spark":
@@ -242,6 +249,9 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 @click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
                    "attempt near the end of its phase; 0 disables backup attempts.")
+@click.option("--driver-grace", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds a running job may go without its driver asking for its status (Ctrl-C, killed, cut "
+                   "off) before it is cancelled.")
 @click.option("--encrypt", is_flag=True, help="Encrypt every connection of the cluster (AES-256-GCM): drivers', workers' "
               "and, once the workers learn it from the master, the map outputs they serve.")
 @click.option("--http", "http_bind", default=None, metavar="HOST:PORT",
@@ -249,7 +259,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
 @click.option("--history-dir", default=None, metavar="DIR", help="Where finished jobs' records go (default "
               "$XDG_STATE_HOME/mrengine/history, else ~/.local/state/mrengine/history).")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, backup_after, encrypt, http_bind, history_dir, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, driver_grace, encrypt, http_bind, history_dir, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
 
@@ -267,7 +277,7 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, encrypt, http_bi
         made_secret_file, secret = _new_secret_file(host, port)
     try:
         master.main(host, port, secret, worker_timeout, ready_file, backup_after, encrypt,
-                    history_dir or history.default_dir(), ui_bind, ui_token)
+                    history_dir or history.default_dir(), ui_bind, ui_token, driver_grace)
     except MrEngineError as exc:
         _fail(exc)
     finally:
@@ -332,17 +342,10 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 @click.option("--tasks", "all_tasks", is_flag=True, help="Show the tasks and attempts of finished jobs too.")
 def status(master_address, secret_file, as_json, all_tasks):
     """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
-    from .driver import cluster_status, connect_master
+    from .driver import cluster_status
     from .messages import to_wire
 
-    try:
-        conn = connect_master(master_address, read_secret(secret_file))
-        try:
-            reply = cluster_status(conn, all_tasks)
-        finally:
-            conn.close()
-    except MrEngineError as exc:
-        _fail(exc)
+    reply = _ask_master(master_address, secret_file, lambda conn: cluster_status(conn, all_tasks))
     if as_json:
         click.echo(json.dumps(to_wire(reply), indent=1))
         return
@@ -361,6 +364,48 @@ def status(master_address, secret_file, as_json, all_tasks):
         for t in j.tasks or ():
             if t.attempts:
                 click.echo(f"    {t.kind:6} {t.index:5} {t.state:9} " + ", ".join(map(_attempt_text, t.attempts)))
+
+
+@main.command()
+@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, callback=_master_address,
+              help="HOST:PORT of the master.")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+def jobs(master_address, secret_file):
+    """List a master's jobs: id, state, name, progress, seconds."""
+    from .driver import cluster_status
+
+    reply = _ask_master(master_address, secret_file, cluster_status)
+    for j in reply.jobs:
+        c = j.counts
+        click.echo(f"{j.id}  {j.state:9}  {j.name} step {j.step}  map {c.maps_done}/{c.maps} "
+                   f"reduce {c.reduces_done}/{c.reduces}  {j.elapsed}s")
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--master", "master_address", default="127.0.0.1:7070", show_default=True, callback=_master_address,
+              help="HOST:PORT of the master.")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+def kill(job_id, master_address, secret_file):
+    """Cancel a running job: its attempts are killed and its temporary files and committed parts removed."""
+    from .driver import kill_job
+
+    _ask_master(master_address, secret_file, lambda conn: kill_job(conn, job_id))
+    click.echo(f"job {job_id} cancelled", err=True)
+
+
+def _ask_master(master_address: str, secret_file: str | None, ask):
+    """`ask(connection)` of the master; its error reply (or failing to reach it) ends the command."""
+    from .driver import connect_master
+
+    try:
+        conn = connect_master(master_address, read_secret(secret_file))
+        try:
+            return ask(conn)
+        finally:
+            conn.close()
+    except MrEngineError as exc:
+        _fail(exc)
 
 
 def _attempt_text(a) -> str:

@@ -12,7 +12,7 @@ import time
 
 from . import comm
 from .errors import ClusterError, RecordError, TaskFailedError
-from .messages import (ClusterStatus, JobStatusRequest, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
+from .messages import (ClusterStatus, JobStatusRequest, Kill, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
                        from_wire, to_wire)
 from .runner import Runner
 from .steps import RunOptions, Summary  # noqa: F401  (the driver's options and result, for its callers)
@@ -89,6 +89,11 @@ def cluster_status(conn: comm.Connection, tasks: bool = False) -> ClusterStatus:
     return from_wire(conn.request(to_wire(StatusRequest(tasks=tasks))))
 
 
+def kill_job(conn: comm.Connection, job_id: str) -> None:
+    """Cancel a running master job; the master's refusal (no such job, not running) is raised."""
+    conn.request(to_wire(Kill(job_id)))
+
+
 class Driver(Runner):
     """Runs steps as jobs of a master: `with Driver(address, secret) as driver: driver.run(job, ...)`."""
 
@@ -126,6 +131,8 @@ class Driver(Runner):
                 time.sleep(POLL_SECONDS)
         finally:
             self.progress.done()
+        if status.state == "cancelled":
+            raise ClusterError(f"job {spec.job_name} ({submitted.job_id}) was {status.error.message}")
         if status.state == "failed":
             error = status.error
             if error.final:

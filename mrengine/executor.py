@@ -171,6 +171,17 @@ class _Position:
     records = 0
 
 
+# The running attempt's mapper position and engine counters, which `progress` reads from another thread.
+_watched: list = [_Position(), Counter()]
+
+
+def progress() -> int:
+    """A number that grows while this process's attempt reaches new records, blocks or key groups: a
+    slot process samples it to tell a slow attempt from a stuck one (limits.py)."""
+    pos, engine = _watched
+    return pos.records + pos.index + engine.get("reduce_input_groups", 0) + engine.get("map_input_records", 0)
+
+
 def _mapper_calls(mapper, blocks: Iterator, pos: _Position) -> Iterator:
     """mapper(key, value) for every record; the buffer iterates the results."""
     blocks = iter(blocks)
@@ -189,7 +200,8 @@ def _mapper_calls(mapper, blocks: Iterator, pos: _Position) -> Iterator:
 def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
     if step.mapper_init is not None:
         _call_hook(step.mapper_init, "mapper_init", "before the first record", buffer)
-    pos = _Position()
+    pos = _watched[0] = _Position()
+    _watched[1] = engine
     try:
         buffer.collect(_mapper_calls(step.mapper, blocks, pos))
     except MrEngineError:
@@ -215,10 +227,12 @@ def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
 def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split,
                whole_blocks: bool) -> None:
     seen = [0]
+    _watched[1] = engine
 
     def block_values():
         for block in blocks:
             seen[0] += len(block.values)
+            engine["map_input_records"] += len(block.values)
             yield block.values
 
     # Numeric formats hand map_split whole arrays; other records reach it through chain at C speed,
@@ -230,7 +244,6 @@ def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Co
         raise
     except Exception as exc:
         raise _user_error(exc, "map_split", f"within the split's first {seen[0]} records") from None
-    engine["map_input_records"] += seen[0]
 
 
 # ---------------------------------------------------------------- reduce
@@ -270,6 +283,7 @@ def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, o
         engine["reduce_input_records"] += run.records
         engine["shuffle_bytes"] += run.length
     ctx = context.TaskContext(params, broadcast=broadcast)
+    _watched[1] = engine
     context.activate(ctx)  # the combiner may run in merge passes
     try:
         merged = merge_runs(runs, _guarded_combiner(step.combiner), tmp_dir, engine, "reduce_merge_passes")

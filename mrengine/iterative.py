@@ -52,6 +52,7 @@ from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
 from .paramserver import start_for_runner
+from .storage import absolute_url
 
 ENGINE = "mrengine"
 
@@ -145,13 +146,15 @@ class DriverContext:
         _check_formats(spec, where)
         self.rounds += 1
         so = self._opts.storage_options
+        output = None if collect else absolute_url(output)
         target = outputs.round_dir(self.output, self.session, self.rounds) if collect else output
         if not collect:
             outputs.check_output_dir(output, self._opts.overwrite, so)
         prefer = [SplitPlace(url, start, end, worker) for (url, start, end), worker in self._locality.items()] if locality else []
         label = f"{self._job.name} round {self.rounds}"
         try:
-            round_spec = replace(step_spec(spec, 0, list(paths), target, self._opts), prefer=prefer, job_name=label)
+            round_spec = replace(step_spec(spec, 0, [absolute_url(p) for p in paths], target, self._opts), prefer=prefer,
+                                 job_name=label, session=self.session)
             began = time.monotonic()
             status = self._run_step(round_spec, label)
         except TaskFailedError as exc:
@@ -224,7 +227,7 @@ def run_main(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, run
         outputs.commit_job(output, ctx.session, manifest, so)
     except BaseException:
         try:
-            outputs.abort_job(output, ctx.session, (), so)
+            outputs.abort_job(output, ctx.session, {}, so)
         except Exception:
             pass  # the error that got us here matters more
         raise

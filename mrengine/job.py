@@ -185,6 +185,7 @@ def _import(path: str, source: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     job_dir = os.path.dirname(path)
+    before = set(sys.modules)
     sys.path.insert(0, job_dir)  # so a job can import helpers that sit beside it
     try:
         spec.loader.exec_module(module)
@@ -194,7 +195,23 @@ def _import(path: str, source: str):
     finally:
         sys.path.remove(job_dir)
     cloudpickle.register_pickle_by_value(module)
+    for helper in _local_modules(set(sys.modules) - before, job_dir):
+        cloudpickle.register_pickle_by_value(helper)
     return module
+
+
+def _local_modules(names: set, job_dir: str) -> list:
+    """The modules among `names` that the job imported from beside its file (a `helpers.py`, a package):
+    pickled by value with the job, so workers need no copy of them and run the version the driver loaded."""
+    package_dir = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    found = []
+    for name in sorted(names):
+        module = sys.modules.get(name)
+        file = os.path.abspath(getattr(module, "__file__", None) or "/")
+        if (file.startswith(job_dir + os.sep) and not file.startswith(package_dir)
+                and "site-packages" not in file and "dist-packages" not in file and "." not in name):
+            found.append(module)  # a package's submodules go with it
+    return found
 
 
 def _spec_from_module(module, path: str, source: str) -> JobSpec:

@@ -11,6 +11,11 @@ its own thread, so the master's lock is never held across one: on S3 a commit is
 retries), and the `Master` itself, which dispatches requests and answers status. All state lives
 under one lock; task state changes only through `tasks.JobTasks.handle`.
 
+A running master job is cancelled (`tasks.JobCancelled`) when its driver has not asked for its status
+for `--driver-grace` seconds, when `mrengine kill` names it, or when a new job is submitted writing
+the same output: one output, one writer. Its attempts are killed at once; the committer then undoes
+its output, removing only the parts that are still the files it published.
+
 A heartbeat says which attempts the worker is running; one the master launched there but the worker
 does not mention was lost on the way (a reply cut off with its connection) and runs again elsewhere.
 """
@@ -29,18 +34,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from . import comm, fairshare, history, outputs, protocol
-from .errors import ClusterError, MrEngineError, RecordError, StorageError
+from .errors import ClusterError, MrEngineError, RecordError, StorageError, UsageError
 from .inputs import Split
 from .jobreport import AttemptNote, job_report, with_log_tail
 from .messages import (
-    AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow, JobStatusRequest,
+    AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow, JobStatusRequest, Kill,
     MapSource, Ok, Register, Registered, Reregister, SplitPlace, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
     TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire, to_wire,
 )
 from .steps import StepCommit, failed_on_all, manifest, plan, sum_counters
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, Attempt, AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit,
-    Discard, FetchFailed, JobAborted, JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
+    Discard, FetchFailed, JobAborted, JobCancelled, JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
 )
 
 log = logging.getLogger("mrengine.master")
@@ -49,6 +54,7 @@ DEFAULT_WORKER_TIMEOUT = 5.0
 LONG_POLL_SECONDS = 0.25
 KEEP_FINISHED_JOBS = 100  # finished master jobs the master remembers, for `mrengine status`
 LOCALITY_WAIT_SECONDS = 3.0  # how long a map waits for the worker its spec prefers
+DEFAULT_DRIVER_GRACE = 10.0  # a running master job whose driver has not asked for its status this long is cancelled
 
 
 # ---------------------------------------------------------------- workers
@@ -134,6 +140,11 @@ class MasterJob:
     error: ErrorInfo | None = None
     manifest: dict | None = None
     notes: dict[str, AttemptNote] = field(default_factory=dict)  # finished attempts' logs and errors, by attempt id
+    driver_seen: float = 0.0  # when its driver last asked for its status
+
+    def ending(self) -> bool:
+        """Whether its end is decided (failed, cancelled, or its `_SUCCESS` on the way) while it still runs."""
+        return self.error is not None or self.manifest is not None
 
     def counters(self) -> list:
         return sum_counters(task.result.counters for task in self.tasks.counted())
@@ -201,6 +212,12 @@ class Committer:
     def fail_job(self, job: MasterJob, error: ErrorInfo) -> None:
         self._work.put(lambda: self._abort(job, error))
 
+    def cancel_job(self, job: MasterJob, error: ErrorInfo) -> None:
+        """Call under the lock: the job's attempts are killed now, its output undone on this thread."""
+        job.error = error
+        self._carry_out(job, job.tasks.handle(JobCancelled()))
+        self._work.put(lambda: self._undo(job, "cancelled"))
+
     def discard(self, job: MasterJob, attempt: Attempt) -> None:
         def discard() -> None:
             try:
@@ -216,12 +233,15 @@ class Committer:
                 return
             job.error = error
             self._carry_out(job, job.tasks.handle(JobAborted()))  # cancels what still runs
+        self._undo(job, "failed")
+
+    def _undo(self, job: MasterJob, state: str) -> None:
         try:
             job.commit.abort()
         except Exception as exc:
             log.warning("job %s: could not clean up its output: %s", job.id, exc)
         with self.lock:
-            self._on_end(job, "failed")
+            self._on_end(job, state)
 
 
 # ---------------------------------------------------------------- scheduling
@@ -244,9 +264,11 @@ class Scheduler:
         prefer = {p.key: p.worker for p in spec.prefer}
         preferred = [prefer.get((s.url, s.start, s.end)) for s in splits]
         job_id = f"job{next(self._ids):04d}"
+        self._supersede(spec.output, job_id)
         tasks = JobTasks(len(splits), spec.num_reducers, spec.max_attempts, preferred, LOCALITY_WAIT_SECONDS,
                          self.backup_after)
-        job = self.jobs[job_id] = MasterJob(job_id, spec, splits, tasks, time.monotonic(), StepCommit(spec, job_id))
+        now = time.monotonic()
+        job = self.jobs[job_id] = MasterJob(job_id, spec, splits, tasks, now, StepCommit(spec, job_id), driver_seen=now)
         log.info("job %s (%s step %d): %d map tasks, %d reduce tasks", job_id, spec.job_name, spec.step, len(splits),
                  spec.num_reducers)
         if not splits and not spec.num_reducers:
@@ -282,7 +304,8 @@ class Scheduler:
     def _task_spec(self, job: MasterJob, attempt: Attempt) -> TaskSpec:
         spec = job.spec
         task = TaskSpec(job.id, attempt.id, attempt.kind, attempt.index, spec.step, spec.params, spec.storage_options,
-                        len(job.tasks.reduces))
+                        len(job.tasks.reduces), task_timeout=spec.task_timeout, task_memory_mb=spec.task_memory_mb,
+                        session=spec.session)
         if attempt.kind == MAP:
             task.split, task.input_format, task.sort_buffer_bytes = (job.splits[attempt.index], spec.input_format,
                                                                      spec.sort_buffer_bytes)
@@ -327,6 +350,25 @@ class Scheduler:
         self.registry.drop(worker)
         for job in self.running():
             self.carry_out(job, job.tasks.handle(WorkerLost(worker.id)))
+
+    def cancel(self, job: MasterJob, reason: str) -> None:
+        log.warning("job %s cancelled: %s", job.id, reason)
+        self.committer.cancel_job(job, ErrorInfo(f"cancelled: {reason}"))
+
+    def cancel_orphans(self, grace: float) -> None:
+        """Cancel the running jobs whose driver went away (Ctrl-C, killed, cut off) `grace` seconds ago."""
+        now = time.monotonic()
+        for job in self.running():
+            if not job.ending() and now - job.driver_seen > grace:
+                self.cancel(job, f"its driver has not asked for its status for {grace:g}s (interrupted, killed or "
+                                 f"cut off)")
+
+    def _supersede(self, output: str, new_id: str) -> None:
+        """One output, one writer: a new job writing a running job's output cancels that job first (its
+        undoing runs on the committer before any commit of the new job's)."""
+        for job in self.running():
+            if job.spec.output == output and not job.ending():
+                self.cancel(job, f"job {new_id} was submitted writing the same output {output}")
 
     def carry_out(self, job: MasterJob, actions: list) -> None:
         for action in actions:
@@ -384,8 +426,10 @@ class Scheduler:
 
 class Master:
     def __init__(self, host: str, port: int, secret: bytes, worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
-                 max_frame: int = protocol.DEFAULT_MAX_FRAME, backup_after: float = DEFAULT_BACKUP_AFTER):
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME, backup_after: float = DEFAULT_BACKUP_AFTER,
+                 driver_grace: float = DEFAULT_DRIVER_GRACE):
         self.worker_timeout = worker_timeout
+        self.driver_grace = driver_grace
         self.lock = threading.Condition()
         self.registry = WorkerRegistry()
         self.scheduler = Scheduler(self.registry, backup_after)
@@ -394,7 +438,7 @@ class Master:
         self._stopped = threading.Event()
         self._handlers = {
             Register: self._register, Heartbeat: self._heartbeat, Goodbye: self._goodbye,
-            Submit: self._submit, JobStatusRequest: self._job_status, StatusRequest: self._status,
+            Submit: self._submit, JobStatusRequest: self._job_status, StatusRequest: self._status, Kill: self._kill,
         }
         self.server = comm.Server(host, port, secret, self._serve, "master", max_frame)
 
@@ -498,6 +542,7 @@ class Master:
                     log.warning("worker %s (%s) silent for %.1fs: declared dead; its running attempts and the map "
                                 "outputs still needed will be made again", worker.id, worker.shuffle, silent)
                     self._lose(worker)
+                self.scheduler.cancel_orphans(self.driver_grace)
 
     # ------------------------------------------------------------ drivers
 
@@ -509,8 +554,10 @@ class Master:
         return Submitted(job.id, len(splits), msg.spec.num_reducers)
 
     def _job_status(self, msg: JobStatusRequest) -> StepStatus:
+        job = self.scheduler.jobs.get(msg.job_id)
+        if job is not None:
+            job.driver_seen = time.monotonic()  # before the lock: a busy master must not cancel a job whose driver asks
         with self.lock:
-            job = self.scheduler.jobs.get(msg.job_id)
             if job is None:
                 raise StorageError(f"no job {msg.job_id!r} on this master")
             end = job.finished if job.state != "running" else time.monotonic()
@@ -520,6 +567,20 @@ class Master:
             return StepStatus(job.state, TaskCounts(**job.tasks.counts()), job.counters(), end - job.started,
                               job.error, job.manifest if job.state == "succeeded" else None,
                               len(self.registry.alive()), map_workers)
+
+    def _kill(self, msg: Kill) -> Ok:
+        with self.lock:
+            job = self.scheduler.jobs.get(msg.job_id)
+            if job is None:
+                raise UsageError(f"no job {msg.job_id!r} on this master (`mrengine jobs` lists them)")
+            if job.state != "running":
+                raise UsageError(f"job {job.id} is not running: it {job.state}")
+            if job.ending():
+                raise UsageError(f"job {job.id} is ending already: " + (job.error.message if job.error
+                                                                        else "its output is being committed"))
+            self.scheduler.cancel(job, "killed by `mrengine kill`")
+            self.lock.notify_all()
+        return Ok()
 
     def _status(self, msg: StatusRequest) -> ClusterStatus:
         with self.lock:
@@ -543,11 +604,12 @@ def _task_rows(job: MasterJob, now: float) -> list[TaskRow]:
 
 def main(host: str, port: int, secret: bytes, worker_timeout: float, ready_file: str | None,
          backup_after: float = DEFAULT_BACKUP_AFTER, encrypt: bool = False, history_dir: str | None = None,
-         ui_bind: tuple[str, int] | None = None, ui_token: str | None = None) -> None:
+         ui_bind: tuple[str, int] | None = None, ui_token: str | None = None,
+         driver_grace: float = DEFAULT_DRIVER_GRACE) -> None:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s master %(levelname)s %(message)s", stream=sys.stderr)
-    master = Master(host, port, secret, worker_timeout, backup_after=backup_after)
+    master = Master(host, port, secret, worker_timeout, backup_after=backup_after, driver_grace=driver_grace)
     master.server.encrypt = encrypt
     master.start()
     log.info("listening on %s%s", master.address, " (encrypted)" if encrypt else "")

@@ -25,13 +25,13 @@ import functools
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from .errors import ProtocolError
 from .inputs import Split
 from .shuffle.runs import Segment
 from .tasklogs import DEFAULT_LEVEL as DEFAULT_LOG_LEVEL
-from .tasks import DEFAULT_MAX_ATTEMPTS
+from .tasks import DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT
 
 MESSAGES: dict[str, type] = {}  # frame type -> message class
 
@@ -166,6 +166,10 @@ class StepSpec:
     # Who ran what, for the job's report and history only: no runner depends on them.
     user: str = ""
     job_file: str = ""
+    overwrite: bool = False  # the output's earlier result goes before the first part is committed
+    task_timeout: float = DEFAULT_TASK_TIMEOUT  # seconds an attempt may make no progress
+    task_memory_mb: int | None = None  # None: the worker's default (limits.default_task_memory_mb)
+    session: str = ""  # the main(ctx) session whose round this is; its rounds may share a slot process
 
 
 @dataclass
@@ -201,6 +205,15 @@ class TaskSpec:
     output: str = ""
     output_format: str = ""
     log_level: str = DEFAULT_LOG_LEVEL  # of the log records the attempt's log keeps
+    # limits and isolation, as the step's spec says
+    task_timeout: float = DEFAULT_TASK_TIMEOUT
+    task_memory_mb: int | None = None
+    session: str = ""
+
+    @property
+    def scope(self) -> str:
+        """What a slot process that ran this attempt may be reused for: its main(ctx) session, else its job."""
+        return self.session or self.job_id
 
     @property
     def ref(self) -> "AttemptRef":
@@ -380,7 +393,7 @@ class StepStatus:
     """Where a step stands (a master job natively, a Spark job, or in-process), as every runner's
     `run_step` returns it and the progress line prints it."""
 
-    state: str  # running, succeeded, failed
+    state: str  # running, succeeded, failed, cancelled
     counts: TaskCounts
     counters: list = field(default_factory=list)  # [group, name, value], summed over winning attempts
     elapsed: float = 0.0
@@ -388,6 +401,14 @@ class StepStatus:
     manifest: dict | None = None  # what `_SUCCESS` says, once succeeded
     workers: int = 0
     map_workers: list[SplitPlace] = field(default_factory=list)  # where each split's map ran (native only)
+
+
+@message("kill")
+@dataclass
+class Kill:
+    """`mrengine kill`: cancel a running master job (answered by `Ok`, or an error reply)."""
+
+    job_id: str
 
 
 @message("status_request")
@@ -441,7 +462,7 @@ class JobRow:
 @message("status")
 @dataclass
 class ClusterStatus:
-    """`mrengine status`: the master's workers and master jobs."""
+    """`mrengine status` and `mrengine jobs`: the master's workers and master jobs."""
 
     workers: list[WorkerRow]
     jobs: list[JobRow]

@@ -234,8 +234,9 @@ def _missing_dirs(fs, path: str, out: str) -> list[str]:
     return missing
 
 
-def commit_task(out: str, job_id: str, attempt_id: str, partition: int, storage_options: dict | None) -> None:
-    """Publish one winning attempt's file as the partition's part file.
+def commit_task(out: str, job_id: str, attempt_id: str, partition: int, storage_options: dict | None) -> dict:
+    """Publish one winning attempt's file as the partition's part file; returns what was published
+    (for `abort_job`, which removes the part only while it is still this one).
 
     Where a rename is atomic (local disks) the file is renamed. On object stores a rename is a copy
     and a delete; the copy alone publishes the part (a copied object appears whole or not at all),
@@ -247,6 +248,28 @@ def commit_task(out: str, job_id: str, attempt_id: str, partition: int, storage_
         fs.cp_file(src, dst)
     else:
         fs.mv(src, dst)
+    return _identity(fs, dst)
+
+
+def _identity(fs, path: str) -> dict | None:
+    """What tells this file from another written under the same name later: inode and mtime on
+    local disks, ETag on object stores (with the size); None when it is gone."""
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return None
+    return {k: info[k] for k in ("size", "ino", "mtime", "ETag", "etag", "LastModified") if k in info}
+
+
+def clear_result(out: str, storage_options: dict | None) -> None:
+    """Remove an earlier result's part files and `_SUCCESS` (for --overwrite, before the first new commit),
+    so no part of the old result survives beside the new one."""
+    fs, path = _fs(out, storage_options)
+    with contextlib.suppress(FileNotFoundError):
+        for name in fs.ls(path, detail=False):
+            base = name.rstrip("/").rsplit("/", 1)[-1]
+            if base.startswith(PART_PREFIX) or base == SUCCESS:
+                fs.rm_file(name)
 
 
 def discard_attempt(out: str, job_id: str, attempt_id: str, storage_options: dict | None) -> None:
@@ -275,12 +298,19 @@ def write_json(out: str, name: str, value: dict, storage_options: dict | None) -
         f.write("\n")
 
 
-def abort_job(out: str, job_id: str, partitions: Iterable[int], storage_options: dict | None) -> None:
-    """Undo a failed job: its temporary files and the parts it had already committed."""
+def abort_job(out: str, job_id: str, published: dict, storage_options: dict | None) -> None:
+    """Undo a failed job: its temporary files and the parts it had already committed.
+
+    `published` maps each committed partition to what `commit_task` returned: a part goes only while
+    it is still the file this job committed, as another job (a rerun with --overwrite) may have
+    replaced it since.
+    """
     fs, path = _fs(out, storage_options)
-    for p in partitions:
-        with contextlib.suppress(FileNotFoundError):
-            fs.rm_file(join(path, part_name(p)))
+    for p, identity in published.items():
+        part = join(path, part_name(p))
+        if _identity(fs, part) == identity:
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(part)
     _remove_temp(fs, path, job_id)
 
 

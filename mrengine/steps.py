@@ -23,7 +23,7 @@ from . import outputs
 from .errors import StorageError
 from .inputs import DEFAULT_SPLIT_SIZE, InputFormat, Split, input_format, list_inputs, make_splits
 from .job import JobSpec
-from .messages import DEFAULT_LOG_LEVEL, DEFAULT_MAX_ATTEMPTS, PartOutput, StepSpec, StepStatus
+from .messages import DEFAULT_LOG_LEVEL, DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT, PartOutput, StepSpec, StepStatus
 
 DEFAULT_REDUCERS = 2
 DEFAULT_SORT_BUFFER_MB = 100
@@ -39,6 +39,8 @@ class RunOptions:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     overwrite: bool = False
     log_level: str = DEFAULT_LOG_LEVEL  # of the log records an attempt's log keeps
+    task_timeout: float = DEFAULT_TASK_TIMEOUT
+    task_memory_mb: int | None = None  # None: the worker's default (limits.default_task_memory_mb)
 
 
 @dataclass
@@ -92,6 +94,7 @@ def step_spec(job: JobSpec, index: int, inputs: list[str], output: str, opts: Ru
         params=opts.params, storage_options=opts.storage_options,
         sort_buffer_bytes=opts.sort_buffer_mb * 1024 * 1024, max_attempts=opts.max_attempts,
         log_level=opts.log_level, user=getpass.getuser(), job_file=job.path,
+        overwrite=opts.overwrite, task_timeout=opts.task_timeout, task_memory_mb=opts.task_memory_mb,
     )
 
 
@@ -136,20 +139,23 @@ class StepCommit:
 
     def __init__(self, spec: StepSpec, job_id: str):
         self.spec, self.job_id = spec, job_id
-        self.committed: list[int] = []
+        self.published: dict[int, dict | None] = {}  # partition -> the part file it committed (outputs.commit_task)
 
     def task(self, partition: int, attempt_id: str) -> None:
-        """Publish a winning reduce attempt's file as its part file."""
-        outputs.commit_task(self.spec.output, self.job_id, attempt_id, partition, self.spec.storage_options)
-        self.committed.append(partition)
+        """Publish a winning reduce attempt's file as its part file; with --overwrite the earlier result
+        goes first, so none of its parts survives beside the new ones."""
+        if self.spec.overwrite and not self.published:
+            outputs.clear_result(self.spec.output, self.spec.storage_options)
+        self.published[partition] = outputs.commit_task(self.spec.output, self.job_id, attempt_id, partition,
+                                                        self.spec.storage_options)
 
     def job(self, step_manifest: dict) -> None:
         """Remove the temporary files and write `_SUCCESS`, last."""
         outputs.commit_job(self.spec.output, self.job_id, step_manifest, self.spec.storage_options)
 
     def abort(self) -> None:
-        """Undo: the committed parts and the temporary files go."""
-        outputs.abort_job(self.spec.output, self.job_id, self.committed, self.spec.storage_options)
+        """Undo: the committed parts (while still the files this job published) and the temporary files go."""
+        outputs.abort_job(self.spec.output, self.job_id, self.published, self.spec.storage_options)
 
     def discard(self, attempt_id: str) -> None:
         """Remove what a losing or failed attempt wrote."""

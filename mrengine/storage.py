@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from typing import Iterator
 
@@ -47,6 +48,18 @@ def _with_defaults(protocol: str, storage_options: dict | None) -> dict:
         defaults = {"connect_timeout": S3_CONNECT_TIMEOUT, "retries": {"mode": "standard", "max_attempts": S3_ATTEMPTS}}
         options["config_kwargs"] = {**defaults, **(options.get("config_kwargs") or {})}  # fresh: botocore edits it
     return options
+
+
+def absolute_url(url: str) -> str:
+    """A local path made absolute where the driver runs (the master and workers may run elsewhere, in
+    another directory); a URL with a scheme (s3://, file://, ...) as it is.
+
+    >>> absolute_url("s3://bucket/out"), absolute_url("/data/in.txt")
+    ('s3://bucket/out', '/data/in.txt')
+    """
+    if "://" in url:
+        return url
+    return os.path.abspath(os.path.expanduser(url))
 
 
 def filesystem(url: str, storage_options: dict | None = None) -> tuple:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterator
@@ -28,6 +29,8 @@ from typing import Any, Iterator
 BACKUP_FACTOR = 2.0  # a task is a straggler once it has run this many times its peers' median ...
 DEFAULT_BACKUP_AFTER = 10.0  # ... and at least this many seconds
 DEFAULT_MAX_ATTEMPTS = 4  # attempts per task before its job fails (`--max-attempts`)
+DEFAULT_TASK_TIMEOUT = 600.0  # seconds without progress before an attempt is killed, as Hadoop's mapreduce.task.timeout
+MAX_FETCH_FAILURES_PER_WORKER = 3  # reducers failing to fetch from a worker this often exclude it from the job
 
 
 class TaskState(str, Enum):
@@ -147,6 +150,11 @@ class JobAborted:
     """The job cannot go on (its output could not be committed): nothing more runs."""
 
 
+@dataclass
+class JobCancelled:
+    """The job is called off (its driver went away, `mrengine kill`, a new job for its output): nothing more runs."""
+
+
 # ---------------------------------------------------------------- actions
 
 
@@ -231,6 +239,8 @@ class JobTasks:
         self._running: dict[str, dict[str, Attempt]] = {}  # worker -> its attempts launched and maybe still running
         self._took = {MAP: [], REDUCE: []}  # how long each winning attempt of a phase ran
         self._median: dict[str, tuple[int, float]] = {}  # kind -> (of how many winners, their median time)
+        self.fetch_failures_from: Counter = Counter()  # worker -> fetches of its map outputs that failed
+        self.excluded: set = set()  # workers this job gives no more attempts (their outputs cannot be fetched)
 
     # ------------------------------------------------------------ queries
 
@@ -295,13 +305,16 @@ class JobTasks:
             FetchFailed: self._fetch_failed,
             WorkerLost: self._worker_lost,
             AttemptLost: self._attempt_lost,
-            JobAborted: self._aborted,
+            JobAborted: self._stop,
+            JobCancelled: self._stop,
         }[type(event)]
         return handler(event)
 
     def _worker_ready(self, ev: WorkerReady) -> list:
         if self.first_ready is None:
             self.first_ready = ev.now
+        if ev.worker in self.excluded and not ev.live <= self.excluded:
+            return []
         phase = self.maps if not self.maps_done() else self.reduces
         kind = MAP if phase is self.maps else REDUCE
         pending = (t for t in self._pending[kind].tasks(phase) if t.state is TaskState.PENDING)
@@ -438,9 +451,15 @@ class JobTasks:
         task = self.task_of(attempt)
         task.fetch_failures += 1
         source = self.maps[ev.map_index]
+        served_by = self.attempts.get(ev.map_attempt)
+        if served_by is not None:  # every failed fetch from a worker counts against it; past a few, the job drops it
+            self.fetch_failures_from[served_by.worker] += 1
+            if self.fetch_failures_from[served_by.worker] >= MAX_FETCH_FAILURES_PER_WORKER:
+                self.excluded.add(served_by.worker)
         if source.state is TaskState.SUCCEEDED and source.winner.id == ev.map_attempt:
-            # Its worker could not serve it: take all that worker's outputs for lost, as its death would.
-            self._remake_outputs_of(source.winner.worker)
+            # Its worker could not serve it: take all that worker's outputs for lost, as its death would,
+            # and make them again, on another worker where one can.
+            self._remake_outputs_of(source.winner.worker, avoid=True)
         if task.fetch_failures >= 2 * self.max_attempts:
             self._move(task, TaskState.FAILED)
             error = {"message": f"could not fetch its input {task.fetch_failures} times; the last time: "
@@ -456,11 +475,14 @@ class JobTasks:
             self._move(task, TaskState.PENDING)
         return [Discard(attempt)] if attempt.kind == REDUCE else []
 
-    def _remake_outputs_of(self, worker: str) -> None:
+    def _remake_outputs_of(self, worker: str, avoid: bool = False) -> None:
+        """`avoid`: the worker is alive but could not serve its outputs; remake them on another if one can."""
         if self.reduces_done():
             return  # no reduce needs them any more
         for task in self.maps:
             if task.state is TaskState.SUCCEEDED and task.winner.worker == worker:
+                if avoid:
+                    task.failed_on.add(worker)
                 self._move(task, TaskState.PENDING)
                 task.winner = None  # its result stays, for its counters, until a new winner replaces it
 
@@ -471,7 +493,7 @@ class JobTasks:
         self._remake_outputs_of(ev.worker)
         return actions
 
-    def _aborted(self, ev: JobAborted) -> list:
+    def _stop(self, ev: JobAborted | JobCancelled) -> list:
         self.done = True
         return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
 

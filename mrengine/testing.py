@@ -239,7 +239,7 @@ class InProcessRunner(Runner):
                               [output.counters for _, output in maps])
         except BaseException:
             with suppress(Exception):  # the error that got us here is the one to report
-                outputs.abort_job(spec.output, job_id, [], spec.storage_options)
+                outputs.abort_job(spec.output, job_id, {}, spec.storage_options)
             raise
         finally:
             context.activate(previous)

@@ -2,8 +2,9 @@
 
 The worker process itself only talks: one heartbeat loop to the master (which carries finished
 attempts up and new assignments, cancellations and clean-ups down) and a shuffle server answering
-reducers' fetches. Attempts run in long-lived slot processes, one attempt at a time each, so user
-code gets its own core and a cancelled or stuck attempt is ended by killing its process.
+reducers' fetches. Attempts run in slot processes, one attempt at a time each, so user code gets its
+own core and a cancelled or stuck attempt is ended by killing its process; a slot process serves
+one job (or main(ctx) session) only, so no job's state reaches another.
 
 Its roles, each a class: `Slot` (one slot process), `SlotPool` (the slots, which attempt runs where,
 ending attempts), `ShuffleServer` (the map outputs this worker holds, served to reducers), and
@@ -38,7 +39,8 @@ from . import comm, outputs, paramserver, protocol, tasklogs
 from .cache import IDLE_SECONDS, SlotCache
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .executor import error_report, run_map, run_reduce
-from .job import prime_linecache
+from .job import prime_linecache, user_traceback
+from .limits import Watch, default_task_memory_mb, died_message, is_disk_full, sample_progress
 from .messages import (
     AttemptReport, ErrorInfo, Fetch, FetchFailure, Goodbye, Heartbeat, Register, Registered, Reregister, SegmentHeader,
     SlotReply, SlotRequest, TaskSpec, Work, from_wire, to_wire,
@@ -58,10 +60,11 @@ MAX_HELD_JOBS = 16  # master jobs' pickled code kept for the slots; the master r
 # ---------------------------------------------------------------- slot processes
 
 
-def slot_main(conn, secret: bytes, work_dir: str) -> None:
+def slot_main(conn, secret: bytes, work_dir: str, progress) -> None:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sample_progress(progress)
     cache = SlotCache(on_load=prime_linecache)
     paramserver.use_secret(secret)  # tasks reach a session's parameter server with the cluster's secret
     while True:
@@ -92,16 +95,29 @@ def _run_attempt(request: SlotRequest, cache: SlotCache, secret: bytes, work_dir
     except FetchFailedError as exc:
         source = next(s for s in task.sources if s.map_index == exc.map_index)
         report.fetch_failed, report.error = FetchFailure(exc.map_index, source.attempt_id), ErrorInfo(str(exc))
+    except SystemExit as exc:
+        report.error = ErrorInfo(f"the job's code called sys.exit({exc.code!r})", user_traceback(exc))
     except Exception as exc:
-        report.error = error_report(exc)
+        report.error = disk_full_report(exc, work_dir) if is_disk_full(exc) else error_report(exc)
     return SlotReply(report)
 
 
+def disk_full_report(exc: BaseException, work_dir: str) -> ErrorInfo:
+    """A full disk is the worker's trouble, not the job's code: say which worker and where."""
+    free = shutil.disk_usage(work_dir).free if os.path.isdir(work_dir) else 0
+    where = (f"its work dir {work_dir} ({free // 1024} KiB free now)" if free < 64 * 1024 * 1024
+             else "where the task writes the job's output")
+    return ErrorInfo(f"worker {socket.gethostname()} (pid {os.getppid()}) ran out of disk space in {where}: {exc}; "
+                     f"free space there or give the worker another --work-dir (not an error in the job's code)")
+
+
 class Slot:
-    def __init__(self, secret: bytes, work_dir: str):
+    def __init__(self, secret: bytes, work_dir: str, memory_mb: int):
         self.secret = secret
         self.work_dir = work_dir
+        self.memory_mb = memory_mb  # the default limit, for jobs that set none
         self.task: TaskSpec | None = None
+        self.watch: Watch | None = None
         self._start()
 
     def _start(self) -> None:
@@ -111,14 +127,18 @@ class Slot:
         # reads its pipe and runs attempts, never touching what the worker's threads hold.
         mp = multiprocessing.get_context("fork")
         self.conn, child = mp.Pipe()
-        self.proc = mp.Process(target=slot_main, args=(child, self.secret, self.work_dir), daemon=True)
+        self.progress = mp.RawValue("q", 0)  # grows while the running attempt moves (limits.sample_progress)
+        self.proc = mp.Process(target=slot_main, args=(child, self.secret, self.work_dir, self.progress), daemon=True)
         self.proc.start()
         child.close()
         self.held: set[str] = set()  # the master jobs the process holds unpickled, as its last reply said
+        self.scope: str | None = None  # the job (or main(ctx) session) whose code this process has run
 
     def run(self, task: TaskSpec, job_bytes: bytes) -> None:
         """Start `task` in the process; the job's code goes along unless the process holds the job."""
+        self._isolate(task.scope)
         self.task = task
+        self.watch = Watch(self.proc.pid, self.progress, task.task_timeout, task.task_memory_mb or self.memory_mb)
         self.conn.send(SlotRequest(task, None if task.job_id in self.held else job_bytes))
 
     def result(self) -> SlotReply:
@@ -129,10 +149,19 @@ class Slot:
             self.held = set(reply.held)
             return reply
         except (EOFError, OSError):
+            self.proc.join(5)  # its exit code is known only once it is reaped
             code = self.proc.exitcode
             self.restart()
-            error = ErrorInfo(f"the task process died (exit code {code}); out of memory?")
-            return SlotReply(AttemptReport(task.job_id, task.attempt_id, error=error))
+            return SlotReply(AttemptReport(task.job_id, task.attempt_id, error=ErrorInfo(died_message(code))))
+
+    def _isolate(self, scope: str) -> None:
+        # User code may leave anything behind in a process (globals, monkeypatches, imported modules,
+        # environment, working directory): a process serves one job, or one main(ctx) session's rounds
+        # (their split cache lives in it), and a fresh fork of the worker, which never runs user code,
+        # takes the next.
+        if self.scope is not None and self.scope != scope:
+            self.restart()
+        self.scope = scope
 
     def restart(self) -> None:
         self.stop()
@@ -150,7 +179,8 @@ class SlotPool:
     """The worker's slots: which attempt runs in which, and ending attempts."""
 
     def __init__(self, count: int, secret: bytes, work_dir: str):
-        self.slots = [Slot(secret, work_dir) for _ in range(count)]
+        memory_mb = default_task_memory_mb(count)
+        self.slots = [Slot(secret, work_dir, memory_mb) for _ in range(count)]
         self.split_slots: dict[tuple, Slot] = {}  # (url, start, end) -> the slot that last ran it
 
     def busy(self) -> list[Slot]:
@@ -170,11 +200,11 @@ class SlotPool:
         # A map of a split this worker ran before goes to the same slot when it is free: that
         # process may still hold the split's parsed records (iterative jobs cache them).
         if task.kind != MAP:
-            return free[0]
+            return _least_restarts(task, free)
         key = (task.split.url, task.split.start, task.split.end)
         slot = self.split_slots.get(key)
         if slot not in free:
-            slot = free[0]
+            slot = _least_restarts(task, free)
             if len(self.split_slots) >= MAX_REMEMBERED_SPLITS:
                 self.split_slots.clear()
             self.split_slots[key] = slot
@@ -191,6 +221,23 @@ class SlotPool:
             _discard(task)
         return task
 
+    def enforce_limits(self) -> list[tuple[TaskSpec, AttemptReport]]:
+        """Kill the attempts past their task timeout or memory limit; each is reported as a failed attempt."""
+        failed = []
+        for slot in self.busy():
+            reason = slot.watch.breach()
+            if reason is not None:
+                log.warning("attempt %s of job %s %s", slot.task.attempt_id, slot.task.job_id, reason)
+                task = self.kill(slot)
+                failed.append((task, AttemptReport(task.job_id, task.attempt_id, error=ErrorInfo(reason))))
+        return failed
+
+    def renew_idle(self, ended: set) -> None:
+        """Replace the idle processes that ran an ended job now, so the next job need not wait for it."""
+        for slot in self.free():
+            if slot.scope in ended:
+                slot.restart()
+
     def wait(self, timeout: float) -> list[tuple[TaskSpec, SlotReply]]:
         """The attempts that finish within `timeout`, with their replies."""
         busy = self.busy()
@@ -200,6 +247,12 @@ class SlotPool:
     def stop(self) -> None:
         for slot in self.slots:
             slot.stop()
+
+
+def _least_restarts(task: TaskSpec, free: list[Slot]) -> Slot:
+    """A free slot that can run `task` without a new process: one of its job (or session), else a fresh one."""
+    return (next((s for s in free if s.scope == task.scope), None) or next((s for s in free if s.scope is None), None)
+            or free[0])
 
 
 def _discard(task: TaskSpec) -> None:
@@ -406,6 +459,7 @@ class Worker:
             self._apply(reply)
             if self.pool.busy() and not reply.assign:
                 self.finished += [self._collect(task, r) for task, r in self.pool.wait(HEARTBEAT_SECONDS)]
+                self.finished += self.pool.enforce_limits()
             elif not self.pool.busy() and not reply.assign:
                 # Right after reporting, ask again at once (that request long-polls): the next job may be waiting.
                 time.sleep(0.01 if reply.polled or reported else HEARTBEAT_SECONDS)
@@ -432,6 +486,7 @@ class Worker:
                     _remove_job_temp(task)
         for job_id in ended:
             self._forget(job_id)
+        self.pool.renew_idle(ended)
         self.jobs.update(reply.jobs)
         for task in reply.assign:
             self.jobs.move_to_end(task.job_id)

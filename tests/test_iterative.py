@@ -181,7 +181,8 @@ def failing_job(tmp_path):
     ("main", 5, ["mrengine: error: main raised RuntimeError: the driver gave up", 'line 19, in main']),
     ("call", 2, ["ctx.map_reduce(): can't define both mapper and map_split", "failing.py line 21"]),
     ("open", 5, ["main raised ValueError: ctx.open needs a relative file name inside the output directory"]),
-    ("missing", 3, ["mrengine: error: input path 'no-such-file.csv' does not exist\n  at ", "failing.py line 25"]),
+    ("missing", 3, ["mrengine: error: input path '/", "/no-such-file.csv' does not exist\n  at ",  # made absolute
+                    "failing.py line 25"]),
     ("task", 5, ["job failing round 2 failed: map task 0", "failed on all 1 attempts", "ValueError: a huge first value", "(ctx.map_reduce at",
                  "failing.py line 27)", 'failing.py", line 7, in rows']),
 ])

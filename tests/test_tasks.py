@@ -3,7 +3,7 @@
 import pytest
 
 from mrengine.tasks import (
-    AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed, JobFailed,
+    AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed, JobCancelled, JobFailed,
     JobSucceeded, JobTasks, Launch, TaskState, WorkerLost, WorkerReady,
 )
 
@@ -144,7 +144,7 @@ def test_stale_fetch_failure_does_not_discard_a_remade_output():
 def test_endless_fetch_failures_fail_the_job():
     tasks = JobTasks(1, 1, max_attempts=2)
     for _ in range(4):
-        m = launch(tasks, "w1")
+        m = launch(tasks, "w1", live=frozenset({"w1"}))  # the only worker to make it, however often it fails
         finish(tasks, m)
         r = launch(tasks, "w2")
         actions = tasks.handle(FetchFailed(r.id, 0, m.id, {"message": "refused"}))
@@ -241,3 +241,33 @@ def test_launch_action_type():
     actions = tasks.handle(WorkerReady("w1", 0.0, LIVE))
     assert isinstance(actions[0], Launch)
     assert [type(a) for a in finish(tasks, actions[0].attempt)] == [JobSucceeded]
+
+
+def test_a_worker_whose_outputs_cannot_be_fetched_is_avoided_then_excluded():
+    tasks = JobTasks(3, 3, max_attempts=4)
+    maps = [launch(tasks, "w1") for _ in range(3)]
+    for m in maps:
+        finish(tasks, m)
+    reduces = [launch(tasks, w) for w in ("w2", "w3", "w2")]
+    tasks.handle(FetchFailed(reduces[0].id, 0, maps[0].id, {"message": "connection refused"}))
+    assert all(t.state is TaskState.PENDING for t in tasks.maps)  # all of w1's outputs are made again ...
+    assert launch(tasks, "w1") is None  # ... not on w1 while another worker can
+    assert tasks.excluded == set()
+    for r, m in zip(reduces[1:], maps[1:]):  # the other reducers' fetches from w1 failed too
+        tasks.handle(FetchFailed(r.id, m.index, m.id, {"message": "connection refused"}))
+    assert tasks.excluded == {"w1"}
+    remade = [launch(tasks, "w3"), launch(tasks, "w2"), launch(tasks, "w3")]
+    assert [(a.kind, a.worker) for a in remade] == [("map", "w3"), ("map", "w2"), ("map", "w3")]
+    for a in remade:
+        finish(tasks, a)
+    assert launch(tasks, "w1") is None  # excluded: not even a reduce
+    assert launch(tasks, "w1", live=frozenset({"w1"})) is not None  # unless it is the only worker left
+
+
+def test_cancelling_a_job_kills_every_running_attempt_and_ends_it():
+    tasks = JobTasks(2, 1)
+    a, b = launch(tasks, "w1"), launch(tasks, "w2")
+    actions = tasks.handle(JobCancelled())
+    assert sorted(x.attempt.id for x in actions if isinstance(x, Cancel)) == sorted([a.id, b.id])
+    assert tasks.done and launch(tasks, "w3") is None
+    assert tasks.handle(AttemptSucceeded(a.id, map_result(1), 1.0)) == []  # late news changes nothing

@@ -114,7 +114,7 @@ class SparkRunner(Runner):
 
     def _abort(self, spec: StepSpec, job_id: str) -> None:
         try:
-            outputs.abort_job(spec.output, job_id, [], spec.storage_options)
+            outputs.abort_job(spec.output, job_id, {}, spec.storage_options)
         except Exception:
             pass  # the error that got us here is the one to report
 
