@@ -155,7 +155,7 @@ def test_relative_paths_mean_the_drivers_directory(tmp_path):
         second = run(cluster, Path(JOBS) / "wordcount.py", "out/rel1", "--reducers", "1", "--overwrite",
                      cwd=client, inputs=["data/words.txt"])
         assert second.returncode == 0, second.stderr
-        assert sorted(p.name for p in (client / "out" / "rel1").iterdir()) == ["_SUCCESS", "part-00000"]
+        assert sorted(p.name for p in (client / "out" / "rel1").iterdir()) == ["_REPORT.json", "_SUCCESS", "part-00000"]
         assert read_tsv(client / "out" / "rel1") == want
         (client / "out" / "rel1" / "part-00007").write_text("stale\tpart\n")
         verify = cluster.mrengine("verify", client / "out" / "rel1")
