@@ -16,6 +16,7 @@ from . import comm, outputs
 from .errors import ClusterError, RecordError, TaskFailedError
 from .inputs import DEFAULT_SPLIT_SIZE, input_format
 from .job import JobSpec
+from .sampling import with_range_partitioner
 
 POLL_SECONDS = 0.05
 SUBMIT_TIMEOUT = 600.0
@@ -106,10 +107,15 @@ def step_submission(job: JobSpec, index: int, inputs: list[str], output: str, op
         "inputs": inputs, "input_format": None if index == 0 else "msgpack",
         "splittable": input_format(fmt).splittable, "output": output,
         "output_format": job.output_format if last else "msgpack",
-        "num_reducers": step.num_reducers or opts.reducers, "split_size": opts.split_size,
+        "num_reducers": _reducers(step, opts), "split_size": opts.split_size,
         "params": opts.params, "storage_options": opts.storage_options,
         "sort_buffer_bytes": opts.sort_buffer_mb * 1024 * 1024, "max_attempts": opts.max_attempts,
     }
+
+
+def _reducers(step, opts: RunOptions) -> int:
+    """The step's reducer count: its own (0 for a map-only step) or --reducers."""
+    return opts.reducers if step.num_reducers is None else step.num_reducers
 
 
 def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, run_step) -> Summary:
@@ -125,7 +131,9 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, ru
         step_inputs = inputs
         for i in range(len(job.steps)):
             step_output = output if i == len(job.steps) - 1 else outputs.step_dir(output, i)
-            status = run_step(step_submission(job, i, step_inputs, step_output, opts), step_label(job, i))
+            step_job = with_range_partitioner(job, i, step_inputs, _reducers(job.steps[i], opts), opts.params,
+                                              opts.split_size, opts.storage_options)  # a total_order step's cut points
+            status = run_step(step_submission(step_job, i, step_inputs, step_output, opts), step_label(job, i))
             summary.maps += status["counts"]["maps"]
             summary.reduces += status["counts"]["reduces"]
             summary.attempts += status["counts"]["attempts"]

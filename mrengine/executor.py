@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from itertools import chain
 from typing import Any, Iterator
 
-from . import context, outputs
+from . import context, outputs, sorting
 from .cache import SlotCache
 from .errors import FetchFailedError, MrEngineError, RecordError
 from .inputs import Split, input_format
@@ -110,6 +110,7 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
     """Map the `blocks` of one split (read with `fmt`) into `attempt_dir/map.out`, one sorted segment
     per partition; every runner calls this. Returns (path, segments, counters).
     """
+    step = sorting.map_side(step, split.index)
     ctx = context.TaskContext(params, split=split, broadcast=broadcast)
     buffer = MapOutputBuffer(
         num_partitions,
@@ -273,9 +274,9 @@ def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, o
     ctx = context.TaskContext(params, broadcast=broadcast)
     context.activate(ctx)  # the combiner may run in merge passes
     try:
-        merged = merge_runs(runs, _guarded_combiner(step.combiner), tmp_dir, engine, "reduce_merge_passes")
-        stats = outputs.write_pairs(out_path, output_format, _reduce(step, group_by_key(merged), engine, partition),
-                                    storage_options)
+        merged = merge_runs(runs, _guarded_combiner(sorting.shuffle_combiner(step)), tmp_dir, engine, "reduce_merge_passes")
+        groups = sorting.reduce_groups(step, group_by_key(merged))
+        stats = outputs.write_pairs(out_path, output_format, _reduce(step, groups, engine, partition), storage_options)
     finally:
         context.activate(None)
     engine["reduce_output_records"] += stats["records"]

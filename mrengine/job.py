@@ -44,7 +44,7 @@ _STEP_FUNCTIONS = {
     "mapper_init": 0,
     "mapper_final": 0,
 }
-_STEP_VALUES = ("num_reducers",)
+_STEP_VALUES = ("num_reducers", "sort_values", "partition_fields", "field_separator", "total_order")
 _JOB_NAMES = ("input_format", "output_format", "steps", "main")
 KNOWN_NAMES = frozenset(_STEP_FUNCTIONS) | frozenset(_STEP_VALUES) | frozenset(_JOB_NAMES)
 # Hooks other engines have (mrjob's) that mrengine does not call.
@@ -55,7 +55,10 @@ _OTHER_ENGINES_HOOKS = ("reducer_init", "reducer_final", "combiner_init", "combi
 class Step:
     """One map/reduce step. A job file names its functions at top level, or lists `steps = [Step(...), ...]`.
 
-    With no reducer the step's output is the sorted map output, one line per (key, value).
+    With no reducer the step's output is the sorted map output, one line per (key, value);
+    `num_reducers=0` makes it map-only instead: one part per map, in the order the mapper yielded.
+    `sort_values`, `partition_fields`/`field_separator` and `total_order` are the sort orders of
+    `mrengine.sorting`.
     """
 
     mapper: Callable | None = None
@@ -66,6 +69,10 @@ class Step:
     mapper_init: Callable | None = None
     mapper_final: Callable | None = None
     map_split: Callable | None = None
+    sort_values: bool = False
+    partition_fields: int | None = None
+    field_separator: str = "\t"
+    total_order: bool = False
 
     def __post_init__(self):
         _check_step(self, "Step")
@@ -124,8 +131,28 @@ def _check_step(step: Step, where: str) -> None:
     if step.map_split is not None and (step.mapper_init or step.mapper_final):
         raise JobDefinitionError(f"{where}: mapper_init/mapper_final go with mapper, not with map_split (which sees the whole split in one call)")
     n = step.num_reducers
-    if n is not None and (type(n) is not int or n < 1):
-        raise JobDefinitionError(f"{where}: num_reducers must be a positive int, not {n!r}")
+    if n is not None and (type(n) is not int or n < 0):
+        raise JobDefinitionError(f"{where}: num_reducers must be an int, 0 for a map-only step, not {n!r}")
+    _check_sort_options(step, where)
+
+
+def _check_sort_options(step: Step, where: str) -> None:
+    if n_fields := step.partition_fields:
+        if type(n_fields) is not int or n_fields < 1:
+            raise JobDefinitionError(f"{where}: partition_fields must be a positive int, not {n_fields!r}")
+    if not isinstance(step.field_separator, str) or not step.field_separator:
+        raise JobDefinitionError(f"{where}: field_separator must be a non-empty str, not {step.field_separator!r}")
+    for name in ("sort_values", "total_order"):
+        if type(getattr(step, name)) is not bool:
+            raise JobDefinitionError(f"{where}: {name} must be True or False, not {getattr(step, name)!r}")
+    if step.num_reducers == 0 and (step.reducer or step.combiner or step.sort_values or step.total_order):
+        raise JobDefinitionError(f"{where}: num_reducers = 0 makes a map-only step, which has no reducer, combiner "
+                                 f"or sort; remove them or give num_reducers > 0")
+    if step.total_order and (step.partitioner or step.partition_fields):
+        raise JobDefinitionError(f"{where}: can't give both total_order and partitioner/partition_fields: "
+                                 f"total_order partitions by sampled key ranges")
+    if step.partitioner and step.partition_fields:
+        raise JobDefinitionError(f"{where}: can't give both partitioner and partition_fields")
 
 
 def _check_callable(fn: Any, name: str, nargs: int, where: str) -> None:
@@ -225,8 +252,8 @@ def _spec_from_module(module, path: str, source: str) -> JobSpec:
 
 def _step_from(names: dict, where: str) -> Step:
     step = Step.__new__(Step)
-    for f in Step.__dataclass_fields__:
-        setattr(step, f, names.get(f))
+    for name, f in Step.__dataclass_fields__.items():
+        setattr(step, name, names.get(name, f.default))
     _check_step(step, where)
     return step
 
@@ -270,8 +297,12 @@ def _fits(hook: str, value: Any) -> bool:
     nargs = _STEP_FUNCTIONS.get(hook, 1 if hook == "main" else None)
     if nargs is not None:
         return callable(value) and _takes(value, nargs)
-    if hook == "num_reducers":
+    if hook in ("num_reducers", "partition_fields"):
         return type(value) is int
+    if hook in ("sort_values", "total_order"):
+        return type(value) is bool
+    if hook == "field_separator":
+        return isinstance(value, str)
     if hook == "steps":
         return isinstance(value, (list, tuple))
     return isinstance(value, (str, InputFormat)) or callable(value)  # input_format, output_format

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from . import comm, outputs, protocol
 from .errors import MrEngineError, ProtocolError, RecordError, StorageError
 from .inputs import list_inputs, make_splits
+from .sorting import reduce_tasks
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, AttemptFailed, AttemptState, AttemptLost, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed,
     JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
@@ -348,6 +349,7 @@ class Master:
                                    "sort_buffer_bytes", "max_attempts")}
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
+        sub["num_reducers"] = reduce_tasks(sub["num_reducers"], len(splits))  # a map-only step: one writer per map
         # Optional: [url, start, end, worker] of splits that should run on that worker (its cache).
         prefer = {(url, start, end): worker for url, start, end, worker in msg.get("prefer") or ()}
         preferred = [prefer.get((s.url, s.start, s.end)) for s in splits]

@@ -42,6 +42,7 @@ from .inputs import (CsvInput, InputFormat, JsonLinesInput, MsgpackInput, NpyInp
 from .iterative import run_main
 from .job import JobSpec, Step, job_from_module, load_job, prime_linecache
 from .shuffle.runs import Run
+from .sorting import reduce_tasks
 
 __all__ = ["run_job", "JobResult", "InProcessRunner"]
 
@@ -229,6 +230,7 @@ class InProcessRunner:
         """Run one step (a `driver.step_submission`); returns its status as the master reports it."""
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
+        sub = {**sub, "num_reducers": reduce_tasks(sub["num_reducers"], len(splits))}  # a map-only step: one writer per map
         job_id = f"local-{self._run}-{next(self._ids):04d}"
         job = self.cache.job(job_id, sub["job_bytes"])
         step = job.steps[sub["step"]]

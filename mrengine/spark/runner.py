@@ -31,6 +31,7 @@ from ..driver import Progress, RunOptions, Summary, run_steps
 from ..errors import ClusterError, RecordError, StorageError, TaskFailedError
 from ..inputs import InputFormat, input_format, list_inputs, make_splits
 from ..job import JobSpec
+from ..sorting import reduce_tasks
 from . import tasks
 from .session import DEFAULT_MASTER, Spark, java_message
 
@@ -64,6 +65,7 @@ class SparkRunner:
 
         files = list_inputs(sub["inputs"], sub["storage_options"])
         splits = make_splits(files, sub["split_size"], sub["splittable"])
+        sub = {**sub, "num_reducers": reduce_tasks(sub["num_reducers"], len(splits))}  # a map-only step: one writer per map
         reducers = sub["num_reducers"]
         job_id = f"spark-{uuid.uuid4().hex[:12]}"
         sc = self.spark.sc
