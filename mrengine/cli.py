@@ -135,6 +135,15 @@ def _fail(exc: MrEngineError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _job_args(inputs: tuple) -> tuple[tuple, list]:
+    """Split `run`'s positional arguments at `--`: inputs before it, an mrjob job's own arguments after."""
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        return inputs, []
+    after = argv[argv.index("--") + 1:]
+    return inputs[:len(inputs) - len(after)], list(after)
+
+
 @click.group()
 @click.version_option(package_name="mrengine")
 def main() -> None:
@@ -193,7 +202,8 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
                       storage_options=storage_options_of(storage_options, endpoint_url),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite)
     try:
-        job = load_job(job_file)
+        inputs, job_args = _job_args(inputs)
+        job = load_job(job_file, job_args)
 
         def execute(run_step):
             run_job = run_main if job.main is not None else run_steps  # main(ctx) drives its own rounds

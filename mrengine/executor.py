@@ -301,6 +301,9 @@ def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes) -> l
 def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> Iterator[tuple]:
     reducer = step.reducer
     key: Any = None
+    if step.reduce_partition is not None:
+        yield from _reduce_partition(step, groups, engine)
+        return
     try:
         for key, values in groups:
             engine["reduce_input_groups"] += 1
@@ -314,3 +317,23 @@ def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> It
         raise
     except Exception as exc:
         raise _user_error(exc, "reducer", f"while reducing key {key!r}") from None
+
+
+def _reduce_partition(step: Step, groups: Iterator, engine: Counter) -> Iterator[tuple]:
+    """A `reduce_partition(groups)` step: one call for the whole reduce task."""
+    where = ["before its first key"]
+
+    def counted():
+        for key, values in groups:
+            engine["reduce_input_groups"] += 1
+            where[0] = f"while reducing key {key!r}"
+            yield key, values
+        where[0] = "after its last key"
+
+    try:
+        for out_key, out_value in step.reduce_partition(counted()):
+            yield out_key, out_value
+    except MrEngineError:
+        raise
+    except Exception as exc:
+        raise _user_error(exc, "reduce_partition", where[0]) from None

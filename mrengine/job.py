@@ -43,6 +43,7 @@ _STEP_FUNCTIONS = {
     "partitioner": 2,
     "mapper_init": 0,
     "mapper_final": 0,
+    "reduce_partition": 1,
 }
 _STEP_VALUES = ("num_reducers", "sort_values", "partition_fields", "field_separator", "total_order")
 _JOB_NAMES = ("input_format", "output_format", "steps", "main")
@@ -58,7 +59,8 @@ class Step:
     With no reducer the step's output is the sorted map output, one line per (key, value);
     `num_reducers=0` makes it map-only instead: one part per map, in the order the mapper yielded.
     `sort_values`, `partition_fields`/`field_separator` and `total_order` are the sort orders of
-    `mrengine.sorting`.
+    `mrengine.sorting`. `reduce_partition(groups)`, in place of reducer, is called once per reduce task
+    with an iterator of (key, values) and yields its output pairs (task-wide setup and teardown).
     """
 
     mapper: Callable | None = None
@@ -69,6 +71,7 @@ class Step:
     mapper_init: Callable | None = None
     mapper_final: Callable | None = None
     map_split: Callable | None = None
+    reduce_partition: Callable | None = None
     sort_values: bool = False
     partition_fields: int | None = None
     field_separator: str = "\t"
@@ -133,6 +136,8 @@ def _check_step(step: Step, where: str) -> None:
     n = step.num_reducers
     if n is not None and (type(n) is not int or n < 0):
         raise JobDefinitionError(f"{where}: num_reducers must be an int, 0 for a map-only step, not {n!r}")
+    if step.reducer is not None and step.reduce_partition is not None:
+        raise JobDefinitionError(f"{where}: can't define both reducer and reduce_partition; reduce_partition replaces reducer for a whole reduce task")
     _check_sort_options(step, where)
 
 
@@ -145,7 +150,7 @@ def _check_sort_options(step: Step, where: str) -> None:
     for name in ("sort_values", "total_order"):
         if type(getattr(step, name)) is not bool:
             raise JobDefinitionError(f"{where}: {name} must be True or False, not {getattr(step, name)!r}")
-    if step.num_reducers == 0 and (step.reducer or step.combiner or step.sort_values or step.total_order):
+    if step.num_reducers == 0 and (step.reducer or step.reduce_partition or step.combiner or step.sort_values or step.total_order):
         raise JobDefinitionError(f"{where}: num_reducers = 0 makes a map-only step, which has no reducer, combiner "
                                  f"or sort; remove them or give num_reducers > 0")
     if step.total_order and (step.partitioner or step.partition_fields):
@@ -176,15 +181,36 @@ def _takes(fn: Callable, nargs: int) -> bool:
     return True
 
 
-def load_job(path: str) -> JobSpec:
-    """Import a job file and check it; every problem becomes a JobDefinitionError."""
+def load_job(path: str, job_args: list[str] | None = None) -> JobSpec:
+    """Import a job file and check it; every problem becomes a JobDefinitionError.
+
+    A file that defines an mrjob `MRJob` class runs as mrjob would run it with the arguments `job_args`.
+    """
     if not os.path.isfile(path):
         raise JobDefinitionError(f"job file {path!r} does not exist")
     path = os.path.abspath(path)
     with open(path, encoding="utf-8") as f:
         source = f.read()
+    if "mrjob" in source:
+        from .mrjob import compat
+        compat.install()  # so that the file's `import mrjob` works on Pythons without distutils and pipes
     module = _import(path, source)
+    mrjob_spec = _mrjob_spec(module, path, source, job_args or [])
+    if mrjob_spec is not None:
+        return mrjob_spec
+    if job_args:
+        raise JobDefinitionError(f"job file {path}: arguments after -- ({' '.join(job_args)}) are for mrjob jobs; "
+                                 f"this one defines no MRJob class (use -p name=value for parameters)")
     return _spec_from_module(module, path, source)
+
+
+def _mrjob_spec(module, path: str, source: str, job_args: list[str]) -> JobSpec | None:
+    """The job of an MRJob class the module defines, if it defines one."""
+    if "mrjob.job" not in sys.modules:
+        return None
+    from .mrjob import adapter
+    cls = adapter.mrjob_class(module)
+    return adapter.job_spec(cls, path, source, job_args) if cls is not None else None
 
 
 def job_from_module(module) -> JobSpec:
