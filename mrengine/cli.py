@@ -192,8 +192,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     if runner == "spark" and master:
         raise click.BadParameter("can't give both --master (a native cluster) and --runner spark; "
                                  "use --spark-master for Spark's", param_hint="--master")
-    from .cluster import EmbeddedCluster
-    from .driver import Driver, RunOptions, run_steps
+    from .driver import RunOptions, run_steps
     from .iterative import run_main
     from .job import load_job
 
@@ -209,24 +208,66 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
             run_job = run_main if job.main is not None else run_steps  # main(ctx) drives its own rounds
             return run_job(job, list(inputs), output, opts, run_step)
 
-        if runner == "spark":
-            from .spark import SparkRunner
-
-            with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {job.name}",
-                             verbose) as spark:
-                summary = execute(spark.run_step)
-        elif master:
-            with Driver(master, read_secret(secret_file)) as driver:
-                summary = execute(driver.run_step)
-        else:
-            with EmbeddedCluster(workers, verbose=verbose) as cluster, Driver(cluster.address, cluster.secret) as driver:
-                summary = execute(driver.run_step)
+        summary = _on_runner(execute, job.name, runner, master, secret_file, workers, verbose, spark_master, spark_conf,
+                             max_attempts)
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:
         click.echo("mrengine: interrupted", err=True)
         sys.exit(130)
     for line in summary.lines(all_counters):
+        click.echo(line, err=True)
+
+
+def _on_runner(execute, name: str, runner: str, master, secret_file, workers: int, verbose: bool, spark_master,
+               spark_conf, max_attempts: int):
+    """`execute(run_step)` on the runner asked for: Spark, a cluster's master, or an embedded cluster."""
+    from .cluster import EmbeddedCluster
+    from .driver import Driver
+
+    if runner == "spark":
+        from .spark import SparkRunner
+
+        with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {name}", verbose) as spark:
+            return execute(spark.run_step)
+    if master:
+        with Driver(master, read_secret(secret_file)) as driver:
+            return execute(driver.run_step)
+    with EmbeddedCluster(workers, verbose=verbose) as cluster, Driver(cluster.address, cluster.secret) as driver:
+        return execute(driver.run_step)
+
+
+@main.command("streaming", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("hadoop_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="Worker processes of the embedded cluster.")
+@click.option("--split-size", type=_Size(), default="64MiB", show_default=True, help="Bytes per input split.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
+@click.option("--master", default=None, callback=_master_address, help="HOST:PORT of a running master (default: an embedded cluster).")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--runner", type=click.Choice(["native", "spark"]), default="native", show_default=True)
+@click.option("--spark-master", default=None, help="Spark master URL for --runner spark.")
+@click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
+def streaming(hadoop_args, workers, split_size, max_attempts, master, secret_file, runner, spark_master, verbose):
+    """Run a Hadoop Streaming job: -input IN -output OUT -mapper CMD [-reducer CMD|NONE] [-combiner CMD]
+    [-numReduceTasks N] [-partitioner CLASS] [-inputformat CLASS] [-D k=v] [-file F] [-files F,G] [-cmdenv K=V]."""
+    from .driver import RunOptions, run_steps
+    from .streaming import job_spec, parse
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        stream = parse(list(hadoop_args))
+        job = job_spec(stream)
+        opts = RunOptions(reducers=max(stream.reducers, 1), split_size=split_size, max_attempts=max_attempts,
+                          overwrite="-overwrite" in hadoop_args)
+        summary = _on_runner(lambda run_step: run_steps(job, stream.inputs, stream.output, opts, run_step), job.name,
+                             runner, master, secret_file, workers, verbose, spark_master, (), max_attempts)
+    except MrEngineError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("mrengine: interrupted", err=True)
+        sys.exit(130)
+    for line in summary.lines():
         click.echo(line, err=True)
 
 
