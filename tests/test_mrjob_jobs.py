@@ -189,3 +189,59 @@ def test_text_classifier_gives_mrjobs_keys(tmp_path):
     ours = [line.split("\t")[0] for line in output_lines(tmp_path / "out")]
     theirs = [line.split("\t")[0] for line in mrjob_local_lines("mr_text_classifier", docs, (), tmp_path)]
     assert ours == theirs
+
+
+# ---------------------------------------------------------------- the job API, protocol by protocol
+
+FEATURES = os.path.join(os.path.dirname(__file__), "jobs", "mr_features.py")
+PROTOCOLS = [  # (internal, output, bytes keys and values)
+    ("JSONProtocol", "JSONProtocol", False), ("StandardJSONProtocol", "JSONValueProtocol", False),
+    ("PickleProtocol", "PickleProtocol", False), ("ReprProtocol", "ReprValueProtocol", False),
+    ("RawProtocol", "RawProtocol", False), ("TextProtocol", "TextValueProtocol", False),
+    ("PickleProtocol", "StandardJSONValueProtocol", False), ("JSONProtocol", "PickleValueProtocol", False),
+    ("JSONProtocol", "RawValueProtocol", False), ("ReprProtocol", "ReprProtocol", False),
+    ("BytesProtocol", "BytesProtocol", True), ("BytesProtocol", "BytesValueProtocol", True),
+    ("TextProtocol", "TextProtocol", False),
+]
+
+
+@pytest.fixture(scope="module")
+def verses(tmp_path_factory):
+    d = tmp_path_factory.mktemp("verses")
+    with open(os.path.join(ROOT, "sample_data", "text", "kjv-new-testament.txt"), "rb") as f:
+        (d / "matthew.txt").write_bytes(b"".join(f.readlines()[:400]))
+    (d / "stop.txt").write_text("lord\n")
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("internal, out, as_bytes", PROTOCOLS, ids=[f"{i}-{o}" for i, o, _ in PROTOCOLS])
+def test_job_api_and_protocols_as_mrjob_runs_them(verses, tmp_path, internal, out, as_bytes):
+    """Task hooks, combiner, SORT_VALUES, FILES, add_file_arg, jobconf_from_env, counters, two steps."""
+    if not mrjob_imports():
+        pytest.skip("mrjob itself does not import here")
+    job_args = ["--internal", internal, "--out", out, "--extra-stop", str(verses / "stop.txt")] + ["--bytes"] * as_bytes
+    proc = run_cli("run", FEATURES, verses / "matthew.txt", "-o", tmp_path / "out", "--workers", "2",
+                   "--split-size", "8k", "--", *job_args)
+    assert proc.returncode == 0, proc.stderr
+    theirs = subprocess.run([sys.executable, FEATURES, "-r", "inline", str(verses / "matthew.txt"), *job_args],
+                            capture_output=True, timeout=300, cwd=tmp_path)
+    assert theirs.returncode == 0, theirs.stderr.decode()
+    ours = b"".join(sorted(line for p in part_files(tmp_path / "out") for line in open(p, "rb")))
+    assert ours == b"".join(sorted(theirs.stdout.splitlines(keepends=True)))
+    words = sum(1 for line in open(verses / "matthew.txt") for w in line.lower().split()
+                if w.isalpha() and w not in ("the", "and", "lord"))
+    assert f"features/words = {words}" in proc.stderr
+
+
+def test_counters_files_and_file_args_reach_the_tasks(verses, tmp_path):
+    """Without mrjob's runner to compare with (Python 3.12+ too): the facts of mr_features' output."""
+    proc = run_cli("run", FEATURES, verses / "matthew.txt", "-o", tmp_path / "out", "--workers", "2", "--split-size", "8k",
+                   "--", "--extra-stop", str(verses / "stop.txt"))
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split("\t") for line in output_lines(tmp_path / "out"))
+    assert '"lord=' not in "".join(lines.values()) and '"the=' not in "".join(lines.values())
+    assert json.loads(lines['"#"']) == "matthew.txt=400"  # jobconf_from_env saw the input file
+    words = json.loads(lines['"j"']).split(",")
+    assert words == sorted(words)  # SORT_VALUES
+    assert "features/reducers = 2" in proc.stderr and "features/reducers_done = 2" in proc.stderr

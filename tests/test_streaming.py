@@ -3,8 +3,8 @@ tests (apache/hadoop hadoop-tools/hadoop-streaming/src/test/java/org/apache/hado
 with shell tools standing in for their small Java helper apps (TrApp is `tr`, UniqApp `uniq`,
 FailApp `exit 1`, ValueCountReduce `cut | uniq -c`)."""
 
+import json
 import os
-import sys
 from collections import Counter
 
 import pytest
@@ -96,6 +96,7 @@ def test_streaming_counters(tmp_path):
     proc = streaming(tmp_path, ROSES, "-mapper", mapper, "-reducer", UNIQ_R)
     assert output(tmp_path) == "Rare\t\nRblue\t\nRbunnies\t\nRpink\t\nRred\t\nRroses\t\nRviolets\t\n"
     assert "UserCounters/InputLines = 3" in proc.stderr
+    assert ["UserCounters", "InputLines", 3] in json.load(open(tmp_path / "out" / "_SUCCESS"))["counters"]
 
 
 @pytest.mark.parametrize("fail_map", [True, False], ids=["map", "reduce"])
@@ -129,7 +130,7 @@ def test_python_scripts_shipped_with_files(tmp_path):
     """A word count of Python scripts sent with -file and run by name from the task's directory."""
     text = "the cat\nthe dog and the cat\n"
     streaming(tmp_path, text, "-mapper", "python3 wc_mapper.py", "-reducer", "python3 wc_reducer.py",
-              "-file", os.path.join(HERE, "streaming", "wc_mapper.py"), "-files", os.path.join(HERE, "streaming", "wc_reducer.py"),
+              "-file", os.path.join(HERE, "..", "jobs", "streaming", "wc_mapper.py"), "-files", os.path.join(HERE, "..", "jobs", "streaming", "wc_reducer.py"),
               "-numReduceTasks", "2")
     got = dict(line.split("\t") for line in output(tmp_path).splitlines())
     assert got == {w: str(n) for w, n in Counter(text.split()).items()}
