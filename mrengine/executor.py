@@ -13,12 +13,12 @@ import os
 import shutil
 import traceback
 from collections import Counter
-from collections.abc import Mapping
 from contextlib import contextmanager
 from itertools import chain
 from typing import Any, Iterator
 
 from . import context, outputs, sorting
+from .sorting import pairs_of as _pairs
 from .cache import SlotCache
 from .errors import FetchFailedError, MrEngineError, RecordError
 from .inputs import Split, input_format
@@ -58,14 +58,6 @@ def _counter_list(ctx: context.TaskContext, engine: Counter) -> list:
     merged = [[ENGINE, name, n] for name, n in sorted(engine.items()) if n]
     merged += [[g, n, v] for (g, n), v in sorted(ctx.counters.items())]
     return merged
-
-
-def _pairs(result: Any) -> Any:
-    if result is None:
-        return ()
-    if isinstance(result, Mapping):
-        return result.items()
-    return result
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from .errors import JobDefinitionError, MrEngineError
 from .inputs import input_format, list_inputs, make_splits
 from .job import JobSpec, Step, user_traceback
 from .shuffle.order import sort_key
-from .sorting import RangePartitioner
+from .sorting import RangePartitioner, pairs_of
 
 SAMPLE_SPLITS = 10
 SAMPLE_RECORDS = 100_000  # in all, as TeraSort's default
@@ -53,8 +53,7 @@ def _mapped_keys(step: Step, split, records: list[tuple], params: dict) -> list[
     context.activate(context.TaskContext(params, split=split))
     try:
         if step.map_split is not None:
-            out = step.map_split(value for _, value in records)
-            pairs = out.items() if hasattr(out, "items") else out
+            pairs = pairs_of(step.map_split(value for _, value in records))
         else:
             pairs = itertools.chain.from_iterable(step.mapper(k, v) for k, v in records)
         return [key for key, _ in pairs]

@@ -56,13 +56,13 @@ def map_side(step: Step, map_index: int) -> Step:
         return step
     if is_map_only(step):
         sequence = itertools.count()
-        rekey: Callable[[Iterable], Iterator] = lambda pairs: ((next(sequence), pair) for pair in _pairs(pairs))
+        rekey: Callable[[Iterable], Iterator] = lambda pairs: ((next(sequence), pair) for pair in pairs_of(pairs))
         partitioner = _fixed_partition(map_index)
     elif step.sort_values:
         rekey = _with_value_in_key
         partitioner = _on_first(step.partitioner or _field_partitioner(step) or stable_partition)
     else:
-        rekey, partitioner = _pairs, _field_partitioner(step)
+        rekey, partitioner = pairs_of, _field_partitioner(step)
     return dataclasses.replace(
         step, mapper=_rekeyed(step.mapper, rekey), map_split=_rekeyed(step.map_split, rekey),
         mapper_init=_rekeyed(step.mapper_init, rekey), mapper_final=_rekeyed(step.mapper_final, rekey),
@@ -86,7 +86,8 @@ def reduce_groups(step: Step, groups: Iterator[tuple[Any, Iterator]]) -> Iterato
     return groups
 
 
-def _pairs(result: Any) -> Iterable:
+def pairs_of(result: Any) -> Iterable:
+    """What a job's function returned, as pairs: None is none, a dict or Counter its items."""
     if result is None:
         return ()
     if isinstance(result, Mapping):
@@ -106,7 +107,7 @@ def _rekeyed(fn: Callable | None, rekey: Callable[[Iterable], Iterator]) -> Call
 
 
 def _with_value_in_key(pairs: Iterable) -> Iterator[tuple]:
-    return (((key, value), value) for key, value in _pairs(pairs))
+    return (((key, value), value) for key, value in pairs_of(pairs))
 
 
 def _regrouped(groups: Iterator[tuple[Any, Iterator]]) -> Iterator[tuple[Any, Iterator]]:
