@@ -78,3 +78,13 @@ def test_one_run_checks_every_output_against_the_reference(tmp_path):
 def test_the_spark_rows_check_their_output_too(tmp_path):
     rows = bench_rows(tmp_path, ["counter", "spark", "spark-fast"], timeout=170)
     assert rows["spark"].endswith("ok") and rows["spark-fast"].endswith("ok")
+
+
+@pytest.mark.slow
+def test_the_mrjob_and_streaming_rows_check_their_output_too(tmp_path):
+    """mrengine running an mrjob job and a streaming job of Python scripts (and mrjob's own local
+    runner where mrjob imports) must all count what the reference counts."""
+    mrjob_imports = subprocess.run([sys.executable, "-c", "import mrjob.job"], capture_output=True).returncode == 0
+    cases = ["counter", "mrjob", "streaming"] + ["mrjob-local"] * mrjob_imports
+    rows = bench_rows(tmp_path, cases, timeout=400)
+    assert all(rows[c].endswith("ok") for c in cases[1:]), rows
