@@ -12,18 +12,27 @@ Input: rows of numbers, features first and the 0/1 label last: `.npy` files (a 2
                     whose result does not depend on how the rows are split.
                     average: every split runs one pass of mini-batch SGD from the current model and the
                     driver averages the splits' models, weighted by their rows (model averaging).
+                    async: a parameter server on the driver holds the model; one long round's map tasks
+                    each run every epoch of mini-batch SGD on their split, pulling the model and pushing
+                    each step's update, at most `staleness` updates ahead of the slowest task (SSP).
     epochs=20       rounds of training
     lr=0.5          learning rate
     l2=0            L2 penalty: minimises mean log-loss + l2/2 * |w|^2 (scikit-learn's C is 1/(l2 * N))
-    batch=16        mini-batch rows (average mode)
-    seed=0          seeds the shuffles of average mode
+    batch=16        mini-batch rows (average and async modes)
+    seed=0          seeds the shuffles of average and async modes
+    staleness=4     async mode: updates a task may run ahead of the slowest (0: lock step; inf: unbounded)
+    checkpoint_every=100   async mode: the server writes checkpoints/params-*.npz every this many updates
+    slow_split=-1, slow_factor=3   a test hook: the task of split slow_split takes slow_factor times as
+                    long for its own work (it sleeps the difference), to make a straggler
     standardize=true   scale features to mean 0, deviation 1 (statistics from a first round)
     test=PATH       evaluate the model on this file after training
 
 It prints the loss and accuracy per epoch as it goes, and writes to the output directory:
 `model.json` (weights and bias for the raw features, the standardisation, scores), `model.npy`
 (the weights followed by the bias) and `log.csv` (epoch, loss, accuracy, seconds; the loss and accuracy
-of the model each epoch starts from).
+of the model each epoch starts from; in async mode each split scored with the model it pulled at the
+start of its epoch, and seconds left empty: the epochs overlap); async mode adds `paramserver.json`
+(the server's counters and log of applied updates) and `checkpoints/`.
 """
 
 import json
@@ -31,7 +40,7 @@ import time
 
 import numpy as np
 
-from mrengine import ctx
+from mrengine import ctx, paramserver
 
 input_format = "numeric"  # csv, tsv or npy by each file's name; map_split gets 2-D numpy blocks
 
@@ -68,10 +77,11 @@ def column_stats(blocks):
         total = total + x.sum(axis=0)
         squares = squares + np.einsum("ij,ij->j", x, x)
         bad += int(np.count_nonzero((y != 0) & (y != 1)))
-    return {"n": n, "sum": total, "squares": squares, "bad_labels": bad} if n else {}
+    return {"n": n, "sum": total, "squares": squares, "bad_labels": bad, "splits": 1} if n else {"splits": 1}
 
 
 def gradient(blocks):
+    began = time.monotonic()
     w, b = raw_model(ctx.broadcast)
     out = {"n": 0, "grad": 0.0, "residual": 0.0, "loss": 0.0, "correct": 0}
     for a in blocks:
@@ -83,6 +93,7 @@ def gradient(blocks):
         out["residual"] += float(np.sum(r, dtype=np.float64))
         out["loss"] += loss
         out["correct"] += correct
+    straggle(time.monotonic() - began)
     return out if out["n"] else {}
 
 
@@ -105,6 +116,46 @@ def local_sgd(blocks):
     return {"n": n, "w": w * n, "b": b * n, "loss": loss, "correct": correct}
 
 
+def straggle(seconds):
+    """The test hook: the task of split `slow_split` sleeps so that work that took `seconds` takes
+    `slow_factor` times as long."""
+    if ctx.split.index == int(ctx.params.get("slow_split", -1)):
+        time.sleep((float(ctx.params.get("slow_factor", 3)) - 1) * seconds)
+
+
+def async_sgd(blocks):
+    """Every epoch of mini-batch SGD on this split, against the parameter server: step s is batch
+    s % per_epoch of epoch s // per_epoch (rows shuffled from the seed, the epoch and the split), so
+    an attempt that resumes at the server's step for this task does exactly the steps still missing."""
+    m = ctx.broadcast
+    parts = list(blocks)
+    if not parts:
+        return {}
+    a = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    x, y, n = a[:, :-1], a[:, -1], len(a)
+    per_epoch = -(-n // m["batch"])
+    out, order, shuffled = {"n": n}, None, None
+    with paramserver.connect(m["server"], ctx.split.index) as ps:
+        step, params = ps.join()
+        while step < m["epochs"] * per_epoch:
+            began = time.monotonic()
+            epoch, batch = divmod(step, per_epoch)
+            w, b = params["w"], float(params["b"][0])
+            if shuffled != epoch:
+                order, shuffled = np.random.default_rng([m["seed"], epoch + 1, ctx.split.index]).permutation(n), epoch
+            if batch == 0:  # score the model this split starts the epoch from
+                _, loss, correct = scores(x, y, *raw_model({**m, "w": w, "b": b}))
+                out.update({("rows", epoch + 1): n, ("loss", epoch + 1): loss, ("correct", epoch + 1): correct})
+            rows = order[batch * m["batch"]:(batch + 1) * m["batch"]]
+            xb = (x[rows] - m["mean"]) / m["scale"]
+            r = sigmoid(xb @ w + b) - y[rows]
+            delta = {"w": -m["lr"] * (xb.T @ r / len(rows) + m["l2"] * w), "b": np.array([-m["lr"] * float(r.mean())])}
+            step, params = ps.push(step, delta)
+            straggle(time.monotonic() - began - ps.waited)  # its compute and round trip, not the wait
+        ps.finish()
+    return out
+
+
 def evaluate(blocks):
     w, b = raw_model(ctx.broadcast)
     out = {"n": 0, "loss": 0.0, "correct": 0}
@@ -122,8 +173,13 @@ def evaluate(blocks):
 def main(ctx):
     p = ctx.params
     mode, epochs, lr, l2 = p.get("mode", "gradient"), int(p.get("epochs", 20)), float(p.get("lr", 0.5)), float(p.get("l2", 0.0))
-    if mode not in ("gradient", "average"):
-        raise ValueError(f"mode must be 'gradient' or 'average', not {mode!r}")
+    if mode not in ("gradient", "average", "async"):
+        raise ValueError(f"mode must be 'gradient', 'average' or 'async', not {mode!r}")
+    staleness = p.get("staleness", 4)
+    if staleness == "inf":
+        staleness = None
+    elif not isinstance(staleness, int) or staleness < 0:
+        raise ValueError(f"staleness must be a whole number of updates (0 or more) or 'inf', not {staleness!r}")
 
     def run(inputs, **kw):
         totals = dict(ctx.map_reduce(inputs, reducer=add, combiner=add, **kw))
@@ -132,6 +188,8 @@ def main(ctx):
         return totals
 
     stats = run(ctx.inputs, map_split=column_stats)
+    if "n" not in stats:  # only splits without rows
+        raise ValueError(f"the input {ctx.inputs} holds no rows")
     if stats["bad_labels"]:
         raise ValueError(f"{stats['bad_labels']} rows have a label (last column) other than 0 or 1")
     n, features = stats["n"], len(stats["sum"])
@@ -145,20 +203,24 @@ def main(ctx):
 
     with ctx.open("log.csv", "w") as log:
         log.write("epoch,loss,accuracy,seconds\n")
-        for epoch in range(1, epochs + 1):
-            started = time.monotonic()
-            if mode == "gradient":
-                t = run(ctx.inputs, map_split=gradient, broadcast=model)
-                grad = (t["grad"] - mean * t["residual"]) / scale  # chain rule back to scaled features
-                model = {**model, "w": model["w"] - lr * (grad / n + l2 * model["w"]), "b": model["b"] - lr * t["residual"] / n}
-            else:
-                settings = {"epoch": epoch, "lr": lr, "l2": l2, "batch": int(p.get("batch", 16)), "seed": int(p.get("seed", 0))}
-                t = run(ctx.inputs, map_split=local_sgd, broadcast={**model, **settings})
-                model = {**model, "w": t["w"] / t["n"], "b": t["b"] / t["n"]}
-            seconds = time.monotonic() - started
-            loss, accuracy = t["loss"] / t["n"], t["correct"] / t["n"]
-            print(f"epoch {epoch:3d}/{epochs}  loss {loss:.6f}  accuracy {accuracy:.4f}  ({seconds:.2f}s)", flush=True)
-            log.write(f"{epoch},{loss!r},{accuracy!r},{seconds:.3f}\n")
+        if mode == "async":
+            settings = {"epochs": epochs, "lr": lr, "l2": l2, "batch": int(p.get("batch", 16)), "seed": int(p.get("seed", 0))}
+            model = train_async(ctx, run, model, settings, staleness, int(p.get("checkpoint_every", 100)), stats["splits"], log)
+        else:
+            for epoch in range(1, epochs + 1):
+                started = time.monotonic()
+                if mode == "gradient":
+                    t = run(ctx.inputs, map_split=gradient, broadcast=model)
+                    grad = (t["grad"] - mean * t["residual"]) / scale  # chain rule back to scaled features
+                    model = {**model, "w": model["w"] - lr * (grad / n + l2 * model["w"]), "b": model["b"] - lr * t["residual"] / n}
+                else:
+                    settings = {"epoch": epoch, "lr": lr, "l2": l2, "batch": int(p.get("batch", 16)), "seed": int(p.get("seed", 0))}
+                    t = run(ctx.inputs, map_split=local_sgd, broadcast={**model, **settings})
+                    model = {**model, "w": t["w"] / t["n"], "b": t["b"] / t["n"]}
+                seconds = time.monotonic() - started
+                loss, accuracy = t["loss"] / t["n"], t["correct"] / t["n"]
+                print(f"epoch {epoch:3d}/{epochs}  loss {loss:.6f}  accuracy {accuracy:.4f}  ({seconds:.2f}s)", flush=True)
+                log.write(f"{epoch},{loss!r},{accuracy!r},{seconds:.3f}\n")
 
     w, b = raw_model(model)
     result = {"weights": w.tolist(), "bias": b, "features": features, "rows": n, "mode": mode, "epochs": epochs,
@@ -174,3 +236,24 @@ def main(ctx):
         f.write("\n")
     with ctx.open("model.npy", "wb") as f:
         np.save(f, np.append(w, b))
+
+
+def train_async(ctx, run, model, settings, staleness, checkpoint_every, splits, log):
+    """Async mode: one round whose tasks train against a parameter server; returns the server's model."""
+    features = len(model["w"])
+    params = {"w": np.zeros(features), "b": np.zeros(1)}
+    with ctx.parameter_server(params, staleness=staleness, checkpoint_every=checkpoint_every, tasks=splits) as server:
+        started = time.monotonic()
+        # every task at once: locality would queue splits behind the worker that read them last round
+        t = run(ctx.inputs, map_split=async_sgd, broadcast={**model, **settings, "server": server.address}, locality=False)
+        final = server.pull()
+        for name, value in server.counters.items():
+            ctx.counter("paramserver", name, value)
+    for epoch in range(1, settings["epochs"] + 1):
+        if ("rows", epoch) in t:
+            loss, accuracy = t["loss", epoch] / t["rows", epoch], t["correct", epoch] / t["rows", epoch]
+            print(f"epoch {epoch:3d}/{settings['epochs']}  loss {loss:.6f}  accuracy {accuracy:.4f}", flush=True)
+            log.write(f"{epoch},{loss!r},{accuracy!r},\n")
+    print(f"async round: {time.monotonic() - started:.2f}s, staleness {'inf' if staleness is None else staleness}",
+          flush=True)
+    return {**model, "w": final["w"], "b": float(final["b"][0])}

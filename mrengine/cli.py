@@ -12,6 +12,7 @@ import sys
 import click
 
 from .errors import MrEngineError, TaskFailedError
+from .tasks import DEFAULT_MAX_ATTEMPTS
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -170,10 +171,12 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an output directory that already holds files.")
 @click.option("--sort-buffer-mb", type=click.IntRange(min=1), default=100, show_default=True,
               help="Memory for map output before it spills to disk.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=DEFAULT_MAX_ATTEMPTS, show_default=True, help="Attempts per task before the job fails.")
 @click.option("--master", default=None, callback=_master_address,
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--encrypt", is_flag=True, help="Encrypt the embedded cluster's connections (for a cluster of "
+              "several hosts, give --encrypt to its master).")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
 @click.option("--counters", "all_counters", is_flag=True,
               help="List every counter in the summary, mrengine's own (records, bytes, spills, ...) beside the job's.")
@@ -184,7 +187,7 @@ def main() -> None:
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
-        overwrite, sort_buffer_mb, max_attempts, master, secret_file, verbose, all_counters, runner, spark_master,
+        overwrite, sort_buffer_mb, max_attempts, master, secret_file, encrypt, verbose, all_counters, runner, spark_master,
         spark_conf):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
@@ -192,9 +195,8 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     if runner == "spark" and master:
         raise click.BadParameter("can't give both --master (a native cluster) and --runner spark; "
                                  "use --spark-master for Spark's", param_hint="--master")
-    from .driver import RunOptions, run_steps
-    from .iterative import run_main
     from .job import load_job
+    from .steps import RunOptions
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
     opts = RunOptions(reducers=reducers, split_size=split_size, params=params_of(params, str_params),
@@ -203,13 +205,9 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     try:
         inputs, job_args = _job_args(inputs)
         job = load_job(job_file, job_args)
-
-        def execute(run_step):
-            run_job = run_main if job.main is not None else run_steps  # main(ctx) drives its own rounds
-            return run_job(job, list(inputs), output, opts, run_step)
-
-        summary = _on_runner(execute, job.name, runner, master, secret_file, workers, verbose, spark_master, spark_conf,
-                             max_attempts)
+        summary = _on_runner(job, inputs, output, opts, runner=runner, master=master, secret_file=secret_file,
+                             workers=workers, encrypt=encrypt, verbose=verbose, spark_master=spark_master,
+                             spark_conf=dict(spark_conf))
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -219,22 +217,24 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
         click.echo(line, err=True)
 
 
-def _on_runner(execute, name: str, runner: str, master, secret_file, workers: int, verbose: bool, spark_master,
-               spark_conf, max_attempts: int):
-    """`execute(run_step)` on the runner asked for: Spark, a cluster's master, or an embedded cluster."""
+def _on_runner(job, inputs, output: str, opts, *, runner: str, master, secret_file, workers: int, encrypt: bool,
+               verbose: bool, spark_master, spark_conf: dict):
+    """`Runner.run` of the job on the runner asked for: Spark, a cluster's master, or an embedded cluster."""
     from .cluster import EmbeddedCluster
     from .driver import Driver
 
     if runner == "spark":
         from .spark import SparkRunner
 
-        with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {name}", verbose) as spark:
-            return execute(spark.run_step)
+        with SparkRunner(spark_master or "local[*]", spark_conf, opts.max_attempts, f"mrengine {job.name}",
+                         verbose) as spark:
+            return spark.run(job, inputs, output, opts)
     if master:
         with Driver(master, read_secret(secret_file)) as driver:
-            return execute(driver.run_step)
-    with EmbeddedCluster(workers, verbose=verbose) as cluster, Driver(cluster.address, cluster.secret) as driver:
-        return execute(driver.run_step)
+            return driver.run(job, inputs, output, opts)
+    with EmbeddedCluster(workers, verbose=verbose, encrypt=encrypt) as cluster, \
+            Driver(cluster.address, cluster.secret) as driver:
+        return driver.run(job, inputs, output, opts)
 
 
 @main.command("streaming", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -242,16 +242,18 @@ def _on_runner(execute, name: str, runner: str, master, secret_file, workers: in
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
               help="Worker processes of the embedded cluster.")
 @click.option("--split-size", type=_Size(), default="64MiB", show_default=True, help="Bytes per input split.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per task before the job fails.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=DEFAULT_MAX_ATTEMPTS, show_default=True,
+              help="Attempts per task before the job fails.")
 @click.option("--master", default=None, callback=_master_address, help="HOST:PORT of a running master (default: an embedded cluster).")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--encrypt", is_flag=True, help="Encrypt the embedded cluster's connections.")
 @click.option("--runner", type=click.Choice(["native", "spark"]), default="native", show_default=True)
 @click.option("--spark-master", default=None, help="Spark master URL for --runner spark.")
 @click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
-def streaming(hadoop_args, workers, split_size, max_attempts, master, secret_file, runner, spark_master, verbose):
+def streaming(hadoop_args, workers, split_size, max_attempts, master, secret_file, encrypt, runner, spark_master, verbose):
     """Run a Hadoop Streaming job: -input IN -output OUT -mapper CMD [-reducer CMD|NONE] [-combiner CMD]
     [-numReduceTasks N] [-partitioner CLASS] [-inputformat CLASS] [-D k=v] [-file F] [-files F,G] [-cmdenv K=V]."""
-    from .driver import RunOptions, run_steps
+    from .steps import RunOptions
     from .streaming import job_spec, parse
 
     signal.signal(signal.SIGTERM, _interrupt)
@@ -260,8 +262,9 @@ def streaming(hadoop_args, workers, split_size, max_attempts, master, secret_fil
         job = job_spec(stream)
         opts = RunOptions(reducers=max(stream.reducers, 1), split_size=split_size, max_attempts=max_attempts,
                           overwrite="-overwrite" in hadoop_args)
-        summary = _on_runner(lambda run_step: run_steps(job, stream.inputs, stream.output, opts, run_step), job.name,
-                             runner, master, secret_file, workers, verbose, spark_master, (), max_attempts)
+        summary = _on_runner(job, stream.inputs, stream.output, opts, runner=runner, master=master,
+                             secret_file=secret_file, workers=workers, encrypt=encrypt, verbose=verbose,
+                             spark_master=spark_master, spark_conf={})
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -273,14 +276,17 @@ def streaming(hadoop_args, workers, split_size, max_attempts, master, secret_fil
 
 @main.command("master")
 @click.option("--bind", default="127.0.0.1:7070", show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
-@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback).")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (required off loopback; "
+              "on loopback, without it, the master makes a new one in a file only you can read and prints its path).")
 @click.option("--worker-timeout", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds of silence after which a worker is declared dead.")
 @click.option("--backup-after", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Seconds a task must have run (and twice its finished peers' median) before it may get a backup "
                    "attempt near the end of its phase; 0 disables backup attempts.")
+@click.option("--encrypt", is_flag=True, help="Encrypt every connection of the cluster (AES-256-GCM): drivers', workers' "
+              "and, once the workers learn it from the master, the map outputs they serve.")
 @click.option("--ready-file", default=None, hidden=True)
-def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
+def master_cmd(bind, secret_file, worker_timeout, backup_after, encrypt, ready_file):
     """Run a master: it schedules jobs onto the workers that connect to it."""
     from . import master
 
@@ -289,10 +295,31 @@ def master_cmd(bind, secret_file, worker_timeout, backup_after, ready_file):
     if not secret and not _is_loopback(host):
         raise click.BadParameter(f"binding {host} (not loopback) needs --secret-file: anyone who can reach the master could run code",
                                  param_hint="--bind")
+    made_secret_file = None
+    if not secret:
+        made_secret_file, secret = _new_secret_file(host, port)
     try:
-        master.main(host, port, secret, worker_timeout, ready_file, backup_after)
+        master.main(host, port, secret, worker_timeout, ready_file, backup_after, encrypt)
     except MrEngineError as exc:
         _fail(exc)
+    finally:
+        if made_secret_file:
+            os.unlink(made_secret_file)
+
+
+def _new_secret_file(host: str, port: int) -> tuple[str, bytes]:
+    """A master always authenticates: without --secret-file it makes a secret of its own."""
+    from . import keyfile
+
+    try:
+        path, secret = keyfile.create(host, port)
+    except OSError as exc:
+        raise click.BadParameter(f"no --secret-file given, and a new secret cannot be written to "
+                                 f"{keyfile.secret_dir()}: {exc.strerror}; pass --secret-file FILE",
+                                 param_hint="--secret-file") from None
+    click.echo(f"mrengine master: no --secret-file given: made a new secret in {path} (readable only by you); "
+               f"start workers and drivers on this host with --secret-file {path}", err=True)
+    return path, secret
 
 
 @main.command("worker")
@@ -324,39 +351,40 @@ def worker_cmd(master_address, secret_file, slots, work_dir, bind_host):
 @click.option("--tasks", "all_tasks", is_flag=True, help="Show the tasks and attempts of finished jobs too.")
 def status(master_address, secret_file, as_json, all_tasks):
     """Show a master's workers, its jobs, and the tasks and attempts of running jobs."""
-    from .driver import connect_master
+    from .driver import cluster_status, connect_master
+    from .messages import to_wire
 
     try:
         conn = connect_master(master_address, read_secret(secret_file))
         try:
-            reply = conn.request({"type": "status", "tasks": all_tasks})
+            reply = cluster_status(conn, all_tasks)
         finally:
             conn.close()
     except MrEngineError as exc:
         _fail(exc)
     if as_json:
-        click.echo(json.dumps(reply, indent=1))
+        click.echo(json.dumps(to_wire(reply), indent=1))
         return
-    click.echo(f"workers ({sum(w['alive'] for w in reply['workers'])} alive):")
-    for w in reply["workers"]:
-        state = "alive" if w["alive"] else "dead"
-        click.echo(f"  {w['id']:6} {state:5} {w['host']} pid {w['pid']} shuffle {w['shuffle']} slots {w['slots']} "
-                   f"running {len(w['running'])} last heard {w['last_seen']}s ago")
+    click.echo(f"workers ({sum(w.alive for w in reply.workers)} alive):")
+    for w in reply.workers:
+        state = "alive" if w.alive else "dead"
+        click.echo(f"  {w.id:6} {state:5} {w.host} pid {w.pid} shuffle {w.shuffle} slots {w.slots} "
+                   f"running {len(w.running)} last heard {w.last_seen}s ago")
     click.echo("jobs:")
-    for j in reply["jobs"]:
-        c = j["counts"]
-        click.echo(f"  {j['id']} {j['name']} step {j['step']} {j['state']}: map {c['maps_done']}/{c['maps']} "
-                   f"reduce {c['reduces_done']}/{c['reduces']} attempts {c['attempts']} {j['elapsed']}s")
-        if j["error"]:
-            click.echo(f"    error: {j['error'].splitlines()[0]}")
-        for t in j["tasks"] or ():
-            if t["attempts"]:
-                click.echo(f"    {t['kind']:6} {t['index']:5} {t['state']:9} " + ", ".join(map(_attempt_text, t["attempts"])))
+    for j in reply.jobs:
+        c = j.counts
+        click.echo(f"  {j.id} {j.name} step {j.step} {j.state}: map {c.maps_done}/{c.maps} "
+                   f"reduce {c.reduces_done}/{c.reduces} attempts {c.attempts} {j.elapsed}s")
+        if j.error:
+            click.echo(f"    error: {j.error.splitlines()[0]}")
+        for t in j.tasks or ():
+            if t.attempts:
+                click.echo(f"    {t.kind:6} {t.index:5} {t.state:9} " + ", ".join(map(_attempt_text, t.attempts)))
 
 
-def _attempt_text(a: dict) -> str:
-    took = f" {a['seconds']}s" if a["seconds"] is not None else ""
-    return f"{a['id']}@{a['worker']} {a['state']}{took}{' (backup)' if a['backup'] else ''}"
+def _attempt_text(a) -> str:
+    took = f" {a.seconds}s" if a.seconds is not None else ""
+    return f"{a.id}@{a.worker} {a.state}{took}{' (backup)' if a.backup else ''}"
 
 
 @main.command()

@@ -28,8 +28,9 @@ PORT_ATTEMPTS = 3  # master ports tried, should other processes take the free on
 
 
 class EmbeddedCluster:
-    def __init__(self, workers: int, worker_timeout: float | None = None, verbose: bool = False):
+    def __init__(self, workers: int, worker_timeout: float | None = None, verbose: bool = False, encrypt: bool = False):
         self.num_workers = workers
+        self.encrypt = encrypt
         self.worker_timeout = worker_timeout
         self.verbose = verbose
         self.procs: list[subprocess.Popen] = []
@@ -77,6 +78,8 @@ class EmbeddedCluster:
         args = ["master", "--bind", self.address, "--secret-file", secret_file, "--ready-file", ready]
         if self.worker_timeout:
             args += ["--worker-timeout", str(self.worker_timeout)]
+        if self.encrypt:
+            args.append("--encrypt")
         master = self._spawn("master", args)
         for i in range(self.num_workers):
             self._spawn(f"worker-{i}", ["worker", "--master", self.address, "--secret-file", secret_file,

@@ -2,40 +2,53 @@
 
 Before anything else, both ends prove they hold the cluster's secret (mutual HMAC-SHA256
 challenge-response, compared in constant time); only then is a single frame read. So a peer without
-the secret can never make anyone decode a frame, let alone unpickle job code. After that, messages
-are `protocol` frames; map output segments follow a header frame as raw bytes.
+the secret can never make anyone decode a frame, let alone unpickle job code. The server's answer
+also says whether the connection is encrypted. After that, messages are `protocol` frames and map
+output segments follow a header frame as chunks, each sealed by `channel` with keys of this
+connection: a frame that someone on the path injects, replays or reorders fails its check, closes
+the connection and is never decoded.
 
 A peer that fails or abandons the handshake, or sends an oversize, undecodable or truncated frame,
 is a `ProtocolError`: a server logs it and closes that one connection. A peer that hangs up between
 frames, or a connection that times out, is a `ConnectionClosed`.
+
+A server stays up whatever its peers do: the whole handshake has a deadline (a peer dribbling it
+byte by byte is dropped), only so many connections may be in their handshake at once (the rest are
+closed at once), and an accept that fails (out of file descriptors, say) is logged and retried
+after a back-off instead of ending the accept loop.
 """
 
 from __future__ import annotations
 
 import hashlib
+import errno
 import hmac
 import logging
 import os
 import socket
 import threading
+import time
 from typing import BinaryIO, Callable
 
-from . import protocol
+from . import channel, protocol
 from .errors import ClusterError, MrEngineError, ProtocolError
 
 log = logging.getLogger("mrengine.comm")
 
 _MAGIC = b"MRE" + bytes([protocol.VERSION])
 _NONCE = 32
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0  # for the whole handshake, not per read
+MAX_HANDSHAKES = 64  # connections a server lets be in their handshake at once
+ACCEPT_BACKOFF = (0.01, 1.0)  # first and longest pause after a failed accept, doubling in between
+_CHUNK = 1 << 20  # bytes of a map output segment per sealed frame
 
 
 class ConnectionClosed(ProtocolError):
     """The peer went away."""
 
 
-def _mac(secret: bytes, role: bytes, a: bytes, b: bytes) -> bytes:
-    return hmac.new(secret, role + a + b, hashlib.sha256).digest()
+def _mac(secret: bytes, role: bytes, a: bytes, b: bytes, mode: bytes = b"") -> bytes:
+    return hmac.new(secret, role + a + b + mode, hashlib.sha256).digest()
 
 
 class Connection:
@@ -46,16 +59,22 @@ class Connection:
         self.peer = peer
         self.max_frame = max_frame
         self._send_lock = threading.Lock()
+        self._out: channel.Sealer | None = None  # set by the handshake
+        self._in: channel.Sealer | None = None
+        self.encrypted = False
+        self._deadline: float | None = None  # of the handshake under way, as time.monotonic()
 
     # ------------------------------------------------------------ raw bytes
 
     def _recv_exact(self, n: int, between_frames: bool = False) -> bytes:
         buf = bytearray()
         while len(buf) < n:
+            if self._deadline is not None:
+                self._wait_at_most_until_deadline()
             try:
                 chunk = self.sock.recv(min(n - len(buf), 1 << 20))
             except socket.timeout:
-                raise ConnectionClosed(f"{self.peer}: timed out") from None
+                raise ConnectionClosed(self._timed_out()) from None
             except OSError as exc:
                 raise ConnectionClosed(f"{self.peer}: {exc}") from None
             if not chunk:
@@ -65,6 +84,17 @@ class Connection:
             buf += chunk
         return bytes(buf)
 
+    def _wait_at_most_until_deadline(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise ConnectionClosed(self._timed_out())
+        self.sock.settimeout(remaining)
+
+    def _timed_out(self) -> str:
+        if self._deadline is not None:  # the socket's timeout is what remains of the handshake's
+            return f"{self.peer}: the handshake took over {HANDSHAKE_TIMEOUT:.0f}s"
+        return f"{self.peer}: timed out"
+
     def _send_all(self, data: bytes) -> None:
         try:
             self.sock.sendall(data)
@@ -73,7 +103,15 @@ class Connection:
 
     # ------------------------------------------------------------ handshake
 
-    def authenticate_as_server(self, secret: bytes) -> None:
+    def handshake(self, authenticate, secret: bytes, *args) -> None:
+        """Run one of the authenticate_as_* methods within HANDSHAKE_TIMEOUT all told."""
+        self._deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        try:
+            authenticate(self, secret, *args)
+        finally:
+            self._deadline = None
+
+    def authenticate_as_server(self, secret: bytes, encrypt: bool = False) -> None:
         nonce = os.urandom(_NONCE)
         try:
             self._send_all(_MAGIC + nonce)
@@ -83,7 +121,10 @@ class Connection:
         client_nonce, client_mac = reply[:_NONCE], reply[_NONCE:]
         if not hmac.compare_digest(client_mac, _mac(secret, b"C", nonce, client_nonce)):
             raise ProtocolError("failed authentication (wrong or missing secret)")
-        self._send_all(_mac(secret, b"S", client_nonce, nonce))
+        mode = bytes([encrypt])
+        self._send_all(mode + _mac(secret, b"S", client_nonce, nonce, mode))
+        to_server, to_client = channel.derive_keys(secret, nonce, client_nonce, encrypt)
+        self._start_sealing(out_key=to_client, in_key=to_server, encrypted=encrypt)
 
     def authenticate_as_client(self, secret: bytes) -> None:
         hello = self._recv_hello()
@@ -91,26 +132,35 @@ class Connection:
         mine = os.urandom(_NONCE)
         self._send_all(mine + _mac(secret, b"C", nonce, mine))
         try:
-            server_mac = self._recv_exact(32)
+            answer = self._recv_exact(1 + 32)
         except ConnectionClosed:
             raise
         except ProtocolError:
             raise ProtocolError(_refusal(self.peer, secret)) from None
-        if not hmac.compare_digest(server_mac, _mac(secret, b"S", mine, nonce)):
+        mode, server_mac = answer[:1], answer[1:]
+        if not hmac.compare_digest(server_mac, _mac(secret, b"S", mine, nonce, mode)) or mode[0] > 1:
             raise ProtocolError(f"{self.peer} failed to prove it holds the cluster secret")
+        to_server, to_client = channel.derive_keys(secret, nonce, mine, bool(mode[0]))
+        self._start_sealing(out_key=to_server, in_key=to_client, encrypted=bool(mode[0]))
+
+    def _start_sealing(self, out_key: bytes, in_key: bytes, encrypted: bool) -> None:
+        self._out = channel.Sealer(out_key, encrypted)
+        self._in = channel.Sealer(in_key, encrypted)
+        self.encrypted = encrypted
 
     def _recv_hello(self) -> bytes:
         """The server's greeting, which it sends first; anything else means the peer is no mrengine
-        endpoint of this protocol version. A silence stays a ConnectionClosed, so a peer still
-        starting up is retried by those who retry."""
+        endpoint of this protocol version. A silence or a hang-up is a ConnectionClosed, so a peer
+        still starting up, or overloaded, is retried by those who retry."""
         try:
             hello = self._recv_exact(len(_MAGIC) + _NONCE)
         except ConnectionClosed as exc:
             reason = str(exc).removeprefix(f"{self.peer}: ")
             raise ConnectionClosed(f"{self.peer} sent no mrengine greeting ({reason}): it is not an mrengine master "
                                    f"or worker, or it is overloaded") from None
-        except ProtocolError:
-            raise ProtocolError(f"{self.peer} is not an mrengine endpoint (it hung up on connection)") from None
+        except ProtocolError:  # a server with too many handshakes under way hangs up too: retry
+            raise ConnectionClosed(f"{self.peer} is not an mrengine endpoint (it hung up on connection), or it is "
+                                   f"overloaded") from None
         if hello[: len(_MAGIC)] == _MAGIC:
             return hello
         if hello[:3] == _MAGIC[:3]:
@@ -122,13 +172,23 @@ class Connection:
     # ------------------------------------------------------------ frames
 
     def send(self, msg: dict) -> None:
-        data = protocol.encode(msg, self.max_frame)
+        payload = memoryview(protocol.encode(msg, self.max_frame))[protocol.HEADER.size:]
         with self._send_lock:
-            self._send_all(data)
+            self._send_sealed(payload)
 
     def recv(self) -> dict:
-        length = protocol.frame_length(self._recv_exact(protocol.HEADER.size, between_frames=True), self.max_frame)
-        return protocol.decode(self._recv_exact(length))
+        return protocol.decode(self._recv_sealed())
+
+    def _send_sealed(self, body) -> None:
+        """One frame: the length header, then the body sealed with the next sequence number (hold the send lock)."""
+        header = protocol.HEADER.pack(len(body))
+        self._send_all(header + self._out.seal(header, body))
+
+    def _recv_sealed(self) -> bytes:
+        """The body of the next frame, once its tag proves it is the frame the peer sent next."""
+        header = self._recv_exact(protocol.HEADER.size, between_frames=True)
+        length = protocol.frame_length(header, self.max_frame)
+        return self._in.open(header, self._recv_exact(length + channel.TAG), self.peer)
 
     def request(self, msg: dict) -> dict:
         """Send a request and return its reply; an error reply is raised as the error it names."""
@@ -139,16 +199,22 @@ class Connection:
         return reply
 
     def send_file_range(self, f: BinaryIO, offset: int, length: int) -> None:
+        """`length` bytes of `f` from `offset` as sealed chunks; a file shorter than that is a ProtocolError."""
+        f.seek(offset)
         with self._send_lock:
-            try:
-                self.sock.sendfile(f, offset, length)
-            except OSError as exc:
-                raise ConnectionClosed(f"{self.peer}: {exc}") from None
+            while length:
+                chunk = f.read(min(length, _CHUNK))
+                if not chunk:
+                    raise ProtocolError(f"{getattr(f, 'name', 'the file')} ended {length} bytes short of its segment")
+                self._send_sealed(chunk)
+                length -= len(chunk)
 
     def recv_to_file(self, out: BinaryIO, length: int) -> None:
         remaining = length
         while remaining:
-            chunk = self._recv_exact(min(remaining, 1 << 20))
+            chunk = self._recv_sealed()
+            if len(chunk) > remaining:
+                raise ProtocolError(f"{self.peer} sent {len(chunk) - remaining} bytes more than its {length}-byte segment")
             out.write(chunk)
             remaining -= len(chunk)
 
@@ -161,6 +227,12 @@ class Connection:
         except OSError:
             pass
         self.sock.close()
+
+
+def _hint(exc: BaseException) -> str:
+    if getattr(exc, "errno", None) in (errno.EMFILE, errno.ENFILE):
+        return ": out of file descriptors; raise the open-file limit (ulimit -n) if this persists"
+    return ""
 
 
 def _refusal(peer: str, secret: bytes) -> str:
@@ -204,8 +276,7 @@ def connect(address: str, secret: bytes, timeout: float = 10.0, max_frame: int =
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn = Connection(sock, address, max_frame)
     try:
-        conn.settimeout(HANDSHAKE_TIMEOUT)
-        conn.authenticate_as_client(secret)
+        conn.handshake(Connection.authenticate_as_client, secret)
         conn.settimeout(timeout)
     except BaseException:
         conn.close()
@@ -217,12 +288,14 @@ class Server:
     """Accepts connections, authenticates each, and hands it to `handler(conn)` on its own thread.
 
     A connection that fails authentication or sends a bad frame is closed and logged; the server
-    keeps serving everyone else.
+    keeps serving everyone else, and keeps accepting through any error. With `encrypt` its
+    connections are encrypted; the handshake tells the clients.
     """
 
     def __init__(self, host: str, port: int, secret: bytes, handler: Callable[[Connection], None], name: str,
                  max_frame: int = protocol.DEFAULT_MAX_FRAME):
         self.secret = secret
+        self.encrypt = False
         self.handler = handler
         self.name = name
         self.max_frame = max_frame
@@ -239,6 +312,8 @@ class Server:
         self._conns: set[Connection] = set()
         self._lock = threading.Lock()
         self._stopped = False
+        self._handshakes = threading.BoundedSemaphore(MAX_HANDSHAKES)
+        self._dropped, self._dropped_logged = 0, 0.0  # connections dropped since the last log line about it
         self._thread = threading.Thread(target=self._accept_loop, name=f"{name}-accept", daemon=True)
 
     @property
@@ -250,25 +325,52 @@ class Server:
         return self
 
     def _accept_loop(self) -> None:
+        pause = ACCEPT_BACKOFF[0]
         while not self._stopped:
             try:
                 sock, addr = self.sock.accept()
-            except OSError:
-                return  # closed by stop()
+                self._start_serving(sock, addr)
+            except (OSError, RuntimeError) as exc:  # RuntimeError: no thread could be started
+                if self._stopped:
+                    return  # the socket was closed by stop()
+                log.warning("%s: accepting a connection failed (%s)%s; trying again in %.2fs", self.name, exc,
+                            _hint(exc), pause)
+                time.sleep(pause)
+                pause = min(pause * 2, ACCEPT_BACKOFF[1])
+                continue
+            pause = ACCEPT_BACKOFF[0]
+
+    def _start_serving(self, sock: socket.socket, addr) -> None:
+        if not self._handshakes.acquire(blocking=False):
+            sock.close()
+            self._dropped += 1
+            if time.monotonic() - self._dropped_logged > 1.0:  # one line a second, however many are dropped
+                log.warning("%s: dropped %d connection(s), the last from %s:%s: %d others are in their handshake",
+                            self.name, self._dropped, addr[0], addr[1], MAX_HANDSHAKES)
+                self._dropped, self._dropped_logged = 0, time.monotonic()
+            return
+        try:
             threading.Thread(target=self._serve, args=(sock, addr), name=f"{self.name}-conn", daemon=True).start()
+        except BaseException:
+            self._handshakes.release()
+            sock.close()
+            raise
 
     def _serve(self, sock: socket.socket, addr) -> None:
         peer = f"{addr[0]}:{addr[1]}"
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(sock, peer, self.max_frame)
         with self._lock:
             if self._stopped:
+                self._handshakes.release()
                 conn.close()
                 return
             self._conns.add(conn)
         try:
-            conn.settimeout(HANDSHAKE_TIMEOUT)
-            conn.authenticate_as_server(self.secret)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.handshake(Connection.authenticate_as_server, self.secret, self.encrypt)
+            finally:
+                self._handshakes.release()
             conn.settimeout(None)
             self.handler(conn)
         except ConnectionClosed:

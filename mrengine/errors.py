@@ -74,6 +74,14 @@ class ClusterError(MrEngineError):
     exit_code = 7
 
 
+class ParameterServerError(MrEngineError):
+    """A parameter server refused a request (an unknown name, an update out of order)."""
+
+
+class UserCodeError(MrEngineError):
+    """A job's function raised; args: (message, the user's traceback)."""
+
+
 class FetchFailedError(MrEngineError):
     """A reducer could not fetch (or verify) one map output; args: (message, map task index).
 

@@ -20,20 +20,18 @@ from typing import Any, Iterator
 from . import context, outputs, sorting
 from .sorting import pairs_of as _pairs
 from .cache import SlotCache
-from .errors import FetchFailedError, MrEngineError, RecordError
-from .inputs import Split, input_format
+from .errors import FetchFailedError, MrEngineError, RecordError, UserCodeError
+from .inputs import Split
 from .job import JobSpec, Step, user_traceback
+from .messages import ErrorInfo, MapOutput, PartOutput, TaskSpec
 from .shuffle.buffer import MapOutputBuffer
 from .shuffle.fetch import fetch_segment
 from .shuffle.merge import group_by_key, merge_runs
 from .shuffle.partition import checked_partitioner
 from .shuffle.runs import Run
+from .steps import resolve_input_format
 
 ENGINE = "mrengine"
-
-
-class UserCodeError(MrEngineError):
-    """A job's function raised; args: (message, traceback)."""
 
 
 def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
@@ -43,15 +41,14 @@ def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
     return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}, {where}", user_traceback(exc))
 
 
-def error_report(exc: BaseException) -> dict:
-    """A failed attempt's error as it travels to whoever decides on retries: {"message", "traceback",
-    "final"}; `final` when another attempt would fail the same way (a RecordError)."""
+def error_report(exc: BaseException) -> ErrorInfo:
+    """A failed attempt's error as it travels to whoever decides on retries; final when another
+    attempt would fail the same way (a RecordError)."""
     if isinstance(exc, UserCodeError):
-        return {"message": exc.args[0], "traceback": exc.args[1], "final": False}
+        return ErrorInfo(exc.args[0], exc.args[1])
     if isinstance(exc, MrEngineError):
-        return {"message": str(exc), "traceback": "", "final": isinstance(exc, RecordError)}
-    return {"message": f"internal error: {type(exc).__name__}: {exc}", "traceback": "".join(traceback.format_exception(exc)),
-            "final": False}
+        return ErrorInfo(str(exc), final=isinstance(exc, RecordError))
+    return ErrorInfo(f"internal error: {type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
 
 
 def _counter_list(ctx: context.TaskContext, engine: Counter) -> list:
@@ -78,22 +75,23 @@ def _rare_collections(threshold: int = 100_000):
 # ---------------------------------------------------------------- map
 
 
-def run_map(job: JobSpec, step: Step, task: dict, work_dir: str, cache: SlotCache | None = None) -> dict:
-    """Run one map attempt; returns {"path", "segments", "counters"}. The file stays in work_dir.
+def run_map(job: JobSpec, step: Step, task: TaskSpec, work_dir: str,
+            cache: SlotCache | None = None) -> tuple[str, MapOutput]:
+    """Run one map attempt; returns its output file's path (the file stays in work_dir) and its result.
 
     `cache`: what the slot process keeps between attempts (broadcast values, parsed splits).
     """
-    split = Split(*task["split"])
+    split = task.split
     engine: Counter = Counter()
     cache = cache if cache is not None else SlotCache(max_bytes=0)
-    attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
+    attempt_dir = os.path.join(work_dir, task.job_id, task.attempt_id)
     os.makedirs(attempt_dir, exist_ok=True)
-    fmt = input_format(task["input_format"] if task["input_format"] is not None else job.input_format)
-    broadcast = cache.broadcast(task["job_id"], job, engine)
-    blocks = cache.blocks(job, fmt, split, task["storage_options"], engine)
-    path, segments, counters = map_to_file(step, split, fmt, blocks, task["params"], broadcast, task["num_partitions"],
-                                           task["sort_buffer_bytes"], attempt_dir, engine)
-    return {"path": path, "segments": [list(s) for s in segments], "counters": counters}
+    fmt = resolve_input_format(task.input_format, job)
+    broadcast = cache.broadcast(task.job_id, job, engine)
+    blocks = cache.blocks(job, fmt, split, task.storage_options, engine)
+    path, segments, counters = map_to_file(step, split, fmt, blocks, task.params, broadcast, task.num_partitions,
+                                           task.sort_buffer_bytes, attempt_dir, engine)
+    return path, MapOutput(list(segments), counters)
 
 
 @_rare_collections()
@@ -231,23 +229,24 @@ def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Co
 # ---------------------------------------------------------------- reduce
 
 
-def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: bytes, cache: SlotCache | None = None) -> dict:
-    """Run one reduce attempt; returns the output's {"bytes", "records", "crc32", "counters"}.
+def run_reduce(job: JobSpec, step: Step, task: TaskSpec, work_dir: str, secret: bytes,
+               cache: SlotCache | None = None) -> PartOutput:
+    """Run one reduce attempt; returns its output file's bytes, records, CRC and counters.
 
     Every map output segment is fetched into a local file first, so fetched data never waits in
     memory; the merge then reads a block at a time from at most `MERGE_FACTOR` of them.
     """
     engine: Counter = Counter()
     cache = cache if cache is not None else SlotCache(max_bytes=0)
-    broadcast = cache.broadcast(task["job_id"], job, engine)
-    partition = task["index"]
-    attempt_dir = os.path.join(work_dir, task["job_id"], task["attempt_id"])
+    broadcast = cache.broadcast(task.job_id, job, engine)
+    partition = task.index
+    attempt_dir = os.path.join(work_dir, task.job_id, task.attempt_id)
     os.makedirs(attempt_dir, exist_ok=True)
     try:
         runs = _fetch_all(task, partition, attempt_dir, secret)
-        out_path = outputs.attempt_path(task["output"], task["job_id"], task["attempt_id"], partition)
-        result = reduce_to_file(step, runs, partition, out_path, task["output_format"], task["params"], broadcast,
-                                task["storage_options"], engine, attempt_dir)
+        out_path = outputs.attempt_path(task.output, task.job_id, task.attempt_id, partition)
+        result = reduce_to_file(step, runs, partition, out_path, task.output_format, task.params, broadcast,
+                                task.storage_options, engine, attempt_dir)
     finally:
         shutil.rmtree(attempt_dir, ignore_errors=True)
     return result
@@ -255,10 +254,10 @@ def run_reduce(job: JobSpec, step: Step, task: dict, work_dir: str, secret: byte
 
 @_rare_collections()
 def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, output_format: str | outputs.OutputFormat,
-                   params: dict, broadcast: Any, storage_options: dict | None, engine: Counter, tmp_dir: str) -> dict:
+                   params: dict, broadcast: Any, storage_options: dict | None, engine: Counter,
+                   tmp_dir: str) -> PartOutput:
     """Merge one partition's sorted runs (given in map-index order; intermediate merge passes write to
     `tmp_dir`), reduce each key group and write `out_path`; every runner calls this.
-    Returns {"bytes", "records", "crc32", "counters"}.
     """
     for run in runs:
         engine["reduce_input_records"] += run.records
@@ -273,20 +272,21 @@ def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, o
         context.activate(None)
     engine["reduce_output_records"] += stats["records"]
     engine["output_bytes"] += stats["bytes"]
-    return {**stats, "counters": _counter_list(ctx, engine)}
+    return PartOutput(stats["bytes"], stats["records"], stats["crc32"], _counter_list(ctx, engine))
 
 
-def _fetch_all(task: dict, partition: int, attempt_dir: str, secret: bytes) -> list[Run]:
+def _fetch_all(task: TaskSpec, partition: int, attempt_dir: str, secret: bytes) -> list[Run]:
     runs = []
-    for map_index, address, attempt_id, length, records in task["sources"]:
-        if not length:
+    for source in task.sources:
+        if not source.length:
             continue
-        path = os.path.join(attempt_dir, f"m{map_index:05d}.run")
+        path = os.path.join(attempt_dir, f"m{source.map_index:05d}.run")
         with open(path, "wb") as out:
-            got = fetch_segment(address, secret, task["job_id"], attempt_id, partition, map_index, out)
-        if got != length:
-            raise FetchFailedError(f"map output {attempt_id} from {address} has {got} bytes, expected {length}", map_index)
-        runs.append(Run(path, 0, length, records, map_index))
+            got = fetch_segment(source.address, secret, task.job_id, source.attempt_id, partition, source.map_index, out)
+        if got != source.length:
+            raise FetchFailedError(f"map output {source.attempt_id} from {source.address} has {got} bytes, expected "
+                                   f"{source.length}", source.map_index)
+        runs.append(Run(path, 0, source.length, source.records, source.map_index))
     return runs
 
 

@@ -46,10 +46,12 @@ import cloudpickle
 import fsspec
 
 from . import context, outputs
-from .driver import RunOptions, Summary, counter_lines, step_submission
+from .messages import SplitPlace, StepSpec, StepStatus
+from .steps import RunOptions, Summary, counter_lines, step_spec
 from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
+from .paramserver import start_for_runner
 
 ENGINE = "mrengine"
 
@@ -100,7 +102,7 @@ class DriverContext:
     split = None  # as in a task's context, so helpers shared with tasks can look
     broadcast = None
 
-    def __init__(self, run_step: Callable[[dict, str], dict], job: JobSpec, inputs: list[str], output: str,
+    def __init__(self, run_step: Callable[[StepSpec, str], StepStatus], job: JobSpec, inputs: list[str], output: str,
                  opts: RunOptions, summary: MainSummary):
         self.params = dict(opts.params)
         self.inputs = list(inputs)
@@ -119,12 +121,14 @@ class DriverContext:
                    map_split: Callable | None = None, combiner: Callable | None = None,
                    partitioner: Callable | None = None, mapper_init: Callable | None = None,
                    mapper_final: Callable | None = None, num_reducers: int | None = None, broadcast: Any = None,
-                   input_format: Any = None, output: str | None = None, output_format: str = "text") -> RoundResult:
+                   input_format: Any = None, output: str | None = None, output_format: str = "text",
+                   locality: bool = True) -> RoundResult:
         """Run one map/reduce round over `inputs` on the runner's cluster and wait for it.
 
         The functions are those of a job file's step. `broadcast` reaches every task as `ctx.broadcast`.
         Without `output` the results come back (one reducer unless `num_reducers` says otherwise);
-        with it they are written there in `output_format`, as any job's output.
+        with it they are written there in `output_format`, as any job's output. `locality=False`: do not
+        wait for the worker that ran a split last round (for tasks that must all run at once).
         """
         paths = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(paths, (list, tuple)) or not paths or not all(isinstance(p, str) for p in paths):
@@ -144,29 +148,37 @@ class DriverContext:
         target = outputs.round_dir(self.output, self.session, self.rounds) if collect else output
         if not collect:
             outputs.check_output_dir(output, self._opts.overwrite, so)
-        prefer = [[url, start, end, worker] for (url, start, end), worker in self._locality.items()]
+        prefer = [SplitPlace(url, start, end, worker) for (url, start, end), worker in self._locality.items()] if locality else []
         label = f"{self._job.name} round {self.rounds}"
         try:
-            sub = {**step_submission(spec, 0, list(paths), target, self._opts), "prefer": prefer, "job_name": label}
+            round_spec = replace(step_spec(spec, 0, list(paths), target, self._opts), prefer=prefer, job_name=label)
             began = time.monotonic()
-            status = self._run_step(sub, label)
+            status = self._run_step(round_spec, label)
         except TaskFailedError as exc:
             caller = inspect.currentframe().f_back
             raise TaskFailedError(f"{exc.message} (ctx.map_reduce at {caller.f_code.co_filename} line "
                                   f"{caller.f_lineno})", *exc.args[1:]) from None
-        for url, start, end, worker in status.get("map_workers", ()):
-            self._locality[url, start, end] = worker
-        counters = Counter({(g, n): v for g, n, v in status["counters"]})
+        for place in status.map_workers:
+            self._locality[place.key] = place.worker
+        counters = Counter({(g, n): v for g, n, v in status.counters})
         s = self._summary
-        s.maps += status["counts"]["maps"]
-        s.reduces += status["counts"]["reduces"]
-        s.attempts += status["counts"]["attempts"]
+        s.maps += status.counts.maps
+        s.reduces += status.counts.reduces
+        s.attempts += status.counts.attempts
         s.counters.update(counters)
         pairs = None
         if collect:
-            pairs = _read_pairs(target, status["counts"]["reduces"], so)
+            pairs = _read_pairs(target, status.counts.reduces, so)
             outputs.remove_dir(target, so)
         return RoundResult(pairs, None if collect else output, counters, time.monotonic() - began)
+
+    def parameter_server(self, params: dict, *, staleness: int | None = 0, checkpoint_every: int = 0, tasks: int = 0):
+        """A parameter server holding `params` (name -> numpy array) for this session's tasks; see
+        `mrengine.paramserver`. Use it as a context manager: on leaving, it stops and writes
+        `paramserver.json`; every `checkpoint_every` updates it writes `checkpoints/params-*.npz`.
+        Tasks connect to its `.address` (send it in the broadcast); `tasks`: how many will (the
+        round's splits), so the first do not run ahead before the others start."""
+        return start_for_runner(self._run_step, params, staleness, checkpoint_every, tasks, self.open)
 
     def open(self, name: str, mode: str = "w"):
         """A new file `name` (a relative path) in the output directory, e.g. `with ctx.open("model.json", "w") as f`.
@@ -195,7 +207,7 @@ def _read_pairs(directory: str, partitions: int, storage_options: dict) -> list:
 
 
 def run_main(job: JobSpec, inputs: list[str], output: str, opts: RunOptions, run_step) -> MainSummary:
-    """Run the job's `main(ctx)`, each round through `run_step` (as `driver.run_steps` runs a step, so
+    """Run the job's `main(ctx)`, each round through `run_step` (as `steps.run_steps` runs a step, so
     any runner can); commit its files and `_SUCCESS` if it returns."""
     so = opts.storage_options
     outputs.check_output_dir(output, opts.overwrite, so)

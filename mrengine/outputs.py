@@ -255,12 +255,6 @@ def discard_attempt(out: str, job_id: str, attempt_id: str, storage_options: dic
     storage.remove_tree(fs, path)
 
 
-def manifest(sub: dict, parts: dict, maps: int, counters: list) -> dict:
-    """What `_SUCCESS` says about a step's output (`sub`: the step's submission); every runner writes this."""
-    return {"job": sub["job_name"], "step": sub["step"], "parts": parts, "maps": maps,
-            "reduces": sub["num_reducers"], "counters": counters, "format": sub["output_format"]}
-
-
 def commit_job(out: str, job_id: str, manifest: dict, storage_options: dict | None) -> None:
     """Remove the job's temporary files, then write `_SUCCESS` with the manifest, last: a reader
     that sees `_SUCCESS` sees every part and nothing else of the job's."""
@@ -428,7 +422,7 @@ def read_manifest(fs, path: str, out: str) -> dict:
 
 
 def _manifest_flaw(text: bytes) -> str | None:
-    """What keeps `text` from being a manifest that `manifest()` or a main(ctx) job wrote, if anything."""
+    """What keeps `text` from being a manifest that `steps.manifest()` or a main(ctx) job wrote, if anything."""
     try:
         manifest = json.loads(text)
     except ValueError as exc:

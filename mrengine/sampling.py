@@ -15,7 +15,7 @@ from typing import Any
 
 from . import context
 from .errors import JobDefinitionError, MrEngineError
-from .inputs import input_format, list_inputs, make_splits
+from .inputs import InputFormat, Split
 from .job import JobSpec, Step, user_traceback
 from .shuffle.order import sort_key
 from .sorting import RangePartitioner, pairs_of
@@ -24,14 +24,10 @@ SAMPLE_SPLITS = 10
 SAMPLE_RECORDS = 100_000  # in all, as TeraSort's default
 
 
-def with_range_partitioner(job: JobSpec, index: int, inputs: list[str], reducers: int, params: dict,
-                           split_size: int, storage_options: dict) -> JobSpec:
-    """The job with step `index` partitioned by sampled key ranges if it asks for total order, else as it is."""
+def with_range_partitioner(job: JobSpec, index: int, splits: list[Split], fmt: InputFormat, reducers: int,
+                           params: dict, storage_options: dict) -> JobSpec:
+    """The job with its `total_order` step `index` partitioned by key ranges sampled from `splits`."""
     step = job.steps[index]
-    if not step.total_order:
-        return job
-    fmt = input_format(job.input_format if index == 0 else "msgpack")
-    splits = make_splits(list_inputs(inputs, storage_options), split_size, fmt.splittable)
     chosen = splits[::max(1, len(splits) // SAMPLE_SPLITS)][:SAMPLE_SPLITS]
     keys: list = []
     for split in chosen:

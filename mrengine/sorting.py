@@ -45,11 +45,6 @@ def is_plain(step: Step) -> bool:
     return not (is_map_only(step) or step.sort_values or step.partition_fields)
 
 
-def reduce_tasks(num_reducers: int, num_maps: int) -> int:
-    """How many reduce tasks a step of `num_reducers` has: a map-only step (0) has one writer per map."""
-    return num_reducers or num_maps
-
-
 def map_side(step: Step, map_index: int) -> Step:
     """The step as the map task of `map_index` runs it: mapper output re-keyed for the order asked for."""
     if is_plain(step):

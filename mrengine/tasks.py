@@ -19,13 +19,15 @@ one attempt that won each task.
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Iterator
 
 BACKUP_FACTOR = 2.0  # a task is a straggler once it has run this many times its peers' median ...
 DEFAULT_BACKUP_AFTER = 10.0  # ... and at least this many seconds
+DEFAULT_MAX_ATTEMPTS = 4  # attempts per task before its job fails (`--max-attempts`)
 
 
 class TaskState(str, Enum):
@@ -140,6 +142,11 @@ class AttemptLost:
     attempt_id: str
 
 
+@dataclass
+class JobAborted:
+    """The job cannot go on (its output could not be committed): nothing more runs."""
+
+
 # ---------------------------------------------------------------- actions
 
 
@@ -174,13 +181,37 @@ class JobFailed:
     error: dict
 
 
+class PendingQueue:
+    """The pending tasks of one phase in index order, found without looking at the others: those never
+    launched lie from `fresh` on, those pending again (retried, or their output or worker lost) are
+    kept sorted in `again`. Entries are dropped lazily, once their task has moved on."""
+
+    def __init__(self, size: int):
+        self.size, self.fresh = size, 0
+        self.again: list[int] = []
+
+    def requeue(self, index: int) -> None:
+        if index < self.fresh and index not in self.again:
+            bisect.insort(self.again, index)
+
+    def tasks(self, phase: list[Task]) -> Iterator[Task]:
+        """Candidates in index order: every pending task is among them (callers check the state)."""
+        self.again = [i for i in self.again if phase[i].state is TaskState.PENDING]
+        while self.fresh < self.size and phase[self.fresh].state is not TaskState.PENDING:
+            self.fresh += 1
+        for i in list(self.again):
+            yield phase[i]
+        for i in range(self.fresh, self.size):
+            yield phase[i]
+
+
 class JobTasks:
     """`preferred[i]`: the worker map task i should run on if it can (it may hold the split's records in
     memory); another worker takes it only when that one is gone or `locality_wait` seconds have passed
     since the first worker asked for work. `backup_after`: seconds a task must have run before it may
     get a backup attempt (0: never)."""
 
-    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = 4, preferred: list | None = None,
+    def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = DEFAULT_MAX_ATTEMPTS, preferred: list | None = None,
                  locality_wait: float = 0.0, backup_after: float = DEFAULT_BACKUP_AFTER):
         self.maps = [Task(MAP, i) for i in range(num_maps)]
         self.reduces = [Task(REDUCE, i) for i in range(num_reduces)]
@@ -189,8 +220,16 @@ class JobTasks:
         self.attempts: dict[str, Attempt] = {}
         self.done = False
         self.preferred = list(preferred) if preferred else [None] * num_maps
+        self._any_preferred = any(w is not None for w in self.preferred)
         self.locality_wait = locality_wait
         self.first_ready: float | None = None
+        # Kept as tasks move, so that a heartbeat costs the same whatever the job's size.
+        self._pending = {MAP: PendingQueue(num_maps), REDUCE: PendingQueue(num_reduces)}
+        self._in_state = {(kind, state): 0 for kind in (MAP, REDUCE) for state in TaskState}
+        self._in_state[MAP, TaskState.PENDING], self._in_state[REDUCE, TaskState.PENDING] = num_maps, num_reduces
+        self._running: dict[str, dict[str, Attempt]] = {}  # worker -> its attempts launched and maybe still running
+        self._took = {MAP: [], REDUCE: []}  # how long each winning attempt of a phase ran
+        self._median: dict[str, tuple[int, float]] = {}  # kind -> (of how many winners, their median time)
 
     # ------------------------------------------------------------ queries
 
@@ -198,18 +237,23 @@ class JobTasks:
         return (self.maps if attempt.kind == MAP else self.reduces)[attempt.index]
 
     def maps_done(self) -> bool:
-        return all(t.state is TaskState.SUCCEEDED for t in self.maps)
+        return self._in_state[MAP, TaskState.SUCCEEDED] == len(self.maps)
+
+    def reduces_done(self) -> bool:
+        return self._in_state[REDUCE, TaskState.SUCCEEDED] == len(self.reduces)
+
+    def load(self) -> tuple[int, int]:
+        """(tasks running, tasks of the current phase still to run or running): what a fair share weighs."""
+        kind = REDUCE if self.maps_done() else MAP
+        running = self._in_state[MAP, TaskState.RUNNING] + self._in_state[REDUCE, TaskState.RUNNING]
+        return running, running + self._in_state[kind, TaskState.PENDING]
 
     def counts(self) -> dict:
-        def n(tasks, state):
-            return sum(t.state is state for t in tasks)
-
+        n = self._in_state
         return {
-            "maps": len(self.maps), "maps_done": n(self.maps, TaskState.SUCCEEDED),
-            "maps_running": n(self.maps, TaskState.RUNNING),
-            "reduces": len(self.reduces), "reduces_done": n(self.reduces, TaskState.SUCCEEDED),
-            "reduces_running": n(self.reduces, TaskState.RUNNING),
-            "attempts": len(self.attempts),
+            "maps": len(self.maps), "maps_done": n[MAP, TaskState.SUCCEEDED], "maps_running": n[MAP, TaskState.RUNNING],
+            "reduces": len(self.reduces), "reduces_done": n[REDUCE, TaskState.SUCCEEDED],
+            "reduces_running": n[REDUCE, TaskState.RUNNING], "attempts": len(self.attempts),
         }
 
     def counted(self) -> list[Task]:
@@ -217,7 +261,20 @@ class JobTasks:
         return [t for t in self.maps + self.reduces if t.result is not None]
 
     def running_on(self, worker: str) -> list[Attempt]:
-        return [a for a in self.attempts.values() if a.worker == worker and a.state is AttemptState.RUNNING]
+        launched = self._running.get(worker, {})
+        for attempt_id in [i for i, a in launched.items() if a.state is not AttemptState.RUNNING]:
+            del launched[attempt_id]  # each attempt is dropped once: a worker's query costs what it runs
+        return list(launched.values())
+
+    def _move(self, task: Task, state: TaskState) -> None:
+        """Every task move goes through here, keeping the counts and the pending queues true."""
+        before = task.state
+        task.move(state)
+        if state is not before:
+            self._in_state[task.kind, before] -= 1
+            self._in_state[task.kind, state] += 1
+            if state is TaskState.PENDING:
+                self._pending[task.kind].requeue(task.index)
 
     # ------------------------------------------------------------ the one entry point
 
@@ -236,6 +293,7 @@ class JobTasks:
             FetchFailed: self._fetch_failed,
             WorkerLost: self._worker_lost,
             AttemptLost: self._attempt_lost,
+            JobAborted: self._aborted,
         }[type(event)]
         return handler(event)
 
@@ -243,11 +301,12 @@ class JobTasks:
         if self.first_ready is None:
             self.first_ready = ev.now
         phase = self.maps if not self.maps_done() else self.reduces
-        pending = [t for t in phase if t.state is TaskState.PENDING]
-        allowed = [t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on]
-        choice = self._local_choice(allowed, ev) if phase is self.maps else next(iter(allowed), None)
+        kind = MAP if phase is self.maps else REDUCE
+        pending = (t for t in self._pending[kind].tasks(phase) if t.state is TaskState.PENDING)
+        allowed = (t for t in pending if ev.worker not in t.failed_on or ev.live <= t.failed_on)
+        choice = self._local_choice(allowed, ev) if kind == MAP else next(allowed, None)
         backup = False
-        if choice is None and not pending:
+        if choice is None and not self._in_state[kind, TaskState.PENDING]:
             choice, backup = self._straggler(phase, ev), True
         if choice is None:
             return []
@@ -256,19 +315,21 @@ class JobTasks:
                           started=ev.now, backup=backup)
         choice.attempts.append(attempt)
         self.attempts[attempt.id] = attempt
-        choice.move(TaskState.RUNNING)
+        self._running.setdefault(ev.worker, {})[attempt.id] = attempt
+        self._move(choice, TaskState.RUNNING)
         return [Launch(attempt)]
 
     def _straggler(self, phase: list[Task], ev: WorkerReady) -> Task | None:
         """The task of this phase most in need of a backup attempt on `ev.worker`, if any."""
         if self.backup_after <= 0:
             return None
-        took = [t.winner.finished - t.winner.started for t in phase if t.state is TaskState.SUCCEEDED]
-        if not took:
+        kind = phase[0].kind if phase else MAP
+        median = self._median_took(kind)
+        if median is None:
             return None  # nothing to compare with yet
-        limit = max(self.backup_after, BACKUP_FACTOR * statistics.median(took))
+        limit = max(self.backup_after, BACKUP_FACTOR * median)
         slow: list[tuple[float, Task]] = []
-        for task in phase:
+        for task in {(a.kind, a.index): self.task_of(a) for a in self._running_attempts() if a.kind == kind}.values():
             running = task.running()
             if len(running) != 1 or running[0].worker == ev.worker or ev.worker in task.failed_on:
                 continue  # already backed up, or this worker would be no better
@@ -276,8 +337,23 @@ class JobTasks:
                 slow.append((ev.now - running[0].started, task))
         return max(slow, key=lambda pair: pair[0])[1] if slow else None
 
-    def _local_choice(self, allowed: list[Task], ev: WorkerReady) -> Task | None:
+    def _median_took(self, kind: str) -> float | None:
+        """The median time of a phase's winning attempts, sorted again only once 1/64 more have finished
+        (at the end of a phase every idle worker's heartbeat asks)."""
+        took = self._took[kind]
+        known, median = self._median.get(kind, (0, None))
+        if took and len(took) > known + known // 64:
+            known, median = len(took), statistics.median(took)
+            self._median[kind] = (known, median)
+        return median
+
+    def _running_attempts(self) -> list[Attempt]:
+        return [a for worker in list(self._running) for a in self.running_on(worker)]
+
+    def _local_choice(self, allowed: Iterator[Task], ev: WorkerReady) -> Task | None:
         """A map that prefers this worker; else one that prefers no live worker; else, after the wait, any."""
+        if not self._any_preferred:
+            return next(allowed, None)  # the common case, at once: nothing to look through
         waited = ev.now - self.first_ready >= self.locality_wait
         fallback = None
         for task in allowed:
@@ -308,12 +384,13 @@ class JobTasks:
         attempt.state = AttemptState.SUCCEEDED
         attempt.finished = ev.now
         task.winner, task.result = attempt, ev.result
-        task.move(TaskState.SUCCEEDED)
+        self._move(task, TaskState.SUCCEEDED)
+        self._took[task.kind].append(attempt.finished - attempt.started)
         actions: list = []
         actions = self._cancel(task.running())  # backups that lost the race
         if attempt.kind == REDUCE:
             actions.append(Commit(attempt))
-            if all(t.state is TaskState.SUCCEEDED for t in self.reduces):
+            if self.reduces_done():
                 # Maps still re-making a lost output are needed no more.
                 actions += self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
                 self.done = True
@@ -340,10 +417,10 @@ class JobTasks:
         task.last_error = ev.error
         actions: list = [Discard(attempt)] if attempt.kind == REDUCE else []
         if ev.final or task.failures >= self.max_attempts:
-            task.move(TaskState.FAILED)
+            self._move(task, TaskState.FAILED)
             return actions + self._fail_job(task, ev.error)
         if task.state is TaskState.RUNNING and not task.running():
-            task.move(TaskState.PENDING)
+            self._move(task, TaskState.PENDING)
         return actions
 
     def _fail_job(self, task: Task, error: dict) -> list:
@@ -362,7 +439,7 @@ class JobTasks:
             # Its worker could not serve it: take all that worker's outputs for lost, as its death would.
             self._remake_outputs_of(source.winner.worker)
         if task.fetch_failures >= 2 * self.max_attempts:
-            task.move(TaskState.FAILED)
+            self._move(task, TaskState.FAILED)
             error = {"message": f"could not fetch its input {task.fetch_failures} times; the last time: "
                                 f"{ev.error.get('message', '?')}", "traceback": ""}
             return actions + self._fail_job(task, error)
@@ -373,15 +450,15 @@ class JobTasks:
         attempt.state = AttemptState.KILLED
         task = self.task_of(attempt)
         if task.state is TaskState.RUNNING and not task.running():
-            task.move(TaskState.PENDING)
+            self._move(task, TaskState.PENDING)
         return [Discard(attempt)] if attempt.kind == REDUCE else []
 
     def _remake_outputs_of(self, worker: str) -> None:
-        if all(t.state is TaskState.SUCCEEDED for t in self.reduces):
+        if self.reduces_done():
             return  # no reduce needs them any more
         for task in self.maps:
             if task.state is TaskState.SUCCEEDED and task.winner.worker == worker:
-                task.move(TaskState.PENDING)
+                self._move(task, TaskState.PENDING)
                 task.winner = None  # its result stays, for its counters, until a new winner replaces it
 
     def _worker_lost(self, ev: WorkerLost) -> list:
@@ -390,6 +467,10 @@ class JobTasks:
             actions += self._lose_attempt(attempt)
         self._remake_outputs_of(ev.worker)
         return actions
+
+    def _aborted(self, ev: JobAborted) -> list:
+        self.done = True
+        return self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
 
     def _attempt_lost(self, ev: AttemptLost) -> list:
         attempt = self._live_attempt(ev.attempt_id)

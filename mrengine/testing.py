@@ -7,10 +7,10 @@
     >>> result.lines
     ['be\\t2', 'not\\t1', 'or\\t1', 'to\\t2']
 
-Nothing is simulated: the steps run through `driver.run_steps` (or `iterative.run_main` for a
-`main(ctx)` job) with a runner whose `run_step` runs every map task (`executor.run_map`) and then
+Nothing is simulated: the job runs through `Runner.run` (its steps through `steps.run_steps`, or
+its `main(ctx)` through `iterative.run_main`) with a runner whose `run_step` runs every map task (`executor.run_map`) and then
 every reduce task (`executor.reduce_to_file`) one after another, reading each map output file in
-place, and commits through `outputs` as the master does. So splits, record readers, the
+place, and plans and commits the step through `steps` as the other runners do. So splits, record readers, the
 partitioner, sort, combiner, spills, merge, reducer, output format and `ctx` (params, counters,
 split, broadcast) are the engine's own code: a job of steps writes the part files and `_SUCCESS`
 that `mrengine run` writes for the same input and options, and a `main(ctx)` job the same files.
@@ -34,15 +34,15 @@ from typing import Any, Iterable, Iterator
 
 from . import context, outputs, storage
 from .cache import SlotCache
-from .driver import RunOptions, run_steps
-from .errors import MrEngineError, TaskFailedError
-from .executor import UserCodeError, error_report, reduce_to_file, run_map
-from .inputs import (CsvInput, InputFormat, JsonLinesInput, MsgpackInput, NpyInput, NumericInput, Split, TextInput,
-                     input_format, list_inputs, make_splits)
-from .iterative import run_main
+from .errors import MrEngineError, TaskFailedError, UserCodeError
+from .executor import error_report, reduce_to_file, run_map
+from .inputs import CsvInput, InputFormat, JsonLinesInput, MsgpackInput, NpyInput, NumericInput, Split, TextInput, input_format
 from .job import JobSpec, Step, job_from_module, load_job, prime_linecache
+from .messages import MapOutput, PartOutput, StepSpec, StepStatus, TaskCounts, TaskSpec
+from .runner import Runner
 from .shuffle.runs import Run
-from .sorting import reduce_tasks
+from .steps import RunOptions, finish, plan
+from .tasks import MAP
 
 __all__ = ["run_job", "JobResult", "InProcessRunner"]
 
@@ -98,11 +98,10 @@ def run_job(job: str | os.PathLike | ModuleType, inputs: str | os.PathLike | Ite
         paths = _input_paths(inputs) if inputs is not None else [_write_records(spec, records, scratch)]
         runner = InProcessRunner(os.path.join(scratch, "work"), keep_pairs_of=out)
         try:
+            summary = runner.run(spec, paths, out, opts)
             if spec.main is not None:
-                summary = run_main(spec, paths, out, opts, runner.run_step)
                 parts, files = {}, _read(out, summary.files)
             else:
-                summary = run_steps(spec, paths, out, opts, runner.run_step)
                 parts, files = _read(out, summary.parts), {}
         except TaskFailedError as exc:  # the job's own traceback, where pytest shows the error
             raise TaskFailedError(f"{exc.message}\n{exc.traceback}" if exc.traceback else exc.message,
@@ -209,7 +208,7 @@ _RECORD_FILES = {
 }
 
 
-class InProcessRunner:
+class InProcessRunner(Runner):
     """A runner whose `run_step(submission, label)` runs the step's tasks one by one in this process.
 
     `keep_pairs_of`: the output directory whose reducers' pairs to keep, as Python objects (`pairs()`).
@@ -226,62 +225,54 @@ class InProcessRunner:
     def pairs(self) -> list:
         return [pair for _, kept in sorted(self._kept.items()) for pair in kept]
 
-    def run_step(self, sub: dict, label: str) -> dict:
-        """Run one step (a `driver.step_submission`); returns its status as the master reports it."""
-        files = list_inputs(sub["inputs"], sub["storage_options"])
-        splits = make_splits(files, sub["split_size"], sub["splittable"])
-        sub = {**sub, "num_reducers": reduce_tasks(sub["num_reducers"], len(splits))}  # a map-only step: one writer per map
+    def run_step(self, spec: StepSpec, label: str) -> StepStatus:
+        """Run one step, task by task; returns its final status."""
+        spec, splits = plan(spec)
         job_id = f"local-{self._run}-{next(self._ids):04d}"
-        job = self.cache.job(job_id, sub["job_bytes"])
-        step = job.steps[sub["step"]]
+        job = self.cache.job(job_id, spec.job_bytes)
+        step = job.steps[spec.step]
         previous = context.current()  # a main(ctx) job's context, which the tasks' own replace
-        committed: list[int] = []
         try:
-            maps = [self._map(job, step, sub, job_id, split, label) for split in splits]
-            reduces = [self._reduce(job, step, sub, job_id, p, maps, label) for p in range(sub["num_reducers"])]
-            for p in range(sub["num_reducers"]):
-                outputs.commit_task(sub["output"], job_id, _reduce_attempt(p), p, sub["storage_options"])
-                committed.append(p)
-            total: Counter = Counter()
-            for result in maps + reduces:
-                total.update({(g, n): v for g, n, v in result["counters"]})
-            parts = {outputs.part_name(p): {k: r[k] for k in ("bytes", "records", "crc32")} for p, r in enumerate(reduces)}
-            manifest = outputs.manifest(sub, parts, len(splits), [[g, n, v] for (g, n), v in sorted(total.items())])
-            outputs.commit_job(sub["output"], job_id, manifest, sub["storage_options"])
+            maps = [self._map(job, step, spec, job_id, split, label) for split in splits]
+            reduces = [self._reduce(job, step, spec, job_id, p, maps, label) for p in range(spec.num_reducers)]
+            manifest = finish(spec, job_id, [(_reduce_attempt(p), part) for p, part in enumerate(reduces)], len(splits),
+                              [output.counters for _, output in maps])
         except BaseException:
             with suppress(Exception):  # the error that got us here is the one to report
-                outputs.abort_job(sub["output"], job_id, committed, sub["storage_options"])
+                outputs.abort_job(spec.output, job_id, [], spec.storage_options)
             raise
         finally:
             context.activate(previous)
             shutil.rmtree(os.path.join(self.work_dir, job_id), ignore_errors=True)
-        counts = {"maps": len(splits), "reduces": sub["num_reducers"], "attempts": len(splits) + sub["num_reducers"]}
-        return {"state": "succeeded", "counts": counts, "counters": manifest["counters"], "manifest": manifest}
+        counts = TaskCounts(maps=len(splits), reduces=spec.num_reducers, attempts=len(splits) + spec.num_reducers)
+        return StepStatus("succeeded", counts, manifest["counters"], manifest=manifest)
 
-    def _map(self, job: JobSpec, step: Step, sub: dict, job_id: str, split: Split, label: str) -> dict:
-        task = {"job_id": job_id, "attempt_id": f"m{split.index:05d}", "split": list(split),
-                "input_format": sub["input_format"], "params": sub["params"], "storage_options": sub["storage_options"],
-                "num_partitions": sub["num_reducers"], "sort_buffer_bytes": sub["sort_buffer_bytes"]}
-        with _task(sub, label, f"map task {split.index} (split {split.describe()})"):
+    def _map(self, job: JobSpec, step: Step, spec: StepSpec, job_id: str, split: Split,
+             label: str) -> tuple[str, MapOutput]:
+        task = TaskSpec(job_id, f"m{split.index:05d}", MAP, split.index, spec.step, spec.params, spec.storage_options,
+                        spec.num_reducers, split=split, input_format=spec.input_format,
+                        sort_buffer_bytes=spec.sort_buffer_bytes)
+        with _task(spec, label, f"map task {split.index} (split {split.describe()})"):
             return run_map(job, step, task, self.work_dir, self.cache)
 
-    def _reduce(self, job: JobSpec, step: Step, sub: dict, job_id: str, partition: int, maps: list, label: str) -> dict:
+    def _reduce(self, job: JobSpec, step: Step, spec: StepSpec, job_id: str, partition: int, maps: list,
+                label: str) -> PartOutput:
         runs = []  # each map's segment for this partition, read in place, in map order as fetched runs are
-        for map_index, result in enumerate(maps):
-            offset, length, records = result["segments"][partition]
-            if length:
-                runs.append(Run(result["path"], offset, length, records, map_index))
+        for map_index, (path, output) in enumerate(maps):
+            segment = output.segments[partition]
+            if segment.length:
+                runs.append(Run(path, segment.offset, segment.length, segment.records, map_index))
         attempt_id = _reduce_attempt(partition)
         tmp_dir = os.path.join(self.work_dir, job_id, attempt_id)
         os.makedirs(tmp_dir, exist_ok=True)
-        fmt: Any = sub["output_format"]
-        if sub["output"] == self.keep_pairs_of:
+        fmt: Any = spec.output_format
+        if spec.output == self.keep_pairs_of:
             fmt = _Keeping(outputs.OUTPUT_FORMATS[fmt](), self._kept.setdefault(partition, []))
         engine: Counter = Counter()
-        with _task(sub, label, f"reduce task {partition}"):
+        with _task(spec, label, f"reduce task {partition}"):
             broadcast = self.cache.broadcast(job_id, job, engine)
-            out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
-            return reduce_to_file(step, runs, partition, out_path, fmt, sub["params"], broadcast, sub["storage_options"],
+            out_path = outputs.attempt_path(spec.output, job_id, attempt_id, partition)
+            return reduce_to_file(step, runs, partition, out_path, fmt, spec.params, broadcast, spec.storage_options,
                                   engine, tmp_dir)
 
 
@@ -301,14 +292,14 @@ class _Keeping(outputs.OutputFormat):
 
 
 @contextmanager
-def _task(sub: dict, label: str, task: str) -> Iterator[None]:
+def _task(spec: StepSpec, label: str, task: str) -> Iterator[None]:
     """A task's failure as the driver reports a task that failed on every attempt, naming the task."""
     try:
         yield
     except UserCodeError as exc:
         report = error_report(exc)
-        raise TaskFailedError(f"job {sub['job_name']} failed: {task} failed: {report['message']}", label, 1,
-                              report["traceback"]) from None
+        raise TaskFailedError(f"job {spec.job_name} failed: {task} failed: {report.message}", label, 1,
+                              report.traceback) from None
     except TaskFailedError:
         raise
     except MrEngineError as exc:

@@ -5,6 +5,10 @@ attempts up and new assignments, cancellations and clean-ups down) and a shuffle
 reducers' fetches. Attempts run in long-lived slot processes, one attempt at a time each, so user
 code gets its own core and a cancelled or stuck attempt is ended by killing its process.
 
+Its roles, each a class: `Slot` (one slot process), `SlotPool` (the slots, which attempt runs where,
+ending attempts), `ShuffleServer` (the map outputs this worker holds, served to reducers), and
+`Worker`, the heartbeat loop tying them to the master.
+
 An attempt is ended (cancelled, or lost with this worker's registration) by killing its process; only
 then is the reduce output it may have been writing removed, so nothing it wrote can outlive it. A
 worker cut off from the master for longer than the master's worker timeout knows it has been declared
@@ -30,12 +34,16 @@ import time
 import uuid
 from collections import OrderedDict
 
-from . import comm, outputs
-from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
-from .procutil import die_with_parent
+from . import comm, outputs, paramserver, protocol
 from .cache import IDLE_SECONDS, SlotCache
+from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
 from .executor import error_report, run_map, run_reduce
 from .job import prime_linecache
+from .messages import (
+    AttemptReport, ErrorInfo, Fetch, FetchFailure, Goodbye, Heartbeat, Register, Registered, Reregister, SegmentHeader,
+    SlotReply, SlotRequest, TaskSpec, Work, from_wire, to_wire,
+)
+from .procutil import die_with_parent
 from .tasks import MAP
 
 log = logging.getLogger("mrengine.worker")
@@ -44,7 +52,7 @@ HEARTBEAT_SECONDS = 0.5
 MASTER_RETRY_SECONDS = 30.0  # to reach the master at start; once registered a worker retries for ever
 RECONNECT_SECONDS = 0.5
 MAX_REMEMBERED_SPLITS = 100_000
-MAX_HELD_JOBS = 16  # jobs' pickled code kept for the slots; the master resends any the heartbeat does not list
+MAX_HELD_JOBS = 16  # master jobs' pickled code kept for the slots; the master resends any the heartbeat does not list
 
 
 # ---------------------------------------------------------------- slot processes
@@ -55,39 +63,43 @@ def slot_main(conn, secret: bytes, work_dir: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cache = SlotCache(on_load=prime_linecache)
+    paramserver.use_secret(secret)  # tasks reach a session's parameter server with the cluster's secret
     while True:
         try:
             if not conn.poll(IDLE_SECONDS):
                 cache.drop_splits()  # nothing to do for a while: give the memory back
                 continue
-            task = conn.recv()
+            request: SlotRequest = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send({**_run_attempt(task, cache, secret, work_dir), "held": cache.job_ids()})
+        reply = _run_attempt(request, cache, secret, work_dir)
+        reply.held = cache.job_ids()
+        conn.send(reply)
 
 
-def _run_attempt(task: dict, cache: SlotCache, secret: bytes, work_dir: str) -> dict:
-    reply = {"attempt_id": task["attempt_id"], "job_id": task["job_id"]}
+def _run_attempt(request: SlotRequest, cache: SlotCache, secret: bytes, work_dir: str) -> SlotReply:
+    task = request.task
+    report = AttemptReport(task.job_id, task.attempt_id)
     try:
-        job = cache.job(task["job_id"], task.get("job_bytes"))
-        step = job.steps[task["step"]]
-        if task["kind"] == MAP:
-            result = run_map(job, step, task, work_dir, cache)
-        else:
-            result = run_reduce(job, step, task, work_dir, secret, cache)
-        return {**reply, "ok": True, "result": result}
+        job = cache.job(task.job_id, request.job_bytes)
+        step = job.steps[task.step]
+        if task.kind == MAP:
+            path, report.map_output = run_map(job, step, task, work_dir, cache)
+            return SlotReply(report, map_file=path)
+        report.part = run_reduce(job, step, task, work_dir, secret, cache)
     except FetchFailedError as exc:
-        source = next(s[2] for s in task["sources"] if s[0] == exc.map_index)
-        return {**reply, "ok": False, "fetch_failed": [exc.map_index, source], "error": {"message": str(exc), "traceback": ""}}
+        source = next(s for s in task.sources if s.map_index == exc.map_index)
+        report.fetch_failed, report.error = FetchFailure(exc.map_index, source.attempt_id), ErrorInfo(str(exc))
     except Exception as exc:
-        return {**reply, "ok": False, "error": error_report(exc)}
+        report.error = error_report(exc)
+    return SlotReply(report)
 
 
 class Slot:
     def __init__(self, secret: bytes, work_dir: str):
         self.secret = secret
         self.work_dir = work_dir
-        self.task: dict | None = None
+        self.task: TaskSpec | None = None
         self._start()
 
     def _start(self) -> None:
@@ -100,25 +112,25 @@ class Slot:
         self.proc = mp.Process(target=slot_main, args=(child, self.secret, self.work_dir), daemon=True)
         self.proc.start()
         child.close()
-        self.held: set[str] = set()  # the jobs the process holds unpickled, as its last reply said
+        self.held: set[str] = set()  # the master jobs the process holds unpickled, as its last reply said
 
-    def run(self, task: dict, job_bytes: bytes) -> None:
+    def run(self, task: TaskSpec, job_bytes: bytes) -> None:
         """Start `task` in the process; the job's code goes along unless the process holds the job."""
         self.task = task
-        self.conn.send(task if task["job_id"] in self.held else {**task, "job_bytes": job_bytes})
+        self.conn.send(SlotRequest(task, None if task.job_id in self.held else job_bytes))
 
-    def result(self) -> dict:
+    def result(self) -> SlotReply:
         """The finished attempt's reply (call when `conn` is readable)."""
         task, self.task = self.task, None
         try:
-            reply = self.conn.recv()
-            self.held = set(reply.pop("held"))
+            reply: SlotReply = self.conn.recv()
+            self.held = set(reply.held)
             return reply
         except (EOFError, OSError):
             code = self.proc.exitcode
             self.restart()
-            return {"attempt_id": task["attempt_id"], "job_id": task["job_id"], "ok": False,
-                    "error": {"message": f"the task process died (exit code {code}); out of memory?", "traceback": ""}}
+            error = ErrorInfo(f"the task process died (exit code {code}); out of memory?")
+            return SlotReply(AttemptReport(task.job_id, task.attempt_id, error=error))
 
     def restart(self) -> None:
         self.stop()
@@ -132,10 +144,128 @@ class Slot:
         self.conn.close()
 
 
+class SlotPool:
+    """The worker's slots: which attempt runs in which, and ending attempts."""
+
+    def __init__(self, count: int, secret: bytes, work_dir: str):
+        self.slots = [Slot(secret, work_dir) for _ in range(count)]
+        self.split_slots: dict[tuple, Slot] = {}  # (url, start, end) -> the slot that last ran it
+
+    def busy(self) -> list[Slot]:
+        return [s for s in self.slots if s.task is not None]
+
+    def free(self) -> list[Slot]:
+        return [s for s in self.slots if s.task is None]
+
+    def start(self, tasks: list[TaskSpec], code_of) -> None:
+        free = self.free()
+        for task in tasks:
+            slot = self._slot_for(task, free)
+            free.remove(slot)
+            slot.run(task, code_of(task.job_id))
+
+    def _slot_for(self, task: TaskSpec, free: list[Slot]) -> Slot:
+        # A map of a split this worker ran before goes to the same slot when it is free: that
+        # process may still hold the split's parsed records (iterative jobs cache them).
+        if task.kind != MAP:
+            return free[0]
+        key = (task.split.url, task.split.start, task.split.end)
+        slot = self.split_slots.get(key)
+        if slot not in free:
+            slot = free[0]
+            if len(self.split_slots) >= MAX_REMEMBERED_SPLITS:
+                self.split_slots.clear()
+            self.split_slots[key] = slot
+        return slot
+
+    def running(self, job_id: str, attempt_id: str) -> Slot | None:
+        return next((s for s in self.busy() if (s.task.job_id, s.task.attempt_id) == (job_id, attempt_id)), None)
+
+    def kill(self, slot: Slot) -> TaskSpec:
+        """End the slot's attempt; then remove what a reduce attempt wrote, now that nothing writes it."""
+        task = slot.task
+        slot.restart()
+        if task.kind != MAP:
+            _discard(task)
+        return task
+
+    def wait(self, timeout: float) -> list[tuple[TaskSpec, SlotReply]]:
+        """The attempts that finish within `timeout`, with their replies."""
+        busy = self.busy()
+        ready = multiprocessing.connection.wait([s.conn for s in busy], timeout=timeout)
+        return [(slot.task, slot.result()) for slot in busy if slot.conn in ready]
+
+    def stop(self) -> None:
+        for slot in self.slots:
+            slot.stop()
+
+
+def _discard(task: TaskSpec) -> None:
+    try:
+        outputs.discard_attempt(task.output, task.job_id, task.attempt_id, task.storage_options)
+    except Exception as exc:
+        log.warning("could not remove the output of attempt %s: %s", task.attempt_id, exc)
+
+
+# ---------------------------------------------------------------- serving map outputs
+
+
+class ShuffleServer:
+    """Serves the map outputs this worker holds to reducers, one segment per fetch."""
+
+    def __init__(self, bind_host: str, secret: bytes, work_dir: str):
+        self.work_dir = work_dir
+        self.outputs: dict[tuple[str, str], tuple[str, list]] = {}  # (job, attempt) -> (file, segments)
+        self.lock = threading.Lock()
+        self.server = comm.Server(bind_host, 0, secret, self._serve, "shuffle").start()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def add(self, job_id: str, attempt_id: str, path: str, segments: list) -> None:
+        with self.lock:
+            self.outputs[(job_id, attempt_id)] = (path, segments)
+
+    def forget(self, job_id: str | None = None) -> None:
+        """Drop a master job's outputs (all of them: None), files included."""
+        with self.lock:
+            for key in [k for k in self.outputs if job_id is None or k[0] == job_id]:
+                del self.outputs[key]
+        target = self.work_dir if job_id is None else os.path.join(self.work_dir, job_id)
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(self.work_dir, exist_ok=True)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def _serve(self, conn: comm.Connection) -> None:
+        while True:
+            msg = from_wire(conn.recv())
+            if not isinstance(msg, Fetch):
+                raise ProtocolError(f"unexpected {msg.type!r} on the shuffle port")
+            with self.lock:
+                found = self.outputs.get((str(msg.job_id), str(msg.attempt_id)))
+            partition = msg.partition
+            if found is None or type(partition) is not int or not 0 <= partition < len(found[1]):
+                conn.send(protocol.error_reply(FetchFailedError("no such map output here", -1)))
+                continue
+            path, segments = found
+            segment = segments[partition]
+            try:
+                with open(path, "rb") as f:
+                    conn.send(to_wire(SegmentHeader(segment.length)))
+                    conn.send_file_range(f, segment.offset, segment.length)
+            except FileNotFoundError:
+                conn.send(protocol.error_reply(FetchFailedError("map output file is gone", -1)))
+
+
 # ---------------------------------------------------------------- the worker
 
 
 class Worker:
+    """The heartbeat loop: reports finished attempts, takes assignments, cancellations and clean-ups."""
+
     def __init__(self, master: str, secret: bytes, slots: int = 1, work_dir: str | None = None,
                  bind_host: str = "127.0.0.1"):
         self.master = master
@@ -143,76 +273,30 @@ class Worker:
         self.num_slots = max(1, slots)
         self.work_dir = os.path.abspath(work_dir or os.path.join(os.getcwd(), "mrengine-work"))
         self.bind_host = bind_host
-        self.outputs: dict[tuple[str, str], tuple[str, list]] = {}
-        self.outputs_lock = threading.Lock()
         self.stop_requests = 0
         self.worker_id = ""  # empty until registered, and again once the master declared this worker dead
         self.previous = ""  # the registration before, if any
         self.master_instance = ""  # which master gave it
         self.worker_timeout = 0.0  # the master's, learnt on registering
-        self.finished: list[tuple[dict, dict]] = []  # (task, report) not yet delivered to the master
-        self.split_slots: dict[tuple, Slot] = {}  # (url, start, end) -> the slot that last ran it
-        self.jobs: OrderedDict[str, bytes] = OrderedDict()  # job id -> its pickled code, as the master sent it
+        self.finished: list[tuple[TaskSpec, AttemptReport]] = []  # not yet delivered to the master
+        self.jobs: OrderedDict[str, bytes] = OrderedDict()  # master job id -> its pickled code, as the master sent it
 
-    # ------------------------------------------------------------ serving map outputs
-
-    def _serve_fetch(self, conn: comm.Connection) -> None:
-        while True:
-            msg = conn.recv()
-            if msg["type"] != "fetch":
-                raise ProtocolError(f"unexpected {msg['type']!r} on the shuffle port")
-            with self.outputs_lock:
-                found = self.outputs.get((str(msg.get("job_id")), str(msg.get("attempt_id"))))
-            partition = msg.get("partition")
-            if found is None or type(partition) is not int or not 0 <= partition < len(found[1]):
-                conn.send({"type": "error", "error": "FetchFailedError", "message": "no such map output here",
-                           "args": ["no such map output here", -1]})
-                continue
-            path, segments = found
-            offset, length, _ = segments[partition]
-            try:
-                with open(path, "rb") as f:
-                    conn.send({"type": "segment", "length": length})
-                    conn.send_file_range(f, offset, length)
-            except FileNotFoundError:
-                conn.send({"type": "error", "error": "FetchFailedError", "message": "map output file is gone",
-                           "args": ["map output file is gone", -1]})
+    # ------------------------------------------------------------ ending attempts
 
     def _forget(self, job_id: str | None = None) -> None:
         if job_id is None:
             self.jobs.clear()
         else:
             self.jobs.pop(job_id, None)
-        with self.outputs_lock:
-            for key in [k for k in self.outputs if job_id is None or k[0] == job_id]:
-                del self.outputs[key]
-        target = self.work_dir if job_id is None else os.path.join(self.work_dir, job_id)
-        shutil.rmtree(target, ignore_errors=True)
-        os.makedirs(self.work_dir, exist_ok=True)
-
-    # ------------------------------------------------------------ ending attempts
-
-    def _kill(self, slot: Slot) -> None:
-        """End the slot's attempt; then remove what a reduce attempt wrote, now that nothing writes it."""
-        task = slot.task
-        slot.restart()
-        if task["kind"] != MAP:
-            self._discard(task)
-
-    def _discard(self, task: dict) -> None:
-        try:
-            outputs.discard_attempt(task["output"], task["job_id"], task["attempt_id"], task["storage_options"])
-        except Exception as exc:
-            log.warning("could not remove the output of attempt %s: %s", task["attempt_id"], exc)
+        self.shuffle.forget(job_id)
 
     def _drop_all(self) -> None:
         """This registration is over (declared dead): end its attempts, drop its outputs, register anew."""
-        for slot in self.slots:
-            if slot.task is not None:
-                self._kill(slot)
+        for slot in self.pool.busy():
+            self.pool.kill(slot)
         for task, _ in self.finished:
-            if task["kind"] != MAP:
-                self._discard(task)
+            if task.kind != MAP:
+                _discard(task)
         self.finished = []
         self._forget()
         self.previous, self.worker_id = self.worker_id or self.previous, ""
@@ -222,16 +306,18 @@ class Worker:
     def _open(self) -> comm.Connection:
         """Connect to the master, registering first if this worker has no registration."""
         conn = comm.connect(self.master, self.secret, timeout=max(self.worker_timeout, 1.0) if self.worker_timeout else 10.0)
+        if conn.encrypted:  # a cluster whose master encrypts sends its map outputs encrypted too
+            self.shuffle.server.encrypt = True
         try:
             if not self.worker_id:
                 host = self.bind_host
                 if host in ("0.0.0.0", "::"):
                     host = conn.sock.getsockname()[0]  # the address the master sees us at
-                reply = conn.request({"type": "register", "host": socket.gethostname(), "slots": self.num_slots,
-                                      "shuffle": f"{host}:{self.shuffle.port}", "pid": os.getpid(),
-                                      "previous": self.previous, "master": self.master_instance})
-                self.worker_id, self.worker_timeout = reply["worker_id"], float(reply["worker_timeout"])
-                self.master_instance = reply["master"]
+                msg = Register(socket.gethostname(), f"{host}:{self.shuffle.port}", self.num_slots, os.getpid(),
+                               self.previous, self.master_instance)
+                reply: Registered = from_wire(conn.request(to_wire(msg)))
+                self.worker_id, self.worker_timeout = reply.worker_id, reply.worker_timeout
+                self.master_instance = reply.master
                 conn.settimeout(max(self.worker_timeout, 1.0))
                 log.info("registered with %s as %s", self.master, self.worker_id)
         except BaseException:
@@ -253,8 +339,7 @@ class Worker:
     def _request_stop(self, signum, frame) -> None:
         self.stop_requests += 1
         if self.stop_requests > 1:
-            for slot in self.slots:
-                slot.stop()
+            self.pool.stop()
             shutil.rmtree(self.work_dir, ignore_errors=True)
             os._exit(1)
 
@@ -264,14 +349,13 @@ class Worker:
         os.makedirs(self.work_dir, exist_ok=True)
         self.work_dir = os.path.join(self.work_dir, f"worker-{uuid.uuid4().hex[:8]}")
         os.makedirs(self.work_dir)
-        self.slots = [Slot(self.secret, self.work_dir) for _ in range(self.num_slots)]
-        self.shuffle = comm.Server(self.bind_host, 0, self.secret, self._serve_fetch, "shuffle").start()
+        self.pool = SlotPool(self.num_slots, self.secret, self.work_dir)
+        self.shuffle = ShuffleServer(self.bind_host, self.secret, self.work_dir)
         try:
             self._loop()
         finally:
             self.shuffle.stop()
-            for slot in self.slots:
-                slot.stop()
+            self.pool.stop()
             shutil.rmtree(self.work_dir, ignore_errors=True)
         log.info("stopped")
 
@@ -282,25 +366,18 @@ class Worker:
         heard = time.monotonic()  # when the master last answered
         announced = False
         while True:
-            busy = [s for s in self.slots if s.task is not None]
+            busy = self.pool.busy()
             if self.stop_requests and not announced:
                 log.info("stopping: taking no new work, finishing %d running attempt(s); signal again to kill them", len(busy))
                 announced = True
             if self.stop_requests and not busy and not self.finished and conn is not None:
-                try:
-                    conn.request({"type": "goodbye", "worker_id": self.worker_id, "master": self.master_instance})
-                except MrEngineError:
-                    pass
-                conn.close()
+                self._goodbye(conn)
                 return
-            free = 0 if self.stop_requests else len(self.slots) - len(busy)
             try:
                 if conn is None:
                     conn = self._open()
-                msg = {"type": "heartbeat", "worker_id": self.worker_id, "master": self.master_instance, "free_slots": free,
-                       "running": [[s.task["job_id"], s.task["attempt_id"]] for s in busy], "jobs": list(self.jobs),
-                       "finished": [report for _, report in self.finished]}
-                reply = conn.request(msg)
+                reported = [report for _, report in self.finished]
+                reply = from_wire(conn.request(to_wire(self._heartbeat(busy, reported))))
             except (ClusterError, ProtocolError) as exc:
                 # Keep the finished reports: they were not delivered.
                 if self.stop_requests:
@@ -317,7 +394,7 @@ class Worker:
                 continue
             heard = time.monotonic()
             self.finished = []
-            if reply.get("reregister"):
+            if isinstance(reply, Reregister):
                 log.warning("the master does not know this worker (it declared it dead, or restarted): dropping its "
                             "attempts and outputs and registering anew")
                 self._drop_all()
@@ -325,68 +402,56 @@ class Worker:
                 conn = None
                 continue
             self._apply(reply)
-            busy = [s for s in self.slots if s.task is not None]
-            if busy and not reply.get("assign"):
-                ready = multiprocessing.connection.wait([s.conn for s in busy], timeout=HEARTBEAT_SECONDS)
-                for slot in busy:
-                    if slot.conn in ready:
-                        self.finished.append(self._collect(slot))
-            elif not busy and not reply.get("assign"):
+            if self.pool.busy() and not reply.assign:
+                self.finished += [self._collect(task, r) for task, r in self.pool.wait(HEARTBEAT_SECONDS)]
+            elif not self.pool.busy() and not reply.assign:
                 # Right after reporting, ask again at once (that request long-polls): the next job may be waiting.
-                time.sleep(0.01 if reply.get("polled") or msg["finished"] else HEARTBEAT_SECONDS)
+                time.sleep(0.01 if reply.polled or reported else HEARTBEAT_SECONDS)
 
-    def _apply(self, reply: dict) -> None:
-        ended = set(reply.get("forget", ()))
-        for job_id, attempt_id in reply.get("cancel", ()):
-            for slot in self.slots:
-                task = slot.task
-                if task is not None and (task["job_id"], task["attempt_id"]) == (job_id, attempt_id):
-                    self._kill(slot)
-                    if job_id in ended and task["kind"] != MAP:
-                        self._remove_job_temp(task)
+    def _heartbeat(self, busy: list[Slot], reported: list[AttemptReport]) -> Heartbeat:
+        free = 0 if self.stop_requests else len(self.pool.slots) - len(busy)
+        return Heartbeat(self.worker_id, self.master_instance, free, [s.task.ref for s in busy], reported,
+                         list(self.jobs))
+
+    def _goodbye(self, conn: comm.Connection) -> None:
+        try:
+            conn.request(to_wire(Goodbye(self.worker_id, self.master_instance)))
+        except MrEngineError:
+            pass
+        conn.close()
+
+    def _apply(self, reply: Work) -> None:
+        ended = set(reply.forget)
+        for ref in reply.cancel:
+            slot = self.pool.running(ref.job_id, ref.attempt_id)
+            if slot is not None:
+                task = self.pool.kill(slot)
+                if ref.job_id in ended and task.kind != MAP:
+                    _remove_job_temp(task)
         for job_id in ended:
             self._forget(job_id)
-        self.jobs.update(reply.get("jobs") or {})
-        free = [s for s in self.slots if s.task is None]
-        for task in reply.get("assign", ()):
-            slot = self._slot_for(task, free)
-            free.remove(slot)
-            self.jobs.move_to_end(task["job_id"])
-            slot.run(task, self.jobs[task["job_id"]])
+        self.jobs.update(reply.jobs)
+        for task in reply.assign:
+            self.jobs.move_to_end(task.job_id)
+        self.pool.start(reply.assign, self.jobs.__getitem__)
         # Jobs whose end this worker missed (the reply saying so was lost) stay until there are too many.
-        in_use = {s.task["job_id"] for s in self.slots if s.task is not None}
+        in_use = {s.task.job_id for s in self.pool.busy()}
         for job_id in [j for j in self.jobs if j not in in_use][:max(len(self.jobs) - MAX_HELD_JOBS, 0)]:
             del self.jobs[job_id]
 
-    def _slot_for(self, task: dict, free: list) -> Slot:
-        # A map of a split this worker ran before goes to the same slot when it is free: that
-        # process may still hold the split's parsed records (iterative jobs cache them).
-        if task["kind"] != MAP:
-            return free[0]
-        key = tuple(task["split"][1:4])
-        slot = self.split_slots.get(key)
-        if slot not in free:
-            slot = free[0]
-            if len(self.split_slots) >= MAX_REMEMBERED_SPLITS:
-                self.split_slots.clear()
-            self.split_slots[key] = slot
-        return slot
+    def _collect(self, task: TaskSpec, reply: SlotReply) -> tuple[TaskSpec, AttemptReport]:
+        report = reply.report
+        if report.ok and report.map_output is not None:
+            self.shuffle.add(report.job_id, report.attempt_id, reply.map_file, report.map_output.segments)
+        return task, report
 
-    def _remove_job_temp(self, task: dict) -> None:
-        # The job is over, yet its cancelled attempt may have made the job's temporary directory again.
-        try:
-            outputs.remove_job_temp(task["output"], task["job_id"], task["storage_options"])
-        except Exception as exc:
-            log.warning("could not remove the temporary files of job %s: %s", task["job_id"], exc)
 
-    def _collect(self, slot: Slot) -> tuple[dict, dict]:
-        task = slot.task
-        reply = slot.result()
-        if reply["ok"] and task["kind"] == MAP:
-            result = reply["result"]
-            with self.outputs_lock:
-                self.outputs[(task["job_id"], task["attempt_id"])] = (result.pop("path"), result["segments"])
-        return task, reply
+def _remove_job_temp(task: TaskSpec) -> None:
+    # The job is over, yet its cancelled attempt may have made the job's temporary directory again.
+    try:
+        outputs.remove_job_temp(task.output, task.job_id, task.storage_options)
+    except Exception as exc:
+        log.warning("could not remove the temporary files of job %s: %s", task.job_id, exc)
 
 
 def main(master: str, secret: bytes, slots: int, work_dir: str | None, bind_host: str) -> None:

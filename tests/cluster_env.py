@@ -17,6 +17,7 @@ cut in splits of 512 KiB (10 map tasks), with 3 reduce tasks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -242,3 +243,29 @@ class Cluster:
 
     def worker_id(self, proc) -> str:
         return self.registrations(proc)[-1]
+
+
+@contextlib.contextmanager
+def loopback_cluster(base: Path, *master_args, preexec_fn=None):
+    """A master (with `master_args`, started with `preexec_fn`) and one worker as plain processes on
+    127.0.0.1; yields (master address, secret file, master log) and stops them on the way out."""
+    secret_file = base / "cluster.key"
+    secret_file.write_text(secrets.token_hex(32))
+    ready, master_log = base / "master.address", base / "master.log"
+    procs = []
+    try:
+        with open(master_log, "wb") as out:
+            procs.append(subprocess.Popen([*MRENGINE, "master", "--bind", "127.0.0.1:0", "--secret-file", secret_file,
+                                           "--ready-file", ready, *master_args], stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, preexec_fn=preexec_fn))
+        address = wait_for(lambda: ready.exists() and ready.read_text(), START_TIMEOUT, "the master to listen")
+        with open(base / "worker.log", "wb") as out:
+            procs.append(subprocess.Popen([*MRENGINE, "worker", "--master", address, "--secret-file", secret_file,
+                                           "--work-dir", base / "work"], stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL))
+        yield address, secret_file, master_log
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(START_TIMEOUT)

@@ -36,10 +36,10 @@ def raw(data):
         except ConnectionResetError:
             return "closed"
 
-def authenticated(data):
+def authenticated(data, sealed=False):
     conn = comm.connect(address, secret, timeout=15)
     try:
-        conn.sock.sendall(data)
+        conn._send_sealed(data) if sealed else conn.sock.sendall(data)
         conn.sock.shutdown(socket.SHUT_WR)
         conn.recv()
         return "answered"
@@ -56,7 +56,8 @@ except MrEngineError as exc:
 met["random bytes"] = raw(os.urandom(64))
 met["oversize prefix before the handshake"] = raw(b"\xff\xff\xff\xff")
 met["oversize prefix"] = authenticated(b"\xff\xff\xff\xff")
-met["garbage frame"] = authenticated(protocol.HEADER.pack(4) + b"\xc1\xc1\xc1\xc1")  # 0xc1: never valid msgpack
+met["garbage frame"] = authenticated(b"\xc1\xc1\xc1\xc1", sealed=True)  # 0xc1: never valid msgpack
+met["unsealed frame"] = authenticated(protocol.encode({"type": "status"}) + bytes(16))
 met["truncated frame"] = authenticated(protocol.HEADER.pack(100) + b"x" * 10)
 if sys.argv[3:] == ["fetch"]:
     for job_id, attempt_id, partition in [("..", "../../etc/passwd", 0), ("../..", "etc", 0),
@@ -82,7 +83,8 @@ def probe(cluster, host, address, *extra) -> dict:
 
 def assert_refused(met: dict, log: str, peer_ip: str) -> None:
     assert met["wrong secret"].endswith("refused our credentials: the cluster secret differs (check --secret-file)")
-    for name in ("random bytes", "oversize prefix before the handshake", "oversize prefix", "garbage frame", "truncated frame"):
+    for name in ("random bytes", "oversize prefix before the handshake", "oversize prefix", "garbage frame", "unsealed frame",
+                 "truncated frame"):
         assert met[name] == "closed", (name, met[name])
     refusals = [line for line in log.splitlines() if f"refused connection from {peer_ip}:" in line]
     text = "\n".join(refusals)
@@ -90,8 +92,9 @@ def assert_refused(met: dict, log: str, peer_ip: str) -> None:
     assert "did not complete the handshake" in text and "after 4 of 64 bytes" in text
     assert "announced a 4294967295-byte frame, over the limit" in text
     assert "frame does not decode" in text
-    assert "after 10 of 100 bytes (truncated)" in text
-    assert len(refusals) == 6, text
+    assert "failed its integrity check" in text
+    assert "after 10 of 116 bytes (truncated)" in text
+    assert len(refusals) == 7, text
 
 
 def test_strangers_and_bad_frames_are_refused_and_the_cluster_goes_on(tmp_path, tmp_path_factory):

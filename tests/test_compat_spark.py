@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import run_cli
+from conftest import mrjob_unavailable, run_cli
 from spark_helpers import RUN_TIMEOUT, assert_same_output
 
 pytestmark = pytest.mark.spark
@@ -31,7 +31,7 @@ def both(tmp_path, *args):
     assert_same_output(tmp_path / "native", tmp_path / "spark")
 
 
-@pytest.mark.skipif(_MRJOB is None, reason="mrjob is not installed (pip install -e '.[mrjob]')")
+@pytest.mark.skipif(mrjob_unavailable() is not None, reason=mrjob_unavailable() or "")
 @pytest.mark.parametrize("example", ["mr_word_freq_count", "mr_next_word_stats", "mr_words_containing_u_freq_count"])
 def test_mrjob_examples_on_spark(tmp_path, text, example):
     both(tmp_path, "run", os.path.join(EXAMPLES, f"{example}.py"), text, "--split-size", "64k")

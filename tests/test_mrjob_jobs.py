@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-from conftest import part_files, run_cli
+from conftest import mrjob_runner_unavailable, mrjob_unavailable, part_files, run_cli
 
 _SPEC = importlib.util.find_spec("mrjob")
-pytestmark = pytest.mark.skipif(_SPEC is None, reason="mrjob is not installed (pip install -e '.[mrjob]')")
+pytestmark = pytest.mark.skipif(mrjob_unavailable() is not None, reason=mrjob_unavailable() or "")
 EXAMPLES = os.path.join(_SPEC.submodule_search_locations[0], "examples") if _SPEC else ""
 ROOT = os.path.dirname(os.path.dirname(__file__))
 BUS = b"""
@@ -26,10 +26,6 @@ BUS = b"""
         The wheels on the bus go round and round,
         all through the town.
         """
-
-
-def mrjob_imports() -> bool:
-    return subprocess.run([sys.executable, "-c", "import mrjob.job"], capture_output=True).returncode == 0
 
 
 def run_example(name, inputs, out, *job_args, extra=()):
@@ -115,6 +111,7 @@ def test_grep_fails_with_the_commands_stderr_when_grep_fails(tmp_path):
     assert "exited with status 2" in proc.stderr and "grep" in proc.stderr and "Traceback" not in proc.stderr.split("\n")[0]
 
 
+@pytest.mark.slow
 def test_log_sampler_samples_about_the_size_asked(tmp_path):
     numbers = "".join("%f\n" % (i / 100000) for i in range(100000)).encode()
     run_example("mr_log_sampler", [_file(tmp_path, "numbers.txt", numbers)], tmp_path / "out", "--sample-size", "10000")
@@ -174,16 +171,16 @@ def mrjob_local_lines(name, inputs, job_args, tmp_path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, job_args", COMPARED, ids=[n for n, _ in COMPARED])
 def test_same_lines_as_mrjobs_local_runner(name, job_args, bible, tmp_path):
-    if not mrjob_imports():
-        pytest.skip(f"mrjob itself does not import on Python {sys.version_info.major}.{sys.version_info.minor}")
+    if mrjob_runner_unavailable():
+        pytest.skip(mrjob_runner_unavailable())
     run_example(name, bible, tmp_path / "out", *job_args, extra=("--split-size", "64k"))
     assert output_lines(tmp_path / "out") == mrjob_local_lines(name, bible, job_args, tmp_path)
 
 
 @pytest.mark.slow
 def test_text_classifier_gives_mrjobs_keys(tmp_path):
-    if not mrjob_imports():
-        pytest.skip("mrjob itself does not import here")
+    if mrjob_runner_unavailable():
+        pytest.skip(mrjob_runner_unavailable())
     docs = sorted(os.path.join(EXAMPLES, "docs-to-classify", n) for n in os.listdir(os.path.join(EXAMPLES, "docs-to-classify")))
     run_example("mr_text_classifier", docs, tmp_path / "out")
     ours = [line.split("\t")[0] for line in output_lines(tmp_path / "out")]
@@ -218,8 +215,8 @@ def verses(tmp_path_factory):
 @pytest.mark.parametrize("internal, out, as_bytes", PROTOCOLS, ids=[f"{i}-{o}" for i, o, _ in PROTOCOLS])
 def test_job_api_and_protocols_as_mrjob_runs_them(verses, tmp_path, internal, out, as_bytes):
     """Task hooks, combiner, SORT_VALUES, FILES, add_file_arg, jobconf_from_env, counters, two steps."""
-    if not mrjob_imports():
-        pytest.skip("mrjob itself does not import here")
+    if mrjob_runner_unavailable():
+        pytest.skip(mrjob_runner_unavailable())
     job_args = ["--internal", internal, "--out", out, "--extra-stop", str(verses / "stop.txt")] + ["--bytes"] * as_bytes
     proc = run_cli("run", FEATURES, verses / "matthew.txt", "-o", tmp_path / "out", "--workers", "2",
                    "--split-size", "8k", "--", *job_args)

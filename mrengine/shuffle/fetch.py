@@ -6,6 +6,7 @@ from typing import BinaryIO
 
 from .. import comm
 from ..errors import FetchFailedError, MrEngineError
+from ..messages import Fetch, SegmentHeader, from_wire, to_wire
 
 
 def fetch_segment(address: str, secret: bytes, job_id: str, attempt_id: str, partition: int,
@@ -16,10 +17,9 @@ def fetch_segment(address: str, secret: bytes, job_id: str, attempt_id: str, par
     except MrEngineError as exc:
         raise FetchFailedError(f"cannot fetch map output {attempt_id} from {address}: {exc}", map_index) from None
     try:
-        header = conn.request({"type": "fetch", "job_id": job_id, "attempt_id": attempt_id, "partition": partition})
-        length = header["length"]
-        conn.recv_to_file(out, length)
-        return length
+        header: SegmentHeader = from_wire(conn.request(to_wire(Fetch(job_id, attempt_id, partition))))
+        conn.recv_to_file(out, header.length)
+        return header.length
     except MrEngineError as exc:
         raise FetchFailedError(f"fetching map output {attempt_id} from {address} failed: {exc}", map_index) from None
     finally:

@@ -23,6 +23,7 @@ import threading
 import zipfile
 
 from ..errors import ClusterError
+from ..tasks import DEFAULT_MAX_ATTEMPTS
 
 DEFAULT_MASTER = "local[*]"
 CONNECT_TIMEOUT = 10.0  # seconds to reach a spark:// master
@@ -104,7 +105,7 @@ def settings(master: str, user_conf: dict, max_attempts: int, app_name: str) -> 
 class Spark:
     """A SparkContext for one run, as a context manager: `with Spark(...) as spark: spark.sc...`."""
 
-    def __init__(self, master: str = DEFAULT_MASTER, conf: dict | None = None, max_attempts: int = 4,
+    def __init__(self, master: str = DEFAULT_MASTER, conf: dict | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  app_name: str = "mrengine", verbose: bool = False):
         self.conf = settings(master, dict(conf or {}), max_attempts, app_name)
         self.master = master

@@ -5,10 +5,8 @@ and sorts a split exactly as a native map attempt does; `executor.reduce_to_file
 reduces and writes exactly as a native reduce attempt does — so the bytes out are the same. Spark
 only moves each map's sorted segments to their reducer, as opaque chunks of the native run format.
 
-Shuffle records are `(partition, value)`, the value one of
-    ("run", map_index, offset, length, records, data)  a chunk of map `map_index`'s segment
-    ("counters", map_index, counters)                  a map task's counters, sent to partition 0
-    ("error", map_index, report)                       a map task's record error, sent to partition 0
+Shuffle records are `(partition, value)`, the value a `RunChunk` (a chunk of one map task's segment)
+or, sent to partition 0, a `MapCounters` (a map task's counters) or a `MapError` (its record error).
 Spark serves a reducer one output of each map task, so partition 0 sees the counters of exactly one
 successful attempt of every map, however often a map was re-run.
 
@@ -29,6 +27,7 @@ import os
 import re
 import tempfile
 from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import cloudpickle
@@ -37,13 +36,54 @@ from .. import outputs
 from ..cache import SlotCache
 from ..errors import RecordError
 from ..executor import error_report, map_to_file, reduce_to_file
-from ..inputs import InputFormat, Split, input_format
+from ..inputs import InputFormat, Split
 from ..job import prime_linecache
+from ..messages import PartOutput, StepSpec
 from ..shuffle.runs import Run
+from ..steps import resolve_input_format
 
 CHUNK_BYTES = 1 << 20  # a shuffle record's share of a segment: Spark batches a few dozen records at once
 
-_RUN, _COUNTERS, _ERROR = "run", "counters", "error"
+
+@dataclass
+class RunChunk:
+    """`data` is bytes [offset, offset + len(data)) of map task `map_index`'s segment for one reducer."""
+
+    map_index: int
+    offset: int
+    length: int  # the whole segment's
+    records: int
+    data: bytes
+
+
+@dataclass
+class MapCounters:
+    map_index: int
+    counters: list
+
+
+@dataclass
+class MapError:
+    map_index: int
+    report: dict  # error_report's fields, and the task's name
+
+
+@dataclass
+class ParsedSplit:
+    split: dict  # the Split's fields
+    reader: str  # the task attempt that parsed it
+    blocks: bytes  # its blocks, pickled
+
+
+@dataclass
+class ReducedPartition:
+    """What a reduce task hands back to the driver: its attempt, its output, the maps' counters it read."""
+
+    partition: int
+    attempt_id: str
+    part: PartOutput | None
+    map_counters: dict  # map index -> counters
+    error: dict | None = None  # a record error met by this task, or by a map it read (then `part` is None)
 
 # Spark reuses its Python workers across tasks, as the native worker reuses its slot processes: the
 # same cache keeps unpickled jobs and their broadcast values. Not splits: a main(ctx) session's parsed
@@ -73,7 +113,7 @@ class TaskError(Exception):
     mark = "mrengine-task-error:"
 
     def __init__(self, task: str, exc: BaseException):
-        report = {**error_report(exc), "task": task, "attempt": _attempt()[0]}
+        report = {**asdict(error_report(exc)), "task": task, "attempt": _attempt()[0]}
         encoded = base64.b64encode(json.dumps(report).encode()).decode()
         super().__init__(f"{task} failed: {report['message'].splitlines()[0]} {self.mark}{encoded};")
 
@@ -96,46 +136,46 @@ def partition_of(partition: int) -> int:
 # nested function's globals by value, so one touching `_cache` would get a fresh copy with every task.
 
 
-def map_task(sub: dict, job_id: str, job_bytes, num_partitions: int):
+def map_task(spec: StepSpec, job_id: str, job_bytes, num_partitions: int):
     """The function Spark runs over a partition of split descriptors (one split each).
 
     `job_bytes`: a Spark broadcast of the pickled job (its `ctx.broadcast` value inside), which each
     executor fetches once, rather than a copy in every task.
     """
 
-    def run(_: int, rows: Iterator[list]) -> Iterator[tuple]:
+    def run(_: int, rows: Iterator[dict]) -> Iterator[tuple]:
         for row in rows:
-            yield from _map_one(sub, job_id, job_bytes, Split(*row), None, num_partitions)
+            yield from _map_one(spec, job_id, job_bytes, Split(**row), None, num_partitions)
 
     return run
 
 
 def read_split(fmt: InputFormat, storage_options: dict):
-    """What a main(ctx) session's persisted RDD holds per split: [split row, reader, pickled blocks].
+    """What a main(ctx) session's persisted RDD holds per split: a `ParsedSplit`.
 
-    `reader` is the task attempt that parsed the split; a map task that finds its own id there read
+    Its `reader` is the task attempt that parsed the split; a map task that finds its own id there read
     the split itself (`split_reads`), any other found it in Spark's cache (`split_cache_hits`), so the
     counts come from the attempt whose output was used, however often Spark re-ran either.
     """
 
-    def read(row: list) -> list:
-        split = Split(*row)
+    def read(row: dict) -> ParsedSplit:
+        split = Split(**row)
         try:
             blocks = list(fmt.read(split, storage_options))
         except Exception as exc:
             raise _map_error(split, exc) from None
         # cloudpickle: blocks carry a locator function for error messages, which plain pickle refuses.
-        return [row, _attempt()[1], cloudpickle.dumps(blocks, protocol=5)]
+        return ParsedSplit(row, _attempt()[1], cloudpickle.dumps(blocks, protocol=5))
 
     return read
 
 
-def map_cached_task(sub: dict, job_id: str, job_bytes, num_partitions: int):
+def map_cached_task(spec: StepSpec, job_id: str, job_bytes, num_partitions: int):
     """As `map_task`, over a partition of `read_split` results."""
 
-    def run(_: int, items: Iterator[list]) -> Iterator[tuple]:
-        for row, reader, payload in items:
-            yield from _map_one(sub, job_id, job_bytes, Split(*row), (reader, payload), num_partitions)
+    def run(_: int, items: Iterator[ParsedSplit]) -> Iterator[tuple]:
+        for item in items:
+            yield from _map_one(spec, job_id, job_bytes, Split(**item.split), item, num_partitions)
 
     return run
 
@@ -149,36 +189,35 @@ def _map_error(split: Split, exc: BaseException) -> TaskError:
 
 
 def _report(task: str, exc: BaseException) -> dict:
-    return {**error_report(exc), "task": task}
+    return {**asdict(error_report(exc)), "task": task}
 
 
-def _map_one(sub: dict, job_id: str, job_bytes, split: Split, parsed: tuple | None,
+def _map_one(spec: StepSpec, job_id: str, job_bytes, split: Split, parsed: ParsedSplit | None,
              num_partitions: int) -> Iterator[tuple]:
     try:
         job = _cache.job(job_id, job_bytes.value)
-        fmt = input_format(sub["input_format"] if sub["input_format"] is not None else job.input_format)
+        fmt = resolve_input_format(spec.input_format, job)
         engine: Counter = Counter()
         if parsed is None:
-            blocks = fmt.read(split, sub["storage_options"])
+            blocks = fmt.read(split, spec.storage_options)
         else:
-            reader, payload = parsed
-            engine["split_reads" if reader == _attempt()[1] else "split_cache_hits"] += 1
-            blocks = cloudpickle.loads(payload)
+            engine["split_reads" if parsed.reader == _attempt()[1] else "split_cache_hits"] += 1
+            blocks = cloudpickle.loads(parsed.blocks)
             for block in blocks:  # as the native cache hands them out: shared between rounds, so read-only
                 block.values.flags.writeable = False
         broadcast = _cache.broadcast(job_id, job, engine)
         with tempfile.TemporaryDirectory(prefix="mrengine-map-", dir=_local_dir()) as tmp:
-            path, segments, counters = map_to_file(job.steps[sub["step"]], split, fmt, iter(blocks), sub["params"],
-                                                   broadcast, num_partitions, sub["sort_buffer_bytes"], tmp, engine)
+            path, segments, counters = map_to_file(job.steps[spec.step], split, fmt, iter(blocks), spec.params,
+                                                   broadcast, num_partitions, spec.sort_buffer_bytes, tmp, engine)
             with open(path, "rb") as f:
                 for partition, seg in enumerate(segments):
                     f.seek(seg.offset)
                     for offset in range(0, seg.length, CHUNK_BYTES):
                         data = f.read(min(CHUNK_BYTES, seg.length - offset))
-                        yield partition, (_RUN, split.index, offset, seg.length, seg.records, data)
-        yield 0, (_COUNTERS, split.index, counters)
+                        yield partition, RunChunk(split.index, offset, seg.length, seg.records, data)
+        yield 0, MapCounters(split.index, counters)
     except RecordError as exc:
-        yield 0, (_ERROR, split.index, _report(_map_name(split), exc))
+        yield 0, MapError(split.index, _report(_map_name(split), exc))
     except Exception as exc:
         raise _map_error(split, exc) from None
 
@@ -186,18 +225,18 @@ def _map_one(sub: dict, job_id: str, job_bytes, split: Split, parsed: tuple | No
 # ---------------------------------------------------------------- reduce
 
 
-def reduce_task(sub: dict, job_id: str, job_bytes):
-    """The function Spark runs over one shuffled partition; yields [partition, attempt_id, result, map counters]."""
+def reduce_task(spec: StepSpec, job_id: str, job_bytes):
+    """The function Spark runs over one shuffled partition; yields its one `ReducedPartition`."""
 
-    def run(partition: int, records: Iterator[tuple]) -> Iterator[list]:
+    def run(partition: int, records: Iterator[tuple]) -> Iterator[ReducedPartition]:
         _, attempt_id = _attempt()
         try:
-            result, map_counters = _reduce_one(sub, job_id, job_bytes.value, attempt_id, partition, records)
+            part, map_counters, error = _reduce_one(spec, job_id, job_bytes.value, attempt_id, partition, records)
         except RecordError as exc:
-            result, map_counters = {"error": _report(f"reduce task {partition}", exc)}, {}
+            part, map_counters, error = None, {}, _report(f"reduce task {partition}", exc)
         except Exception as exc:
             raise TaskError(f"reduce task {partition}", exc) from None
-        yield [partition, attempt_id, result, map_counters]
+        yield ReducedPartition(partition, attempt_id, part, map_counters, error)
 
     return run
 
@@ -215,8 +254,8 @@ class _Spool:
         self.received += len(data)
 
 
-def _reduce_one(sub: dict, job_id: str, job_bytes: bytes, attempt_id: str, partition: int,
-                records: Iterator[tuple]) -> tuple[dict, dict]:
+def _reduce_one(spec: StepSpec, job_id: str, job_bytes: bytes, attempt_id: str, partition: int,
+                records: Iterator[tuple]) -> tuple[PartOutput | None, dict, dict | None]:
     job = _cache.job(job_id, job_bytes)
     engine: Counter = Counter()
     broadcast = _cache.broadcast(job_id, job, engine)
@@ -226,25 +265,28 @@ def _reduce_one(sub: dict, job_id: str, job_bytes: bytes, attempt_id: str, parti
     with tempfile.TemporaryDirectory(prefix="mrengine-reduce-", dir=_local_dir()) as tmp:
         try:
             for _, value in records:
-                if value[0] in (_COUNTERS, _ERROR):
-                    (map_counters if value[0] == _COUNTERS else map_errors)[value[1]] = value[2]
+                if isinstance(value, MapCounters):
+                    map_counters[value.map_index] = value.counters
                     continue
-                _, map_index, offset, length, count, data = value
-                spool = spools.get(map_index)
+                if isinstance(value, MapError):
+                    map_errors[value.map_index] = value.report
+                    continue
+                spool = spools.get(value.map_index)
                 if spool is None:
-                    spool = spools[map_index] = _Spool(os.path.join(tmp, f"m{map_index:05d}.run"), length, count)
-                spool.write(offset, data)
+                    path = os.path.join(tmp, f"m{value.map_index:05d}.run")
+                    spool = spools[value.map_index] = _Spool(path, value.length, value.records)
+                spool.write(value.offset, value.data)
         finally:
             for spool in spools.values():
                 os.close(spool.fd)
         if map_errors:
-            return {"error": map_errors[min(map_errors)]}, {}
+            return None, {}, map_errors[min(map_errors)]
         runs = []
         for map_index, spool in sorted(spools.items()):  # map order, as the native reducer merges
             if spool.received != spool.length:
                 raise RuntimeError(f"map output {map_index} arrived with {spool.received} of its {spool.length} bytes")
             runs.append(Run(spool.path, 0, spool.length, spool.records, map_index))
-        out_path = outputs.attempt_path(sub["output"], job_id, attempt_id, partition)
-        result = reduce_to_file(job.steps[sub["step"]], runs, partition, out_path, sub["output_format"], sub["params"],
-                                broadcast, sub["storage_options"], engine, tmp)
-    return result, map_counters
+        out_path = outputs.attempt_path(spec.output, job_id, attempt_id, partition)
+        result = reduce_to_file(job.steps[spec.step], runs, partition, out_path, spec.output_format, spec.params,
+                                broadcast, spec.storage_options, engine, tmp)
+    return result, map_counters, None

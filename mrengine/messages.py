@@ -1,0 +1,516 @@
+"""The contract between driver, master, workers and runners: every message and spec as a typed value.
+
+Specs say what runs: a `StepSpec` (one step of a job file, or one `main(ctx)` round, as a runner
+runs it) and a `TaskSpec` (one attempt of one of its tasks). Messages are what travels over TCP,
+each a dataclass with its frame `type`. `to_wire` is the one place a value becomes wire data (a
+msgpack-ready map, fields by name) and `from_wire` the one place a frame becomes a value again: the
+frame's `type` names the class, and nested values are rebuilt from the field annotations. Fields a
+frame lacks take their defaults, so a new field with a default is added here, once.
+
+    >>> frame = to_wire(Goodbye(worker_id="w1", master="abc"))
+    >>> frame == {"type": "goodbye", "worker_id": "w1", "master": "abc"}
+    True
+    >>> from_wire(frame)
+    Goodbye(worker_id='w1', master='abc')
+    >>> from_wire({"type": "goodbye"})
+    Traceback (most recent call last):
+    ...
+    mrengine.errors.ProtocolError: malformed 'goodbye' message: it lacks 'worker_id'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .errors import ProtocolError
+from .inputs import Split
+from .shuffle.runs import Segment
+from .tasks import DEFAULT_MAX_ATTEMPTS
+
+MESSAGES: dict[str, type] = {}  # frame type -> message class
+
+
+def message(type_name: str):
+    """Register a dataclass as the message of frame type `type_name`."""
+
+    def register(cls):
+        cls.type = type_name
+        MESSAGES[type_name] = cls
+        return cls
+
+    return register
+
+
+# ---------------------------------------------------------------- the codec
+
+
+def to_wire(value: Any) -> Any:
+    """A message (or any spec) as plain msgpack-ready data; a message's map carries its frame `type`."""
+    plain = _plain(value)
+    kind = getattr(type(value), "type", None)
+    return {"type": kind, **plain} if isinstance(kind, str) else plain
+
+
+def from_wire(frame: dict) -> Any:
+    """The message a decoded frame holds; an unknown type or a missing field is a ProtocolError."""
+    cls = MESSAGES.get(frame.get("type"))
+    if cls is None:
+        raise ProtocolError(f"unknown message type {frame.get('type')!r}")
+    return decode(cls, frame)
+
+
+def decode(cls: type, data: Any) -> Any:
+    """A `cls` (a dataclass of this module) from its wire form."""
+    what = getattr(cls, "type", cls.__name__)
+    if not isinstance(data, dict):
+        raise ProtocolError(f"malformed {what!r} message: not a map")
+    hints = _hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            try:
+                values[f.name] = _build(hints[f.name], data[f.name])
+            except ProtocolError:
+                raise
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise ProtocolError(f"malformed {what!r} message: field {f.name!r}: {exc}") from None
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ProtocolError(f"malformed {what!r} message: it lacks {f.name!r}")
+    return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (Split, Segment)):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _build(hint: Any, data: Any) -> Any:
+    if data is None or hint is Any:
+        return data
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _build(options[0], data) if len(options) == 1 else data
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(data, (list, tuple)):
+            raise TypeError(f"expected a list, got {type(data).__name__}")
+        return [_build(item, d) for d in data]
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        return {k: _build(item, d) for k, d in data.items()}
+    if hint in (Split, Segment):
+        return hint(**data)
+    if dataclasses.is_dataclass(hint):
+        return decode(hint, data)
+    return data
+
+
+# ---------------------------------------------------------------- specs: what a runner runs
+
+
+@dataclass
+class SplitPlace:
+    """A split (by its url and byte range) and the worker whose map task read it."""
+
+    url: str
+    start: int
+    end: int
+    worker: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.url, self.start, self.end)
+
+
+@dataclass
+class StepSpec:
+    """One step of a job file, or one `main(ctx)` round, as a runner runs it: every runner gets the same
+    spec for the same job and options, so every runner writes the same bytes (created by
+    `steps.step_spec`, read by the runners' `run_step` and `steps.plan`)."""
+
+    job_bytes: bytes  # the JobSpec pickled by value
+    job_name: str
+    step: int
+    inputs: list[str]
+    input_format: str | None  # None: the job file's own (which may be a reader function, inside job_bytes)
+    splittable: bool
+    output: str
+    output_format: str
+    num_reducers: int
+    split_size: int
+    params: dict
+    storage_options: dict
+    sort_buffer_bytes: int
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    prefer: list[SplitPlace] = field(default_factory=list)  # splits that should run where they ran last round
+
+
+@dataclass
+class MapSource:
+    """Where a reduce attempt fetches one map task's segment for its partition."""
+
+    map_index: int
+    address: str  # the shuffle server of the worker holding it
+    attempt_id: str  # the map attempt that wrote it
+    length: int
+    records: int
+
+
+@dataclass
+class TaskSpec:
+    """One attempt of a map or reduce task (created by the master's scheduler, run by a slot process
+    through `executor.run_map` / `run_reduce`)."""
+
+    job_id: str
+    attempt_id: str
+    kind: str  # tasks.MAP or tasks.REDUCE
+    index: int
+    step: int
+    params: dict
+    storage_options: dict
+    num_partitions: int
+    # a map's
+    split: Split | None = None
+    input_format: str | None = None
+    sort_buffer_bytes: int = 0
+    # a reduce's
+    sources: list[MapSource] = field(default_factory=list)
+    output: str = ""
+    output_format: str = ""
+
+    @property
+    def ref(self) -> "AttemptRef":
+        return AttemptRef(self.job_id, self.attempt_id)
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class ErrorInfo:
+    """A failed attempt's error as it travels to whoever decides on retries. `final`: another attempt
+    would fail the same way (a `RecordError`), so none is made."""
+
+    message: str
+    traceback: str = ""
+    final: bool = False
+
+
+@dataclass
+class MapOutput:
+    """A map attempt's result: one segment per reduce partition of its output file, and its counters."""
+
+    segments: list[Segment]
+    counters: list  # [group, name, value] triples
+
+
+@dataclass
+class PartOutput:
+    """A reduce attempt's result: its output file's bytes, records and CRC-32 (as `_SUCCESS` lists
+    them), and its counters."""
+
+    bytes: int
+    records: int
+    crc32: int
+    counters: list
+
+    def manifest_entry(self) -> dict:
+        return {"bytes": self.bytes, "records": self.records, "crc32": self.crc32}
+
+
+@dataclass
+class FetchFailure:
+    """A reduce attempt could not fetch map task `map_index`'s output, made by attempt `map_attempt`."""
+
+    map_index: int
+    map_attempt: str
+
+
+@dataclass
+class AttemptRef:
+    job_id: str
+    attempt_id: str
+
+
+@dataclass
+class AttemptReport:
+    """A finished attempt, as the worker reports it: exactly one of `map_output`, `part`, `error`."""
+
+    job_id: str
+    attempt_id: str
+    map_output: MapOutput | None = None
+    part: PartOutput | None = None
+    error: ErrorInfo | None = None
+    fetch_failed: FetchFailure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def result(self) -> MapOutput | PartOutput | None:
+        return self.map_output if self.map_output is not None else self.part
+
+
+# ---------------------------------------------------------------- worker <-> master
+
+
+@message("register")
+@dataclass
+class Register:
+    host: str
+    shuffle: str  # HOST:PORT of its shuffle server
+    slots: int
+    pid: int = 0
+    previous: str = ""  # the registration before, if any
+    master: str = ""  # the master instance that gave it
+
+
+@message("registered")
+@dataclass
+class Registered:
+    worker_id: str
+    worker_timeout: float
+    master: str
+
+
+@message("heartbeat")
+@dataclass
+class Heartbeat:
+    worker_id: str
+    master: str
+    free_slots: int
+    running: list[AttemptRef] = field(default_factory=list)
+    finished: list[AttemptReport] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)  # master jobs whose code the worker holds
+
+
+@message("work")
+@dataclass
+class Work:
+    assign: list[TaskSpec] = field(default_factory=list)
+    jobs: dict[str, bytes] = field(default_factory=dict)  # the code of assigned master jobs the worker lacks
+    cancel: list[AttemptRef] = field(default_factory=list)
+    forget: list[str] = field(default_factory=list)  # master jobs that are over
+    polled: bool = False  # the master waited for work to appear
+
+
+@message("reregister")
+@dataclass
+class Reregister:
+    """The master does not know (or no longer trusts) the worker's registration."""
+
+
+@message("goodbye")
+@dataclass
+class Goodbye:
+    worker_id: str
+    master: str
+
+
+@message("ok")
+@dataclass
+class Ok:
+    pass
+
+
+# ---------------------------------------------------------------- driver <-> master
+
+
+@message("submit")
+@dataclass
+class Submit:
+    spec: StepSpec
+
+
+@message("submitted")
+@dataclass
+class Submitted:
+    job_id: str  # the master job running the step
+    maps: int
+    reduces: int
+
+
+@dataclass
+class TaskCounts:
+    maps: int = 0
+    maps_done: int = 0
+    maps_running: int = 0
+    reduces: int = 0
+    reduces_done: int = 0
+    reduces_running: int = 0
+    attempts: int = 0
+
+
+@message("job_status_request")
+@dataclass
+class JobStatusRequest:
+    job_id: str
+
+
+@message("job_status")
+@dataclass
+class StepStatus:
+    """Where a step stands (a master job natively, a Spark job, or in-process), as every runner's
+    `run_step` returns it and the progress line prints it."""
+
+    state: str  # running, succeeded, failed
+    counts: TaskCounts
+    counters: list = field(default_factory=list)  # [group, name, value], summed over winning attempts
+    elapsed: float = 0.0
+    error: ErrorInfo | None = None
+    manifest: dict | None = None  # what `_SUCCESS` says, once succeeded
+    workers: int = 0
+    map_workers: list[SplitPlace] = field(default_factory=list)  # where each split's map ran (native only)
+
+
+@message("status_request")
+@dataclass
+class StatusRequest:
+    tasks: bool = False  # the tasks of finished master jobs too
+
+
+@dataclass
+class AttemptRow:
+    id: str
+    worker: str
+    state: str
+    backup: bool
+    seconds: float | None
+
+
+@dataclass
+class TaskRow:
+    kind: str
+    index: int
+    state: str
+    failures: int
+    attempts: list[AttemptRow]
+
+
+@dataclass
+class WorkerRow:
+    id: str
+    host: str
+    pid: int
+    shuffle: str
+    slots: int
+    alive: bool
+    running: list[AttemptRef]
+    last_seen: float  # seconds ago
+
+
+@dataclass
+class JobRow:
+    id: str
+    name: str
+    step: int
+    state: str
+    counts: TaskCounts
+    elapsed: float
+    error: str | None
+    tasks: list[TaskRow] | None
+
+
+@message("status")
+@dataclass
+class ClusterStatus:
+    """`mrengine status`: the master's workers and master jobs."""
+
+    workers: list[WorkerRow]
+    jobs: list[JobRow]
+
+
+# ---------------------------------------------------------------- reducer <-> shuffle server
+
+
+@message("fetch")
+@dataclass
+class Fetch:
+    job_id: Any
+    attempt_id: Any
+    partition: Any  # checked by the shuffle server, which answers a bad one with an error
+
+
+@message("segment")
+@dataclass
+class SegmentHeader:
+    length: int  # the segment's bytes follow the frame
+
+
+# ---------------------------------------------------------------- worker <-> slot process (a pipe)
+
+
+@dataclass
+class SlotRequest:
+    task: TaskSpec
+    job_bytes: bytes | None = None  # None: the slot holds the job already
+
+
+@dataclass
+class SlotReply:
+    report: AttemptReport
+    map_file: str = ""  # a map attempt's output file, which stays on the worker
+    held: list[str] = field(default_factory=list)  # master jobs the slot process holds unpickled
+
+
+# ---------------------------------------------------------------- task <-> parameter server
+
+
+@message("ps_join")
+@dataclass
+class PsJoin:
+    """A task's first request on a connection: it is task `task` (its split's index)."""
+
+    task: int
+
+
+@message("ps_push")
+@dataclass
+class PsPush:
+    """One step's additive update of the named parameters, from attempt `attempt` of the joined task."""
+
+    step: int
+    attempt: str
+    deltas: dict[str, Any]
+
+
+@message("ps_finish")
+@dataclass
+class PsFinish:
+    pass
+
+
+@message("ps_params")
+@dataclass
+class PsParams:
+    """The reply to a join or a push: the joined task's next step and the parameters to compute it from."""
+
+    step: int
+    version: int
+    waited: float  # seconds the staleness bound held the reply back
+    params: dict[str, Any]
+
+
+@message("ps_finished")
+@dataclass
+class PsFinished:
+    step: int

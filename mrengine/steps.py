@@ -1,0 +1,227 @@
+"""The step lifecycle every runner shares, so a runner only schedules tasks and moves bytes.
+
+    spec = step_spec(job, i, inputs, output, opts)   # what the step runs on: the same for every runner
+    spec, splits = plan(spec)                        # list the inputs, cut the splits, count the reduce tasks
+    ... the runner runs one map task per split and one reduce task per partition ...
+    manifest = finish(spec, runner_job_id, winners, maps, counters)   # parts, counters, _SUCCESS, commit
+
+`run_steps` chains a job's steps, each reading the previous one's output (msgpack files under the
+output's `_temporary/`). The native master runs `plan` on submit and commits through `StepCommit`
+task by task as reduces win (on its committer thread); the Spark and in-process runners call
+`finish` once their tasks are done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
+
+from . import outputs
+from .errors import StorageError
+from .inputs import DEFAULT_SPLIT_SIZE, InputFormat, Split, input_format, list_inputs, make_splits
+from .job import JobSpec, Step
+from .messages import DEFAULT_MAX_ATTEMPTS, PartOutput, StepSpec, StepStatus
+from .sampling import with_range_partitioner
+
+DEFAULT_REDUCERS = 2
+DEFAULT_SORT_BUFFER_MB = 100
+
+
+@dataclass
+class RunOptions:
+    reducers: int = DEFAULT_REDUCERS
+    split_size: int = DEFAULT_SPLIT_SIZE
+    params: dict = field(default_factory=dict)
+    storage_options: dict = field(default_factory=dict)
+    sort_buffer_mb: int = DEFAULT_SORT_BUFFER_MB
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    overwrite: bool = False
+
+
+@dataclass
+class Summary:
+    job: str
+    output: str
+    elapsed: float = 0.0
+    maps: int = 0
+    reduces: int = 0
+    attempts: int = 0
+    counters: Counter = field(default_factory=Counter)
+    parts: dict = field(default_factory=dict)
+
+    def lines(self, all_counters: bool = False) -> list[str]:
+        """The summary; the job's own counters at the end, with `all_counters` mrengine's too."""
+        c = self.counters
+        out = [
+            f"job {self.job} succeeded in {self.elapsed:.2f}s -> {self.output}",
+            f"  tasks: {self.maps} map, {self.reduces} reduce ({self.attempts} attempts)",
+            f"  input: {c['mrengine', 'map_input_records']} records, {c['mrengine', 'map_input_bytes']} bytes",
+            f"  output: {sum(p['records'] for p in self.parts.values())} records, "
+            f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
+        ]
+        return out + counter_lines(c, all_counters)
+
+
+def counter_lines(counters: Counter, all_counters: bool = False) -> list[str]:
+    """The job's own counters, one line each, for a summary; with `all_counters` mrengine's too, first."""
+    shown = sorted(((g != "mrengine", g, n), v) for (g, n), v in counters.items() if all_counters or g != "mrengine")
+    return ["  counters:", *(f"    {g}/{n} = {v}" for (_, g, n), v in shown)] if shown else []
+
+
+def step_label(job: JobSpec, index: int) -> str:
+    return job.name if len(job.steps) == 1 else f"{job.name} step {index + 1}/{len(job.steps)}"
+
+
+# ---------------------------------------------------------------- plan
+
+
+def step_spec(job: JobSpec, index: int, inputs: list[str], output: str, opts: RunOptions) -> StepSpec:
+    """What one step of a job runs on: the same for every runner, so every runner gets the same bytes out.
+
+    A `total_order` step's cut points are sampled from its input here, so every runner partitions by them.
+    """
+    step = job.steps[index]
+    last = index == len(job.steps) - 1
+    fmt = job.input_format if index == 0 else "msgpack"
+    spec = StepSpec(
+        job_bytes=b"", job_name=job.name, step=index,
+        inputs=list(inputs), input_format=None if index == 0 else "msgpack",
+        splittable=input_format(fmt).splittable, output=output,
+        output_format=job.output_format if last else "msgpack",
+        num_reducers=reducer_count(step, opts), split_size=opts.split_size,
+        params=opts.params, storage_options=opts.storage_options,
+        sort_buffer_bytes=opts.sort_buffer_mb * 1024 * 1024, max_attempts=opts.max_attempts,
+    )
+    if step.total_order:
+        job = with_range_partitioner(job, index, _splits(spec), resolve_input_format(spec.input_format, job),
+                                     spec.num_reducers, opts.params, opts.storage_options)
+    return replace(spec, job_bytes=job.dumps())
+
+
+def reducer_count(step: Step, opts: RunOptions) -> int:
+    """The step's reducer count: its own (0 for a map-only step) or the run's (`--reducers`)."""
+    return opts.reducers if step.num_reducers is None else step.num_reducers
+
+
+def reduce_tasks(num_reducers: int, num_maps: int) -> int:
+    """How many reduce tasks a step of `num_reducers` has: a map-only step (0) has one writer per map."""
+    return num_reducers or num_maps
+
+
+def plan(spec: StepSpec) -> tuple[StepSpec, list[Split]]:
+    """The step as the runner runs it: the spec with its count of reduce tasks (`reduce_tasks`) and its
+    splits, the inputs listed (files, directories, globs) and cut by the format's rule."""
+    splits = _splits(spec)
+    return replace(spec, num_reducers=reduce_tasks(spec.num_reducers, len(splits))), splits
+
+
+def _splits(spec: StepSpec) -> list[Split]:
+    return make_splits(list_inputs(spec.inputs, spec.storage_options), spec.split_size, spec.splittable)
+
+
+def resolve_input_format(name: str | None, job: JobSpec) -> InputFormat:
+    """The input format a task reads with: the spec's, or (None) the job file's own."""
+    return input_format(name if name is not None else job.input_format)
+
+
+# ---------------------------------------------------------------- finish
+
+
+def sum_counters(counter_lists: Iterable[list]) -> list:
+    """[group, name, value] triples summed over the given lists (each a winning attempt's), sorted."""
+    total: Counter = Counter()
+    for counters in counter_lists:
+        for group, name, n in counters:
+            total[group, name] += n
+    return [[g, n, v] for (g, n), v in sorted(total.items())]
+
+
+def manifest(spec: StepSpec, parts: list[PartOutput], maps: int, counters: list) -> dict:
+    """What `_SUCCESS` says about a step's output (`parts` in partition order); every runner writes this."""
+    return {"job": spec.job_name, "step": spec.step, "parts": {outputs.part_name(i): p.manifest_entry()
+                                                                for i, p in enumerate(parts)},
+            "maps": maps, "reduces": spec.num_reducers, "counters": counters, "format": spec.output_format}
+
+
+def failed_on_all(task: str, attempts: int, last_error: str, workers: Iterable[str] = ()) -> str:
+    """The message of a task that failed as often as it may."""
+    workers = sorted(workers)
+    on = f" (on worker{'s' * (len(workers) > 1)} {', '.join(workers)})" if workers else ""
+    return f"{task} failed on all {attempts} attempts{on}; the last error: {last_error}"
+
+
+class StepCommit:
+    """The commit protocol of one runner job (a master job, a Spark job) writing `spec.output`."""
+
+    def __init__(self, spec: StepSpec, job_id: str):
+        self.spec, self.job_id = spec, job_id
+        self.committed: list[int] = []
+
+    def task(self, partition: int, attempt_id: str) -> None:
+        """Publish a winning reduce attempt's file as its part file."""
+        outputs.commit_task(self.spec.output, self.job_id, attempt_id, partition, self.spec.storage_options)
+        self.committed.append(partition)
+
+    def job(self, step_manifest: dict) -> None:
+        """Remove the temporary files and write `_SUCCESS`, last."""
+        outputs.commit_job(self.spec.output, self.job_id, step_manifest, self.spec.storage_options)
+
+    def abort(self) -> None:
+        """Undo: the committed parts and the temporary files go."""
+        outputs.abort_job(self.spec.output, self.job_id, self.committed, self.spec.storage_options)
+
+    def discard(self, attempt_id: str) -> None:
+        """Remove what a losing or failed attempt wrote."""
+        outputs.discard_attempt(self.spec.output, self.job_id, attempt_id, self.spec.storage_options)
+
+
+def finish(spec: StepSpec, job_id: str, winners: list[tuple[str, PartOutput]], maps: int,
+           map_counters: Iterable[list]) -> dict:
+    """Commit a step whose tasks are done: `winners[p]` is (attempt id, result) of partition p's winning
+    reduce attempt, `map_counters` the winning map attempts' counters. Returns the manifest."""
+    commit = StepCommit(spec, job_id)
+    parts = [part for _, part in winners]
+    step_manifest = manifest(spec, parts, maps, sum_counters([*map_counters, *(p.counters for p in parts)]))
+    try:
+        for partition, (attempt_id, _) in enumerate(winners):
+            commit.task(partition, attempt_id)
+        commit.job(step_manifest)
+    except Exception as exc:
+        commit.abort()
+        raise StorageError(f"committing the output to {spec.output} failed: {exc}") from None
+    return step_manifest
+
+
+# ---------------------------------------------------------------- a job's steps, one after another
+
+
+def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions,
+              run_step: Callable[[StepSpec, str], StepStatus]) -> Summary:
+    """Run a job's steps one after another, each reading the previous one's output.
+
+    `run_step(spec, label)` runs one step to the end and returns its final `StepStatus`. Every runner
+    chains steps through here.
+    """
+    outputs.check_output_dir(output, opts.overwrite, opts.storage_options)
+    summary = Summary(job.name, output)
+    started = time.monotonic()
+    try:
+        step_inputs = inputs
+        for i in range(len(job.steps)):
+            step_output = output if i == len(job.steps) - 1 else outputs.step_dir(output, i)
+            status = run_step(step_spec(job, i, step_inputs, step_output, opts), step_label(job, i))
+            summary.maps += status.counts.maps
+            summary.reduces += status.counts.reduces
+            summary.attempts += status.counts.attempts
+            for g, n, v in status.counters:
+                if g != "mrengine" or i == 0 or not n.startswith("map_input"):
+                    summary.counters[g, n] += v
+            step_inputs = [step_output]
+        summary.parts = status.manifest["parts"]
+    finally:
+        if len(job.steps) > 1:
+            outputs.remove_step_dirs(output, len(job.steps) - 1, opts.storage_options)
+    summary.elapsed = time.monotonic() - started
+    return summary
