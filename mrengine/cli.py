@@ -136,6 +136,15 @@ def _fail(exc: MrEngineError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _job_args(inputs: tuple) -> tuple[tuple, list]:
+    """Split `run`'s positional arguments at `--`: inputs before it, an mrjob job's own arguments after."""
+    argv = sys.argv[1:]
+    if "--" not in argv:
+        return inputs, []
+    after = argv[argv.index("--") + 1:]
+    return inputs[:len(inputs) - len(after)], list(after)
+
+
 @click.group()
 @click.version_option(package_name="mrengine")
 def main() -> None:
@@ -200,10 +209,8 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     if serve_ui and (master or runner == "spark"):
         raise click.BadParameter("--ui serves the embedded cluster's UI; a running master serves its own "
                                  "(`mrengine master --http`), Spark its own", param_hint="--ui")
-    from . import history
-    from .cluster import EmbeddedCluster
-    from .driver import Driver, RunOptions
     from .job import load_job
+    from .steps import RunOptions
     from .storage import absolute_url
 
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded cluster on the way out
@@ -211,32 +218,83 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
                       storage_options=storage_options_of(storage_options, endpoint_url),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite,
                       log_level=log_level.upper(), task_timeout=task_timeout, task_memory_mb=task_memory_mb)
+    inputs, job_args = _job_args(inputs)
     inputs, output = [absolute_url(p) for p in inputs], absolute_url(output)  # as the user meant them, here
     try:
-        job = load_job(job_file)
-        if runner == "spark":
-            from .runner import Recorded
-            from .spark import SparkRunner
-
-            with SparkRunner(spark_master or "local[*]", dict(spark_conf), max_attempts, f"mrengine {job.name}",
-                             verbose) as spark:
-                summary = Recorded(spark, history_dir or history.default_dir(), "spark").run(job, inputs, output, opts)
-        elif master:
-            with Driver(master, read_secret(secret_file)) as driver:
-                summary = driver.run(job, inputs, output, opts)
-        else:
-            with EmbeddedCluster(workers, verbose=verbose, encrypt=encrypt, ui=serve_ui,
-                                 history_dir=history_dir or history.default_dir()) as cluster, \
-                    Driver(cluster.address, cluster.secret) as driver:
-                if cluster.ui_url:
-                    click.echo(f"mrengine: web UI at {cluster.ui_url} while the job runs", err=True)
-                summary = driver.run(job, inputs, output, opts)
+        job = load_job(job_file, job_args)
+        summary = _on_runner(job, inputs, output, opts, runner=runner, master=master, secret_file=secret_file,
+                             workers=workers, encrypt=encrypt, verbose=verbose, spark_master=spark_master,
+                             spark_conf=dict(spark_conf), serve_ui=serve_ui, history_dir=history_dir)
     except MrEngineError as exc:
         _fail(exc)
     except KeyboardInterrupt:
         click.echo("mrengine: interrupted", err=True)
         sys.exit(130)
     for line in summary.lines(all_counters):
+        click.echo(line, err=True)
+
+
+def _on_runner(job, inputs, output: str, opts, *, runner: str, master, secret_file, workers: int, encrypt: bool,
+               verbose: bool, spark_master, spark_conf: dict, serve_ui: bool = False, history_dir: str | None = None):
+    """`Runner.run` of the job on the runner asked for: Spark, a cluster's master, or an embedded cluster."""
+    from . import history
+    from .cluster import EmbeddedCluster
+    from .driver import Driver
+
+    history_dir = history_dir or history.default_dir()
+    if runner == "spark":
+        from .runner import Recorded
+        from .spark import SparkRunner
+
+        with SparkRunner(spark_master or "local[*]", spark_conf, opts.max_attempts, f"mrengine {job.name}",
+                         verbose) as spark:
+            return Recorded(spark, history_dir, "spark").run(job, inputs, output, opts)
+    if master:
+        with Driver(master, read_secret(secret_file)) as driver:
+            return driver.run(job, inputs, output, opts)
+    with EmbeddedCluster(workers, verbose=verbose, encrypt=encrypt, ui=serve_ui, history_dir=history_dir) as cluster, \
+            Driver(cluster.address, cluster.secret) as driver:
+        if cluster.ui_url:
+            click.echo(f"mrengine: web UI at {cluster.ui_url} while the job runs", err=True)
+        return driver.run(job, inputs, output, opts)
+
+
+@main.command("streaming", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("hadoop_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+              help="Worker processes of the embedded cluster.")
+@click.option("--split-size", type=_Size(), default="64MiB", show_default=True, help="Bytes per input split.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=DEFAULT_MAX_ATTEMPTS, show_default=True,
+              help="Attempts per task before the job fails.")
+@click.option("--master", default=None, callback=_master_address, help="HOST:PORT of a running master (default: an embedded cluster).")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
+@click.option("--encrypt", is_flag=True, help="Encrypt the embedded cluster's connections.")
+@click.option("--runner", type=click.Choice(["native", "spark"]), default="native", show_default=True)
+@click.option("--spark-master", default=None, help="Spark master URL for --runner spark.")
+@click.option("--verbose", is_flag=True, help="Show the embedded cluster's (or Spark's) logs.")
+def streaming(hadoop_args, workers, split_size, max_attempts, master, secret_file, encrypt, runner, spark_master, verbose):
+    """Run a Hadoop Streaming job: -input IN -output OUT -mapper CMD [-reducer CMD|NONE] [-combiner CMD]
+    [-numReduceTasks N] [-partitioner CLASS] [-inputformat CLASS] [-D k=v] [-file F] [-files F,G] [-cmdenv K=V]."""
+    from .steps import RunOptions
+    from .storage import absolute_url
+    from .streaming import job_spec, parse
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        stream = parse(list(hadoop_args))
+        job = job_spec(stream)
+        opts = RunOptions(reducers=max(stream.reducers, 1), split_size=split_size, max_attempts=max_attempts,
+                          overwrite="-overwrite" in hadoop_args)
+        inputs, output = [absolute_url(p) for p in stream.inputs], absolute_url(stream.output)
+        summary = _on_runner(job, inputs, output, opts, runner=runner, master=master,
+                             secret_file=secret_file, workers=workers, encrypt=encrypt, verbose=verbose,
+                             spark_master=spark_master, spark_conf={})
+    except MrEngineError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("mrengine: interrupted", err=True)
+        sys.exit(130)
+    for line in summary.lines():
         click.echo(line, err=True)
 
 

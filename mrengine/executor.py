@@ -13,12 +13,12 @@ import os
 import shutil
 import traceback
 from collections import Counter
-from collections.abc import Mapping
 from contextlib import contextmanager
 from itertools import chain
 from typing import Any, Iterator
 
-from . import context, outputs
+from . import context, outputs, sorting
+from .sorting import pairs_of as _pairs
 from .cache import SlotCache
 from .errors import FetchFailedError, MrEngineError, RecordError, UserCodeError
 from .inputs import Split
@@ -55,14 +55,6 @@ def _counter_list(ctx: context.TaskContext, engine: Counter) -> list:
     merged = [[ENGINE, name, n] for name, n in sorted(engine.items()) if n]
     merged += [[g, n, v] for (g, n), v in sorted(ctx.counters.items())]
     return merged
-
-
-def _pairs(result: Any) -> Any:
-    if result is None:
-        return ()
-    if isinstance(result, Mapping):
-        return result.items()
-    return result
 
 
 @contextmanager
@@ -108,6 +100,7 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
     """Map the `blocks` of one split (read with `fmt`) into `attempt_dir/map.out`, one sorted segment
     per partition; every runner calls this. Returns (path, segments, counters).
     """
+    step = sorting.map_side(step, split.index)
     ctx = context.TaskContext(params, split=split, broadcast=broadcast)
     buffer = MapOutputBuffer(
         num_partitions,
@@ -286,9 +279,9 @@ def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, o
     _watched[1] = engine
     context.activate(ctx)  # the combiner may run in merge passes
     try:
-        merged = merge_runs(runs, _guarded_combiner(step.combiner), tmp_dir, engine, "reduce_merge_passes")
-        stats = outputs.write_pairs(out_path, output_format, _reduce(step, group_by_key(merged), engine, partition),
-                                    storage_options)
+        merged = merge_runs(runs, _guarded_combiner(sorting.shuffle_combiner(step)), tmp_dir, engine, "reduce_merge_passes")
+        groups = sorting.reduce_groups(step, group_by_key(merged))
+        stats = outputs.write_pairs(out_path, output_format, _reduce(step, groups, engine, partition), storage_options)
     finally:
         context.activate(None)
     engine["reduce_output_records"] += stats["records"]
@@ -314,6 +307,9 @@ def _fetch_all(task: TaskSpec, partition: int, attempt_dir: str, secret: bytes) 
 def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> Iterator[tuple]:
     reducer = step.reducer
     key: Any = None
+    if step.reduce_partition is not None:
+        yield from _reduce_partition(step, groups, engine)
+        return
     try:
         for key, values in groups:
             engine["reduce_input_groups"] += 1
@@ -327,3 +323,23 @@ def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> It
         raise
     except Exception as exc:
         raise _user_error(exc, "reducer", f"while reducing key {key!r}") from None
+
+
+def _reduce_partition(step: Step, groups: Iterator, engine: Counter) -> Iterator[tuple]:
+    """A `reduce_partition(groups)` step: one call for the whole reduce task."""
+    where = ["before its first key"]
+
+    def counted():
+        for key, values in groups:
+            engine["reduce_input_groups"] += 1
+            where[0] = f"while reducing key {key!r}"
+            yield key, values
+        where[0] = "after its last key"
+
+    try:
+        for out_key, out_value in step.reduce_partition(counted()):
+            yield out_key, out_value
+    except MrEngineError:
+        raise
+    except Exception as exc:
+        raise _user_error(exc, "reduce_partition", where[0]) from None

@@ -43,8 +43,9 @@ _STEP_FUNCTIONS = {
     "partitioner": 2,
     "mapper_init": 0,
     "mapper_final": 0,
+    "reduce_partition": 1,
 }
-_STEP_VALUES = ("num_reducers",)
+_STEP_VALUES = ("num_reducers", "sort_values", "partition_fields", "field_separator", "total_order")
 _JOB_NAMES = ("input_format", "output_format", "steps", "main")
 KNOWN_NAMES = frozenset(_STEP_FUNCTIONS) | frozenset(_STEP_VALUES) | frozenset(_JOB_NAMES)
 # Hooks other engines have (mrjob's) that mrengine does not call.
@@ -55,7 +56,11 @@ _OTHER_ENGINES_HOOKS = ("reducer_init", "reducer_final", "combiner_init", "combi
 class Step:
     """One map/reduce step. A job file names its functions at top level, or lists `steps = [Step(...), ...]`.
 
-    With no reducer the step's output is the sorted map output, one line per (key, value).
+    With no reducer the step's output is the sorted map output, one line per (key, value);
+    `num_reducers=0` makes it map-only instead: one part per map, in the order the mapper yielded.
+    `sort_values`, `partition_fields`/`field_separator` and `total_order` are the sort orders of
+    `mrengine.sorting`. `reduce_partition(groups)`, in place of reducer, is called once per reduce task
+    with an iterator of (key, values) and yields its output pairs (task-wide setup and teardown).
     """
 
     mapper: Callable | None = None
@@ -66,6 +71,11 @@ class Step:
     mapper_init: Callable | None = None
     mapper_final: Callable | None = None
     map_split: Callable | None = None
+    reduce_partition: Callable | None = None
+    sort_values: bool = False
+    partition_fields: int | None = None
+    field_separator: str = "\t"
+    total_order: bool = False
 
     def __post_init__(self):
         _check_step(self, "Step")
@@ -124,8 +134,30 @@ def _check_step(step: Step, where: str) -> None:
     if step.map_split is not None and (step.mapper_init or step.mapper_final):
         raise JobDefinitionError(f"{where}: mapper_init/mapper_final go with mapper, not with map_split (which sees the whole split in one call)")
     n = step.num_reducers
-    if n is not None and (type(n) is not int or n < 1):
-        raise JobDefinitionError(f"{where}: num_reducers must be a positive int, not {n!r}")
+    if n is not None and (type(n) is not int or n < 0):
+        raise JobDefinitionError(f"{where}: num_reducers must be an int, 0 for a map-only step, not {n!r}")
+    if step.reducer is not None and step.reduce_partition is not None:
+        raise JobDefinitionError(f"{where}: can't define both reducer and reduce_partition; reduce_partition replaces reducer for a whole reduce task")
+    _check_sort_options(step, where)
+
+
+def _check_sort_options(step: Step, where: str) -> None:
+    if n_fields := step.partition_fields:
+        if type(n_fields) is not int or n_fields < 1:
+            raise JobDefinitionError(f"{where}: partition_fields must be a positive int, not {n_fields!r}")
+    if not isinstance(step.field_separator, str) or not step.field_separator:
+        raise JobDefinitionError(f"{where}: field_separator must be a non-empty str, not {step.field_separator!r}")
+    for name in ("sort_values", "total_order"):
+        if type(getattr(step, name)) is not bool:
+            raise JobDefinitionError(f"{where}: {name} must be True or False, not {getattr(step, name)!r}")
+    if step.num_reducers == 0 and (step.reducer or step.reduce_partition or step.combiner or step.sort_values or step.total_order):
+        raise JobDefinitionError(f"{where}: num_reducers = 0 makes a map-only step, which has no reducer, combiner "
+                                 f"or sort; remove them or give num_reducers > 0")
+    if step.total_order and (step.partitioner or step.partition_fields):
+        raise JobDefinitionError(f"{where}: can't give both total_order and partitioner/partition_fields: "
+                                 f"total_order partitions by sampled key ranges")
+    if step.partitioner and step.partition_fields:
+        raise JobDefinitionError(f"{where}: can't give both partitioner and partition_fields")
 
 
 def _check_callable(fn: Any, name: str, nargs: int, where: str) -> None:
@@ -149,15 +181,36 @@ def _takes(fn: Callable, nargs: int) -> bool:
     return True
 
 
-def load_job(path: str) -> JobSpec:
-    """Import a job file and check it; every problem becomes a JobDefinitionError."""
+def load_job(path: str, job_args: list[str] | None = None) -> JobSpec:
+    """Import a job file and check it; every problem becomes a JobDefinitionError.
+
+    A file that defines an mrjob `MRJob` class runs as mrjob would run it with the arguments `job_args`.
+    """
     if not os.path.isfile(path):
         raise JobDefinitionError(f"job file {path!r} does not exist")
     path = os.path.abspath(path)
     with open(path, encoding="utf-8") as f:
         source = f.read()
+    if "mrjob" in source:
+        from .mrjob import compat
+        compat.install()  # so that the file's `import mrjob` works on Pythons without distutils and pipes
     module = _import(path, source)
+    mrjob_spec = _mrjob_spec(module, path, source, job_args or [])
+    if mrjob_spec is not None:
+        return mrjob_spec
+    if job_args:
+        raise JobDefinitionError(f"job file {path}: arguments after -- ({' '.join(job_args)}) are for mrjob jobs; "
+                                 f"this one defines no MRJob class (use -p name=value for parameters)")
     return _spec_from_module(module, path, source)
+
+
+def _mrjob_spec(module, path: str, source: str, job_args: list[str]) -> JobSpec | None:
+    """The job of an MRJob class the module defines, if it defines one."""
+    if "mrjob.job" not in sys.modules:
+        return None
+    from .mrjob import adapter
+    cls = adapter.mrjob_class(module)
+    return adapter.job_spec(cls, path, source, job_args) if cls is not None else None
 
 
 def job_from_module(module) -> JobSpec:
@@ -242,8 +295,8 @@ def _spec_from_module(module, path: str, source: str) -> JobSpec:
 
 def _step_from(names: dict, where: str) -> Step:
     step = Step.__new__(Step)
-    for f in Step.__dataclass_fields__:
-        setattr(step, f, names.get(f))
+    for name, f in Step.__dataclass_fields__.items():
+        setattr(step, name, names.get(name, f.default))
     _check_step(step, where)
     return step
 
@@ -287,8 +340,12 @@ def _fits(hook: str, value: Any) -> bool:
     nargs = _STEP_FUNCTIONS.get(hook, 1 if hook == "main" else None)
     if nargs is not None:
         return callable(value) and _takes(value, nargs)
-    if hook == "num_reducers":
+    if hook in ("num_reducers", "partition_fields"):
         return type(value) is int
+    if hook in ("sort_values", "total_order"):
+        return type(value) is bool
+    if hook == "field_separator":
+        return isinstance(value, str)
     if hook == "steps":
         return isinstance(value, (list, tuple))
     return isinstance(value, (str, InputFormat)) or callable(value)  # input_format, output_format

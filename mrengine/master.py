@@ -547,11 +547,11 @@ class Master:
     # ------------------------------------------------------------ drivers
 
     def _submit(self, msg: Submit) -> Submitted:
-        splits = plan(msg.spec)  # storage calls: before the lock
+        spec, splits = plan(msg.spec)  # storage calls: before the lock
         with self.lock:
-            job = self.scheduler.add(msg.spec, splits)
+            job = self.scheduler.add(spec, splits)
             self.lock.notify_all()
-        return Submitted(job.id, len(splits), msg.spec.num_reducers)
+        return Submitted(job.id, len(splits), spec.num_reducers)
 
     def _job_status(self, msg: JobStatusRequest) -> StepStatus:
         job = self.scheduler.jobs.get(msg.job_id)

@@ -1,7 +1,7 @@
 """The step lifecycle every runner shares, so a runner only schedules tasks and moves bytes.
 
     spec = step_spec(job, i, inputs, output, opts)   # what the step runs on: the same for every runner
-    splits = plan(spec)                              # list the inputs, cut the splits
+    spec, splits = plan(spec)                        # list the inputs, cut the splits, count the reduce tasks
     ... the runner runs one map task per split and one reduce task per partition ...
     manifest = finish(spec, runner_job_id, winners, maps, counters)   # parts, counters, _SUCCESS, commit
 
@@ -16,14 +16,15 @@ from __future__ import annotations
 import getpass
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from . import outputs
 from .errors import StorageError
 from .inputs import DEFAULT_SPLIT_SIZE, InputFormat, Split, input_format, list_inputs, make_splits
-from .job import JobSpec
+from .job import JobSpec, Step
 from .messages import DEFAULT_LOG_LEVEL, DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT, PartOutput, StepSpec, StepStatus
+from .sampling import with_range_partitioner
 
 DEFAULT_REDUCERS = 2
 DEFAULT_SORT_BUFFER_MB = 100
@@ -81,25 +82,48 @@ def step_label(job: JobSpec, index: int) -> str:
 
 
 def step_spec(job: JobSpec, index: int, inputs: list[str], output: str, opts: RunOptions) -> StepSpec:
-    """What one step of a job runs on: the same for every runner, so every runner gets the same bytes out."""
+    """What one step of a job runs on: the same for every runner, so every runner gets the same bytes out.
+
+    A `total_order` step's cut points are sampled from its input here, so every runner partitions by them.
+    """
     step = job.steps[index]
     last = index == len(job.steps) - 1
     fmt = job.input_format if index == 0 else "msgpack"
-    return StepSpec(
-        job_bytes=job.dumps(), job_name=job.name, step=index,
+    spec = StepSpec(
+        job_bytes=b"", job_name=job.name, step=index,
         inputs=list(inputs), input_format=None if index == 0 else "msgpack",
         splittable=input_format(fmt).splittable, output=output,
         output_format=job.output_format if last else "msgpack",
-        num_reducers=step.num_reducers or opts.reducers, split_size=opts.split_size,
+        num_reducers=reducer_count(step, opts), split_size=opts.split_size,
         params=opts.params, storage_options=opts.storage_options,
         sort_buffer_bytes=opts.sort_buffer_mb * 1024 * 1024, max_attempts=opts.max_attempts,
         log_level=opts.log_level, user=getpass.getuser(), job_file=job.path,
         overwrite=opts.overwrite, task_timeout=opts.task_timeout, task_memory_mb=opts.task_memory_mb,
     )
+    if step.total_order:
+        job = with_range_partitioner(job, index, _splits(spec), resolve_input_format(spec.input_format, job),
+                                     spec.num_reducers, opts.params, opts.storage_options)
+    return replace(spec, job_bytes=job.dumps())
 
 
-def plan(spec: StepSpec) -> list[Split]:
-    """The step's splits: its inputs listed (files, directories, globs) and cut by the format's rule."""
+def reducer_count(step: Step, opts: RunOptions) -> int:
+    """The step's reducer count: its own (0 for a map-only step) or the run's (`--reducers`)."""
+    return opts.reducers if step.num_reducers is None else step.num_reducers
+
+
+def reduce_tasks(num_reducers: int, num_maps: int) -> int:
+    """How many reduce tasks a step of `num_reducers` has: a map-only step (0) has one writer per map."""
+    return num_reducers or num_maps
+
+
+def plan(spec: StepSpec) -> tuple[StepSpec, list[Split]]:
+    """The step as the runner runs it: the spec with its count of reduce tasks (`reduce_tasks`) and its
+    splits, the inputs listed (files, directories, globs) and cut by the format's rule."""
+    splits = _splits(spec)
+    return replace(spec, num_reducers=reduce_tasks(spec.num_reducers, len(splits))), splits
+
+
+def _splits(spec: StepSpec) -> list[Split]:
     return make_splits(list_inputs(spec.inputs, spec.storage_options), spec.split_size, spec.splittable)
 
 

@@ -227,7 +227,7 @@ class InProcessRunner(Runner):
 
     def run_step(self, spec: StepSpec, label: str) -> StepStatus:
         """Run one step, task by task; returns its final status."""
-        splits = plan(spec)
+        spec, splits = plan(spec)
         job_id = f"local-{self._run}-{next(self._ids):04d}"
         job = self.cache.job(job_id, spec.job_bytes)
         step = job.steps[spec.step]

@@ -16,6 +16,9 @@ Cases (the rows of `CASES`):
                ceiling a user could write by hand in Python, with no per-line work at all.
     wordcount  mrengine run jobs/wordcount.py (one mapper call per line, combiner), --workers 2
     fast       mrengine run jobs/wordcount_fast.py (map_split returns a Counter), --workers 2
+    mrjob      mrengine run jobs/mr_wordcount.py: the same count as an unchanged mrjob MRJob class
+    mrjob-local  python jobs/mr_wordcount.py -r local --num-cores 2: mrjob's own local runner (where mrjob imports)
+    streaming  mrengine streaming with jobs/streaming/wc_mapper.py and wc_reducer.py (Python over stdin/stdout)
     spark      mrengine run jobs/wordcount.py --runner spark --spark-master local[2] (workers: cores)
     spark-fast mrengine run jobs/wordcount_fast.py --runner spark, the same
     latency    mrengine run jobs/wordcount.py on 1 KB of the corpus, end to end, cluster start included
@@ -230,6 +233,21 @@ def _mrengine(job: str, runner: str = "native", *extra: str) -> Callable[[list[s
     return argv
 
 
+def _mrjob_local(files: list[str], out: str, opts: Options) -> list[str]:
+    """mrjob's own local runner on the same job file, as many cores as mrengine's workers."""
+    return [sys.executable, str(ROOT / "jobs" / "mr_wordcount.py"), "-r", "local", "--num-cores", str(opts.workers),
+            "--output-dir", out, "--no-output", *files]
+
+
+def _streaming(files: list[str], out: str, opts: Options) -> list[str]:
+    """mrengine streaming with the Python mapper and reducer scripts of jobs/streaming/."""
+    scripts = ROOT / "jobs" / "streaming"
+    return [sys.executable, "-m", "mrengine", "streaming", "--workers", str(opts.workers),
+            *[a for f in files for a in ("-input", f)], "-output", out, "-overwrite", "-numReduceTasks", "2",
+            "-mapper", f"{sys.executable} wc_mapper.py", "-reducer", f"{sys.executable} wc_reducer.py",
+            "-file", str(scripts / "wc_mapper.py"), "-file", str(scripts / "wc_reducer.py")]
+
+
 # name -> argv for (input files, output dir, options). The output dir must end up holding part-*
 # files of "word<TAB>count" lines.
 CASES: dict[str, Callable[[list[str], str, Options], list[str]]] = {
@@ -240,12 +258,17 @@ CASES: dict[str, Callable[[list[str], str, Options], list[str]]] = {
     "fast-encrypted": _mrengine("wordcount_fast.py", "native", "--encrypt"),
     "spark": _mrengine("wordcount.py", "spark"),
     "spark-fast": _mrengine("wordcount_fast.py", "spark"),
+    "mrjob": _mrengine("mr_wordcount.py"),
+    "mrjob-local": _mrjob_local,
+    "streaming": _streaming,
 }
 
 
 def default_cases() -> list[str]:
     have_spark = importlib.util.find_spec("pyspark") is not None
-    return [name for name in CASES if have_spark or not name.startswith("spark")] + ["latency"]
+    have_mrjob = subprocess.run([sys.executable, "-c", "import mrjob.job"], capture_output=True).returncode == 0
+    return [name for name in CASES if (have_spark or not name.startswith("spark")) and (have_mrjob or name != "mrjob-local")
+            ] + ["latency"]
 
 
 # ---------------------------------------------------------------- measuring

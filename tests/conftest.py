@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import importlib.util
 import os
@@ -26,6 +27,30 @@ def _spark_unavailable() -> str | None:
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         return "Java is not installed (Spark needs Java 17+, e.g. Debian's openjdk-17-jre-headless)"
     return None
+
+
+def _import_error(code: str) -> str | None:
+    """The last line of the error `code` raises in a fresh interpreter, or None if it runs."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return proc.stderr.strip().splitlines()[-1] if proc.returncode else None
+
+
+@functools.cache
+def mrjob_unavailable() -> str | None:
+    """Why mrengine cannot run mrjob jobs here (None: it can): mrjob is missing, or does not import
+    even with mrengine's stand-ins for the standard modules Python 3.12 dropped."""
+    if importlib.util.find_spec("mrjob") is None:
+        return "mrjob is not installed (pip install -e '.[mrjob]')"
+    error = _import_error("from mrengine.mrjob import compat; compat.install(); import mrjob.job")
+    return error and f"mrengine cannot import mrjob ({error})"
+
+
+@functools.cache
+def mrjob_runner_unavailable() -> str | None:
+    """Why mrjob's own runner, the reference some tests compare with, cannot run here (None: it can)."""
+    error = mrjob_unavailable() or _import_error("import mrjob.job")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return error and f"mrjob's own runner does not run on Python {version} ({error})"
 
 
 def pytest_configure(config):

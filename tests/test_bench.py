@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import mrjob_runner_unavailable, mrjob_unavailable
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
@@ -78,3 +80,14 @@ def test_one_run_checks_every_output_against_the_reference(tmp_path):
 def test_the_spark_rows_check_their_output_too(tmp_path):
     rows = bench_rows(tmp_path, ["counter", "spark", "spark-fast"], timeout=170)
     assert rows["spark"].endswith("ok") and rows["spark-fast"].endswith("ok")
+
+
+@pytest.mark.slow
+def test_the_mrjob_and_streaming_rows_check_their_output_too(tmp_path):
+    """mrengine running an mrjob job and a streaming job of Python scripts (and mrjob's own local
+    runner where mrjob imports) must all count what the reference counts."""
+    if mrjob_unavailable():
+        pytest.skip(mrjob_unavailable())
+    cases = ["counter", "mrjob", "streaming"] + ["mrjob-local"] * (mrjob_runner_unavailable() is None)
+    rows = bench_rows(tmp_path, cases, timeout=400)
+    assert all(rows[c].endswith("ok") for c in cases[1:]), rows

@@ -24,7 +24,7 @@ def _assert_clean_failure(result, out, code, *phrases):
     ("def mapper(k):\n    yield k, 1\n", "mapper(k) must take two arguments"),
     ("import no_such_module_here\ndef mapper(k, v):\n    yield k, v\n", "No module named 'no_such_module_here'"),
     ("def mapper(k, v):\n    yield k, v\ndef map_split(r):\n    return r\n", "can't define both mapper and map_split"),
-    ("def mapper(k, v):\n    yield k, v\nnum_reducers = 0\n", "num_reducers must be a positive int"),
+    ("def mapper(k, v):\n    yield k, v\nnum_reducers = -1\n", "num_reducers must be an int, 0 for a map-only step"),
     ("def mapper(k, v):\n    yield k, v\noutput_format = 'xml'\n", "output_format must be one of"),
 ])
 def test_bad_job_files(tmp_path, source, phrase):

@@ -62,7 +62,7 @@ class SparkRunner(Runner):
         """Run one step on Spark, as one Spark job; returns its final status."""
         from py4j.protocol import Py4JError
 
-        splits = plan(spec)
+        spec, splits = plan(spec)
         reducers = spec.num_reducers
         job_id = f"spark-{uuid.uuid4().hex[:12]}"
         sc = self.spark.sc

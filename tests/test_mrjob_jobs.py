@@ -1,0 +1,244 @@
+"""mrjob's own example jobs, unchanged, through `mrengine run`: against the results mrjob's own tests
+expect (Yelp/mrjob tests/examples/), and line by line against mrjob's local runner on the same input.
+
+The example files are run from the installed mrjob package. On Python 3.12+, where `import mrjob`
+fails, mrengine still runs them (its stand-ins for `pipes` and `distutils`); mrjob's own runner
+cannot, so the comparisons with it run where mrjob imports.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import mrjob_runner_unavailable, mrjob_unavailable, part_files, run_cli
+
+_SPEC = importlib.util.find_spec("mrjob")
+pytestmark = pytest.mark.skipif(mrjob_unavailable() is not None, reason=mrjob_unavailable() or "")
+EXAMPLES = os.path.join(_SPEC.submodule_search_locations[0], "examples") if _SPEC else ""
+ROOT = os.path.dirname(os.path.dirname(__file__))
+BUS = b"""
+        The wheels on the bus go round and round,
+        round and round, round and round
+        The wheels on the bus go round and round,
+        all through the town.
+        """
+
+
+def run_example(name, inputs, out, *job_args, extra=()):
+    proc = run_cli("run", os.path.join(EXAMPLES, f"{name}.py"), *inputs, "-o", out, "--workers", "2", *extra,
+                   *(("--", *job_args) if job_args else ()))
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def output_lines(out) -> list[str]:
+    return sorted(line for part in part_files(out) for line in open(part, encoding="utf-8").read().splitlines())
+
+
+def json_lines(expected: dict) -> list[str]:
+    """The lines mrjob's JSONProtocol writes for these pairs."""
+    return sorted(f"{json.dumps(k)}\t{json.dumps(v)}" for k, v in expected.items())
+
+
+def _file(tmp_path, name, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+# ---------------------------------------------------------------- mrjob's own expected results
+
+
+def test_word_freq_count_the_wheels_on_the_bus(tmp_path):
+    run_example("mr_word_freq_count", [_file(tmp_path, "bus.txt", BUS)], tmp_path / "out")
+    assert output_lines(tmp_path / "out") == json_lines(
+        {"all": 1, "and": 4, "bus": 2, "go": 2, "on": 2, "round": 8, "the": 5, "through": 1, "town": 1, "wheels": 2})
+
+
+def test_words_containing_u_through_a_mapper_pre_filter(tmp_path):
+    run_example("mr_words_containing_u_freq_count", [_file(tmp_path, "bus.txt", BUS)], tmp_path / "out")
+    assert output_lines(tmp_path / "out") == json_lines({"bus": 2, "round": 8, "through": 1})
+
+
+def test_wc_two_lines(tmp_path):
+    run_example("mr_wc", [_file(tmp_path, "in.txt", b"dog dog dog\ncat cat\n")], tmp_path / "out")
+    assert output_lines(tmp_path / "out") == json_lines({"chars": 20, "words": 5, "lines": 2})
+
+
+def test_count_lines_right_over_files(tmp_path):
+    files = [_file(tmp_path, "cats.txt", b"cats are the best"), _file(tmp_path, "dogs.txt", b"woof woof woof\nwoof woof"),
+             _file(tmp_path, "empty.txt", b"")]
+    run_example("mr_count_lines_right", files, tmp_path / "out")
+    assert output_lines(tmp_path / "out") == json_lines({None: 3})
+
+
+def test_count_lines_by_file_reads_the_input_file_from_jobconf(tmp_path):
+    cats, dogs = _file(tmp_path, "cats.txt", b"cats are the best"), _file(tmp_path, "dogs.txt", b"woof woof woof\nwoof woof")
+    run_example("mr_count_lines_by_file", [cats, dogs, _file(tmp_path, "empty.txt", b"")], tmp_path / "out")
+    assert output_lines(tmp_path / "out") == json_lines({f"file://{cats}": 1, f"file://{dogs}": 2})
+
+
+def test_most_used_word_ignores_stop_words_from_its_files(tmp_path):
+    joke = b"\n        A Car Joke:\n        When is a car not a car?\n        When it turns into a driveway!\n        "
+    run_example("mr_most_used_word", [_file(tmp_path, "joke.txt", joke)], tmp_path / "out")
+    assert output_lines(tmp_path / "out") == ['"car"']  # its OUTPUT_PROTOCOL is JSONValueProtocol
+
+
+def test_next_word_stats_frequency(tmp_path):
+    text = b"Oh where, oh where, has my little dog gone?\nOh where, oh where can he be?"
+    run_example("mr_next_word_stats", [_file(tmp_path, "in.txt", text)], tmp_path / "out")
+    expected = {("can", "he"): [1, 1, 100.0], ("dog", "gone"): [1, 1, 100.0], ("has", "my"): [1, 1, 100.0],
+                ("he", "be"): [1, 1, 100.0], ("little", "dog"): [1, 1, 100.0], ("my", "little"): [1, 1, 100.0],
+                ("oh", "where"): [4, 4, 100.0], ("where", "can"): [4, 1, 25.0], ("where", "has"): [4, 1, 25.0],
+                ("where", "oh"): [4, 2, 50.0]}
+    assert output_lines(tmp_path / "out") == sorted(f"{json.dumps(list(k))}\t{json.dumps(v)}" for k, v in expected.items())
+
+
+def test_grep_runs_its_mapper_command(tmp_path):
+    text = b"mary had a little lamb\nlittle lamb\nlittle lamb\nmary had a little lamb\nits fleece was white as snow"
+    run_example("mr_grep", [_file(tmp_path, "in.txt", text)], tmp_path / "out", "-e", "mary")
+    assert output_lines(tmp_path / "out") == ["mary had a little lamb"] * 2
+
+
+def test_grep_fails_with_the_commands_stderr_when_grep_fails(tmp_path):
+    proc = run_cli("run", os.path.join(EXAMPLES, "mr_grep.py"), _file(tmp_path, "in.txt", b"a\n"), "-o", tmp_path / "out",
+                   "--workers", "1", "--max-attempts", "1", "--", "-e", "*][")
+    assert proc.returncode == 5, proc.stderr
+    assert "exited with status 2" in proc.stderr and "grep" in proc.stderr and "Traceback" not in proc.stderr.split("\n")[0]
+
+
+@pytest.mark.slow
+def test_log_sampler_samples_about_the_size_asked(tmp_path):
+    numbers = "".join("%f\n" % (i / 100000) for i in range(100000)).encode()
+    run_example("mr_log_sampler", [_file(tmp_path, "numbers.txt", numbers)], tmp_path / "out", "--sample-size", "10000")
+    total = sum(float(line) for line in output_lines(tmp_path / "out"))
+    assert 4000 < total < 6000
+
+
+def test_text_classifier_tells_milne_from_whitman(tmp_path):
+    docs = os.path.join(EXAMPLES, "docs-to-classify")
+    run_example("mr_text_classifier", [docs], tmp_path / "out", "--min-df", "1")
+    output = [line.split("\t") for line in output_lines(tmp_path / "out")]
+    test_docs = [json.loads(v) for k, v in output if json.loads(k)[0] == "doc" and not json.loads(v)["in_test_set"]]
+    assert len(test_docs) > 3
+    for doc in test_docs:
+        for cat in ("milne", "whitman"):
+            assert (doc["id"], bool(doc["cats"].get(cat))) == (doc["id"], doc["cat_to_score"][cat] > 0)
+
+
+def test_a_job_argument_mrjob_rejects_is_one_paragraph(tmp_path):
+    proc = run_cli("run", os.path.join(EXAMPLES, "mr_log_sampler.py"), _file(tmp_path, "in.txt", b"a\n"),
+                   "-o", tmp_path / "out")
+    assert proc.returncode == 2 and "mrjob rejected the job's arguments" in proc.stderr, proc.stderr
+
+
+def test_a_jar_step_is_refused_naming_the_feature(tmp_path):
+    proc = run_cli("run", os.path.join(EXAMPLES, "mr_jar_step_example.py"), _file(tmp_path, "in.txt", b"a\n"),
+                   "-o", tmp_path / "out")
+    assert proc.returncode == 2 and "jar steps (JarStep)" in proc.stderr, proc.stderr
+
+
+# ---------------------------------------------------------------- against mrjob's own local runner
+
+COMPARED = [
+    ("mr_word_freq_count", ()), ("mr_wc", ()), ("mr_count_lines_right", ()), ("mr_most_used_word", ()),
+    ("mr_next_word_stats", ()), ("mr_words_containing_u_freq_count", ()), ("mr_grep", ("-e", "Jesus")),
+    ("mr_log_sampler", ("--sample-size", "100000")), ("mr_count_lines_by_file", ()),
+]
+
+
+@pytest.fixture(scope="module")
+def bible(tmp_path_factory):
+    """Two files of KJV text, about 300 KB."""
+    d = tmp_path_factory.mktemp("kjv")
+    for name in ("kjv-new-testament.txt", "kjv-poetry-and-prophets.txt"):
+        with open(os.path.join(ROOT, "sample_data", "text", name), "rb") as f:
+            (d / name).write_bytes(f.read(150_000).rsplit(b"\n", 1)[0] + b"\n")
+    return sorted(d.iterdir())
+
+
+def mrjob_local_lines(name, inputs, job_args, tmp_path) -> list[str]:
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "-r", "local", *map(str, inputs),
+                           *job_args], capture_output=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return sorted(proc.stdout.decode("utf-8").splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, job_args", COMPARED, ids=[n for n, _ in COMPARED])
+def test_same_lines_as_mrjobs_local_runner(name, job_args, bible, tmp_path):
+    if mrjob_runner_unavailable():
+        pytest.skip(mrjob_runner_unavailable())
+    run_example(name, bible, tmp_path / "out", *job_args, extra=("--split-size", "64k"))
+    assert output_lines(tmp_path / "out") == mrjob_local_lines(name, bible, job_args, tmp_path)
+
+
+@pytest.mark.slow
+def test_text_classifier_gives_mrjobs_keys(tmp_path):
+    if mrjob_runner_unavailable():
+        pytest.skip(mrjob_runner_unavailable())
+    docs = sorted(os.path.join(EXAMPLES, "docs-to-classify", n) for n in os.listdir(os.path.join(EXAMPLES, "docs-to-classify")))
+    run_example("mr_text_classifier", docs, tmp_path / "out")
+    ours = [line.split("\t")[0] for line in output_lines(tmp_path / "out")]
+    theirs = [line.split("\t")[0] for line in mrjob_local_lines("mr_text_classifier", docs, (), tmp_path)]
+    assert ours == theirs
+
+
+# ---------------------------------------------------------------- the job API, protocol by protocol
+
+FEATURES = os.path.join(os.path.dirname(__file__), "jobs", "mr_features.py")
+PROTOCOLS = [  # (internal, output, bytes keys and values)
+    ("JSONProtocol", "JSONProtocol", False), ("StandardJSONProtocol", "JSONValueProtocol", False),
+    ("PickleProtocol", "PickleProtocol", False), ("ReprProtocol", "ReprValueProtocol", False),
+    ("RawProtocol", "RawProtocol", False), ("TextProtocol", "TextValueProtocol", False),
+    ("PickleProtocol", "StandardJSONValueProtocol", False), ("JSONProtocol", "PickleValueProtocol", False),
+    ("JSONProtocol", "RawValueProtocol", False), ("ReprProtocol", "ReprProtocol", False),
+    ("BytesProtocol", "BytesProtocol", True), ("BytesProtocol", "BytesValueProtocol", True),
+    ("TextProtocol", "TextProtocol", False),
+]
+
+
+@pytest.fixture(scope="module")
+def verses(tmp_path_factory):
+    d = tmp_path_factory.mktemp("verses")
+    with open(os.path.join(ROOT, "sample_data", "text", "kjv-new-testament.txt"), "rb") as f:
+        (d / "matthew.txt").write_bytes(b"".join(f.readlines()[:400]))
+    (d / "stop.txt").write_text("lord\n")
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("internal, out, as_bytes", PROTOCOLS, ids=[f"{i}-{o}" for i, o, _ in PROTOCOLS])
+def test_job_api_and_protocols_as_mrjob_runs_them(verses, tmp_path, internal, out, as_bytes):
+    """Task hooks, combiner, SORT_VALUES, FILES, add_file_arg, jobconf_from_env, counters, two steps."""
+    if mrjob_runner_unavailable():
+        pytest.skip(mrjob_runner_unavailable())
+    job_args = ["--internal", internal, "--out", out, "--extra-stop", str(verses / "stop.txt")] + ["--bytes"] * as_bytes
+    proc = run_cli("run", FEATURES, verses / "matthew.txt", "-o", tmp_path / "out", "--workers", "2",
+                   "--split-size", "8k", "--", *job_args)
+    assert proc.returncode == 0, proc.stderr
+    theirs = subprocess.run([sys.executable, FEATURES, "-r", "inline", str(verses / "matthew.txt"), *job_args],
+                            capture_output=True, timeout=300, cwd=tmp_path)
+    assert theirs.returncode == 0, theirs.stderr.decode()
+    ours = b"".join(sorted(line for p in part_files(tmp_path / "out") for line in open(p, "rb")))
+    assert ours == b"".join(sorted(theirs.stdout.splitlines(keepends=True)))
+    words = sum(1 for line in open(verses / "matthew.txt") for w in line.lower().split()
+                if w.isalpha() and w not in ("the", "and", "lord"))
+    assert f"features/words = {words}" in proc.stderr
+
+
+def test_counters_files_and_file_args_reach_the_tasks(verses, tmp_path):
+    """Without mrjob's runner to compare with (Python 3.12+ too): the facts of mr_features' output."""
+    proc = run_cli("run", FEATURES, verses / "matthew.txt", "-o", tmp_path / "out", "--workers", "2", "--split-size", "8k",
+                   "--", "--extra-stop", str(verses / "stop.txt"))
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split("\t") for line in output_lines(tmp_path / "out"))
+    assert '"lord=' not in "".join(lines.values()) and '"the=' not in "".join(lines.values())
+    assert json.loads(lines['"#"']) == "matthew.txt=400"  # jobconf_from_env saw the input file
+    words = json.loads(lines['"j"']).split(",")
+    assert words == sorted(words)  # SORT_VALUES
+    assert "features/reducers = 2" in proc.stderr and "features/reducers_done = 2" in proc.stderr
