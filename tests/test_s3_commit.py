@@ -74,6 +74,6 @@ def test_existing_output_needs_overwrite(s3_server, s3_bucket):
     r = mrengine(*args, "--overwrite", env=clean_env(**s3_server.env))
     assert r.returncode == 0, r.stderr
     assert sorted(fs.find(s3_bucket)) == [f"{s3_bucket}/{k}" for k in (
-        "in/words.txt", "out/_SUCCESS", "out/part-00000", "out/part-00001", "outside.txt")]
+        "in/words.txt", "out/_REPORT.json", "out/_SUCCESS", "out/part-00000", "out/part-00001", "outside.txt")]
     manifest = json.loads(fs.cat_file(f"{s3_bucket}/out/_SUCCESS"))
     assert sum(p["records"] for p in manifest["parts"].values()) == 12000
