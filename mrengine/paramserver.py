@@ -241,16 +241,16 @@ def start_for_runner(run_step, params: dict, staleness: int | None, checkpoint_e
     """A server for a `main(ctx)` session whose rounds run through `run_step`, on the interface and with
     the secret of that runner's cluster; a runner without them (Spark, the in-process test runner) is
     refused in one paragraph."""
-    runner = getattr(run_step, "__self__", None)  # the runner whose bound run_step the session drives
-    endpoint = getattr(runner, "param_server_endpoint", None)
+    runner = run_step.__self__  # the runner.Runner whose bound run_step the session drives
+    endpoint = runner.param_server_endpoint()
     if endpoint is None:
         raise UsageError(f"a parameter server (ctx.parameter_server, sgd.py's mode=async) runs only on mrengine's own "
-                         f"cluster, not on the {type(runner).__name__}: its tasks reach the server over the cluster's "
+                         f"cluster, not on the {runner.runner_name}: its tasks reach the server over the cluster's "
                          f"authenticated connections, with the secret every mrengine worker holds, and this runner's "
                          f"task processes hold no such secret and no connection back to the driver. Run without "
                          f"--runner spark (an embedded cluster, or --master HOST:PORT), or train in gradient or "
                          f"average mode there")
-    host, secret = endpoint()
+    host, secret = endpoint
     return ParameterServer(params, host, secret, staleness, checkpoint_every, open_file, tasks)
 
 

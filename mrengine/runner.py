@@ -19,6 +19,14 @@ class Runner:
     def run_step(self, spec: StepSpec, label: str) -> StepStatus:
         raise NotImplementedError
 
+    @property
+    def runner_name(self) -> str:
+        return type(self).__name__
+
+    def param_server_endpoint(self) -> tuple[str, bytes] | None:
+        """(host, secret) for a parameter server this runner's tasks can reach; None: they can reach none."""
+        return None
+
     def run(self, job: JobSpec, inputs: list[str], output: str, opts: RunOptions) -> Summary | MainSummary:
         """Run `job` (its steps, or its `main(ctx)`) over `inputs` into `output`."""
         run_job = run_main if job.main is not None else run_steps
@@ -30,6 +38,13 @@ class Recorded(Runner):
 
     def __init__(self, runner: Runner, history_dir: str, name: str):
         self.runner, self.history_dir, self.name = runner, history_dir, name
+
+    @property
+    def runner_name(self) -> str:
+        return self.runner.runner_name
+
+    def param_server_endpoint(self) -> tuple[str, bytes] | None:
+        return self.runner.param_server_endpoint()
 
     def run_step(self, spec: StepSpec, label: str) -> StepStatus:
         return history.record_step(self.runner.run_step, spec, label, self.history_dir, self.name)
