@@ -22,10 +22,14 @@ Input: rows of numbers, features first and the 0/1 label last: `.npy` files (a 2
     seed=0          seeds the shuffles of average and async modes
     staleness=4     async mode: updates a task may run ahead of the slowest (0: lock step; inf: unbounded)
     checkpoint_every=100   async mode: the server writes checkpoints/params-*.npz every this many updates
-    slow_split=-1, slow_factor=3   a test hook: the task of split slow_split takes slow_factor times as
-                    long for its own work (it sleeps the difference), to make a straggler
+    resume=PATH     async mode: start the server from this checkpoint (its parameters, version and
+                    clocks), so each task resumes at the step it had reached; same input, --split-size,
+                    batch and seed as the run that wrote it
     standardize=true   scale features to mean 0, deviation 1 (statistics from a first round)
     test=PATH       evaluate the model on this file after training
+
+A test hook makes a straggler worker: on a worker whose environment holds SGD_SLOW_FACTOR=F (its slot
+processes inherit it), every task of this job sleeps so that its own work takes F times as long.
 
 It prints the loss and accuracy per epoch as it goes, and writes to the output directory:
 `model.json` (weights and bias for the raw features, the standardisation, scores), `model.npy`
@@ -36,6 +40,7 @@ start of its epoch, and seconds left empty: the epochs overlap); async mode adds
 """
 
 import json
+import os
 import time
 
 import numpy as np
@@ -116,11 +121,15 @@ def local_sgd(blocks):
     return {"n": n, "w": w * n, "b": b * n, "loss": loss, "correct": correct}
 
 
+SLOW_FACTOR_ENV = "SGD_SLOW_FACTOR"
+
+
 def straggle(seconds):
-    """The test hook: the task of split `slow_split` sleeps so that work that took `seconds` takes
-    `slow_factor` times as long."""
-    if ctx.split.index == int(ctx.params.get("slow_split", -1)):
-        time.sleep((float(ctx.params.get("slow_factor", 3)) - 1) * seconds)
+    """The test hook: on a worker started with SGD_SLOW_FACTOR=F, a task sleeps so that work that took
+    `seconds` takes F times as long. A worker, not a split, is slow: whichever tasks it runs."""
+    factor = float(os.environ.get(SLOW_FACTOR_ENV, 1))
+    if factor > 1:
+        time.sleep((factor - 1) * seconds)
 
 
 def async_sgd(blocks):
@@ -180,6 +189,8 @@ def main(ctx):
         staleness = None
     elif not isinstance(staleness, int) or staleness < 0:
         raise ValueError(f"staleness must be a whole number of updates (0 or more) or 'inf', not {staleness!r}")
+    if p.get("resume") and mode != "async":
+        raise ValueError(f"resume= starts a parameter server from a checkpoint: it needs mode=async, not mode={mode}")
 
     def run(inputs, **kw):
         totals = dict(ctx.map_reduce(inputs, reducer=add, combiner=add, **kw))
@@ -205,7 +216,8 @@ def main(ctx):
         log.write("epoch,loss,accuracy,seconds\n")
         if mode == "async":
             settings = {"epochs": epochs, "lr": lr, "l2": l2, "batch": int(p.get("batch", 16)), "seed": int(p.get("seed", 0))}
-            model = train_async(ctx, run, model, settings, staleness, int(p.get("checkpoint_every", 100)), stats["splits"], log)
+            model = train_async(ctx, run, model, settings, staleness, int(p.get("checkpoint_every", 100)),
+                                {"rows": n, "splits": stats["splits"]}, p.get("resume"), log)
         else:
             for epoch in range(1, epochs + 1):
                 started = time.monotonic()
@@ -238,11 +250,21 @@ def main(ctx):
         np.save(f, np.append(w, b))
 
 
-def train_async(ctx, run, model, settings, staleness, checkpoint_every, splits, log):
-    """Async mode: one round whose tasks train against a parameter server; returns the server's model."""
+def train_async(ctx, run, model, settings, staleness, checkpoint_every, layout, resume, log):
+    """Async mode: one round whose tasks train against a parameter server (started from the checkpoint
+    `resume`, if given); returns the server's model. `layout`: the rows and splits the steps are cut from."""
     features = len(model["w"])
-    params = {"w": np.zeros(features), "b": np.zeros(1)}
-    with ctx.parameter_server(params, staleness=staleness, checkpoint_every=checkpoint_every, tasks=splits) as server:
+    params, start = {"w": np.zeros(features), "b": np.zeros(1)}, {"version": 0, "clocks": {}}
+    # a step is a batch of a split's shuffled rows: the same only for the same splits, batch and seed
+    about = {"job": "sgd", "features": features, **layout, "batch": settings["batch"], "seed": settings["seed"]}
+    if resume:
+        params, start = paramserver.read_checkpoint(resume)
+        if start["about"] != about:
+            raise ValueError(f"resume={resume} was written for {start['about'] or 'another job'}, and this run is "
+                             f"{about}: resume with the same input, --split-size, batch and seed")
+        print(f"resuming from {resume}: {start['version']} updates applied", flush=True)
+    with ctx.parameter_server(params, staleness=staleness, checkpoint_every=checkpoint_every, tasks=layout["splits"],
+                              version=start["version"], clocks=start["clocks"], about=about) as server:
         started = time.monotonic()
         # every task at once: locality would queue splits behind the worker that read them last round
         t = run(ctx.inputs, map_split=async_sgd, broadcast={**model, **settings, "server": server.address}, locality=False)

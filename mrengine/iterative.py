@@ -175,13 +175,16 @@ class DriverContext:
             outputs.remove_dir(target, so)
         return RoundResult(pairs, None if collect else output, counters, time.monotonic() - began)
 
-    def parameter_server(self, params: dict, *, staleness: int | None = 0, checkpoint_every: int = 0, tasks: int = 0):
+    def parameter_server(self, params: dict, *, staleness: int | None = 0, checkpoint_every: int = 0, tasks: int = 0,
+                         version: int = 0, clocks: dict | None = None, about: dict | None = None):
         """A parameter server holding `params` (name -> numpy array) for this session's tasks; see
         `mrengine.paramserver`. Use it as a context manager: on leaving, it stops and writes
         `paramserver.json`; every `checkpoint_every` updates it writes `checkpoints/params-*.npz`.
         Tasks connect to its `.address` (send it in the broadcast); `tasks`: how many will (the
-        round's splits), so the first do not run ahead before the others start."""
-        return start_for_runner(self._run_step, params, staleness, checkpoint_every, tasks, self.open)
+        round's splits), so the first do not run ahead before the others start. `version` and
+        `clocks` resume from a checkpoint (`paramserver.read_checkpoint`); `about` goes into each one."""
+        return start_for_runner(self._run_step, params, self.open, staleness=staleness, checkpoint_every=checkpoint_every,
+                                tasks=tasks, version=version, clocks=clocks, about=about)
 
     def open(self, name: str, mode: str = "w"):
         """A new file `name` (a relative path) in the output directory, e.g. `with ctx.open("model.json", "w") as f`.

@@ -33,10 +33,17 @@ applied are not redone, and those it had not are done by the new one: no step is
 twice. What a step's update *is* depends on the parameters it was computed from, so a retried step
 carries another value than the lost attempt would have sent; the data it covers is the same.
 
-Every `checkpoint_every` updates the server writes its parameters, its version (updates applied) and
-every task's clock to `checkpoints/params-<version>.npz` through `open_file` (the job's staged output,
-so they appear with `main`'s other files), and `close()` writes `paramserver.json`: the counters and
-the log of every applied (task, step, attempt).
+Every `checkpoint_every` updates the server writes its parameters, its version (updates applied),
+every task's clock and the job's `about` (what the steps mean, for the job to check on resuming) to
+`checkpoints/params-<version>.npz` through `open_file` (the job's staged output, so they appear with
+`main`'s other files), and `close()` writes `paramserver.json`: the counters and the log of every
+applied (task, step, attempt).
+
+Resuming. A server started from a checkpoint (`read_checkpoint`: its parameters, and `version` and
+`clocks` from its metadata) goes on from there: each task's next `join` answers the step after the
+last one the checkpoint holds for it. Relative to the checkpoint the guarantee above holds: every
+later step is applied once. Updates the earlier server applied after writing it are not in it, so
+they are done again, from the checkpoint's parameters.
 
 Every connection is one of the cluster's own (`comm`): authenticated with the cluster secret, framed
 and checked as the master's. Tasks get the secret from the slot process that runs them
@@ -52,6 +59,7 @@ import time
 import uuid
 from typing import Callable
 
+import fsspec
 import numpy as np
 
 from . import comm, protocol
@@ -77,19 +85,23 @@ class ParameterServer:
     """Holds named float64 arrays; applies tasks' additive updates under bounded staleness.
 
     `host`: the interface workers reach the driver on; `secret`: the cluster's. `open_file(name, mode)`
-    writes a checkpoint or the final log (None: no files).
+    writes a checkpoint or the final log (None: no files). `version` and `clocks` (task -> updates
+    applied) resume from a checkpoint; `about` (JSON-ready) goes into every checkpoint.
     """
 
     def __init__(self, params: dict, host: str, secret: bytes, staleness: int | None = 0,
-                 checkpoint_every: int = 0, open_file: Callable | None = None, tasks: int = 0):
+                 checkpoint_every: int = 0, open_file: Callable | None = None, tasks: int = 0,
+                 version: int = 0, clocks: dict | None = None, about: dict | None = None):
         if staleness is not None and (not isinstance(staleness, int) or staleness < 0):
             raise ValueError(f"staleness must be a non-negative int or None (unbounded), not {staleness!r}")
         self.staleness = staleness
         self.checkpoint_every = checkpoint_every
         self._open = open_file
         self._params = {str(k): np.array(v, dtype=np.float64) for k, v in params.items()}
-        self._version = 0
-        self._clock: dict[int, int] = {}  # task -> updates applied
+        self._version = int(version)
+        self._clock: dict[int, int] = {int(t): int(c) for t, c in (clocks or {}).items()}  # task -> updates applied
+        self._resumed_from = {"version": self._version, "clocks": self._clock_record()} if version else None
+        self._about = about or {}
         self._connections: dict[int, int] = {}  # task -> open connections that joined as it
         self._finished: set[int] = set()
         self._applied: list[list] = []  # [task, step, attempt, version] per applied update
@@ -132,7 +144,7 @@ class ParameterServer:
         if self._open is not None:
             with self._changed:
                 record = {**self.counters, "staleness": self.staleness, "checkpoint_every": self.checkpoint_every,
-                          "clocks": {str(t): c for t, c in sorted(self._clock.items())},
+                          "about": self._about, "resumed_from": self._resumed_from, "clocks": self._clock_record(),
                           "applied_log": ["task", "step", "attempt", "version"], "applied": self._applied}
                 record["applied_count"] = len(self._applied)
             with self._open("paramserver.json", "w") as f:
@@ -218,26 +230,28 @@ class ParameterServer:
             return PsParams(self._clock[task], self._version, time.monotonic() - began,
                             {k: v.copy() for k, v in self._params.items()})
 
+    def _clock_record(self) -> dict:
+        return {str(t): c for t, c in sorted(self._clock.items())}
+
     def _within_bound(self, task: int) -> bool:
         participants = [c for t, c in self._clock.items() if self._connections.get(t) and t not in self._finished]
-        if self._grace_until is not None and time.monotonic() < self._grace_until:
-            participants += [0 for t in self._expected if t not in self._clock]
+        if self._grace_until is not None and time.monotonic() < self._grace_until:  # those not joined yet, too
+            participants += [self._clock.get(t, 0) for t in self._expected if t not in self._connections]
         return self._closed or not participants or self._clock[task] - min(participants) <= self.staleness
 
     def _snapshot(self) -> tuple:
         return (self._version, time.monotonic() - self._started, {k: v.copy() for k, v in self._params.items()},
-                dict(self._clock))
+                self._clock_record())
 
     def _write_checkpoint(self, version: int, seconds: float, params: dict, clocks: dict) -> None:
         buf = io.BytesIO()
-        meta = json.dumps({"version": version, "seconds": seconds, "clocks": {str(t): c for t, c in clocks.items()}})
+        meta = json.dumps({"version": version, "seconds": seconds, "clocks": clocks, "about": self._about})
         np.savez(buf, **params, _meta=np.array(meta))
         with self._open(f"checkpoints/params-{version:08d}.npz", "wb") as f:
             f.write(buf.getvalue())
 
 
-def start_for_runner(run_step, params: dict, staleness: int | None, checkpoint_every: int, tasks: int,
-                     open_file: Callable) -> ParameterServer:
+def start_for_runner(run_step, params: dict, open_file: Callable, **settings) -> ParameterServer:
     """A server for a `main(ctx)` session whose rounds run through `run_step`, on the interface and with
     the secret of that runner's cluster; a runner without them (Spark, the in-process test runner) is
     refused in one paragraph."""
@@ -251,14 +265,20 @@ def start_for_runner(run_step, params: dict, staleness: int | None, checkpoint_e
                          f"--runner spark (an embedded cluster, or --master HOST:PORT), or train in gradient or "
                          f"average mode there")
     host, secret = endpoint
-    return ParameterServer(params, host, secret, staleness, checkpoint_every, open_file, tasks)
+    return ParameterServer(params, host, secret, open_file=open_file, **settings)
 
 
-def read_checkpoint(path) -> tuple[dict, dict]:
-    """A checkpoint's parameters and its metadata (version, seconds since the server started, clocks)."""
-    with np.load(path) as z:
-        meta = json.loads(str(z["_meta"]))
-        return {k: z[k] for k in z.files if k != "_meta"}, meta
+def read_checkpoint(url: str) -> tuple[dict, dict]:
+    """A checkpoint's parameters and its metadata: `version`, `seconds` since its server started,
+    `clocks` (task -> updates applied, keys as str), `about`. `url`: a path or any fsspec URL."""
+    try:
+        with fsspec.open(url, "rb") as f, np.load(io.BytesIO(f.read())) as z:
+            meta = json.loads(str(z["_meta"]))
+            return {k: z[k] for k in z.files if k != "_meta"}, {"about": {}, **meta}
+    except (OSError, ValueError, KeyError, EOFError) as exc:  # missing, unreadable, or not a checkpoint
+        raise UsageError(f"cannot resume from {url}: {exc.__class__.__name__}: {exc}. A checkpoint is a "
+                         f"checkpoints/params-<version>.npz file that a parameter server wrote into a run's "
+                         f"output directory") from None
 
 
 # ---------------------------------------------------------------- the client, in a task
