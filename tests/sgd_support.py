@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,12 +27,42 @@ def mrengine_run(job, inputs, out, *args, workers=2, timeout=RUN_TIMEOUT) -> sub
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def start_run(job, inputs, out, *args, workers=2, log_dir: Path) -> subprocess.Popen:
-    """The same, in the background, stdout/stderr to files in `log_dir` (read them with `logs`)."""
+def start_run(job, inputs, out, *args, workers=2, log_dir: Path, env: dict | None = None) -> subprocess.Popen:
+    """The same, in the background, stdout/stderr to files in `log_dir` (read them with `logs`); `env`:
+    variables added to its environment (and so to its embedded cluster's)."""
     cmd = [sys.executable, "-m", "mrengine", "run", str(job), *map(str, inputs), "-o", str(out),
            "--workers", str(workers), *map(str, args)]
     with open(log_dir / "stdout", "w") as so, open(log_dir / "stderr", "w") as se:
-        return subprocess.Popen(cmd, stdout=so, stderr=se, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(cmd, stdout=so, stderr=se, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+@contextlib.contextmanager
+def standalone_cluster(base: Path, worker_envs: list[dict]):
+    """`mrengine master` and one single-slot `mrengine worker` per entry of `worker_envs` (variables
+    added to that worker's environment) on 127.0.0.1, all registered; yields the `mrengine run`
+    arguments that submit to it, and stops every process on leaving."""
+    secret = base / "cluster.key"
+    secret.write_text(secrets.token_hex(32))
+    secret.chmod(0o600)
+    ready, mrengine = base / "master.address", [sys.executable, "-m", "mrengine"]
+    procs: list[subprocess.Popen] = []
+
+    def start(name, args, env=None):
+        with open(base / f"{name}.log", "wb") as log:
+            procs.append(subprocess.Popen([*mrengine, *map(str, args)], stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}))
+
+    try:
+        start("master", ["master", "--bind", "127.0.0.1:0", "--secret-file", secret, "--ready-file", ready])
+        address = wait_for(lambda: ready.exists() and ready.read_text().strip(), 30, "the master to listen", procs[0])
+        for i, env in enumerate(worker_envs):
+            start(f"worker-{i}", ["worker", "--master", address, "--secret-file", secret, "--work-dir", base / f"work-{i}"], env)
+        for i, proc in enumerate(procs[1:]):
+            wait_for(lambda: " registered with " in (base / f"worker-{i}.log").read_text(), 30, f"worker {i} to register", proc)
+        yield ["--master", address, "--secret-file", secret]
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
 
 
 def logs(log_dir: Path) -> str:
