@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A straggler against synchronous rounds and against the parameter server: jobs/sgd.py on the
-breast-cancer split, 2 workers (one split each), the task of split 0 slowed threefold
-(`-p slow_split=0 -p slow_factor=3`).
+breast-cancer split, on a cluster of 2 or 4 single-slot workers (one split each) of which worker 0 is
+slowed threefold: it runs with SGD_SLOW_FACTOR=3 in its environment, so every task it runs takes three
+times as long. Both modes run on the same cluster, one after the other.
 
     python scripts/bench_async_sgd.py [--workers 2] [--staleness 4] [--slow-factor 3]
 
@@ -15,12 +16,15 @@ whose parameters score a training loss at or below the target. Prints both and t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -32,11 +36,54 @@ DATA = os.path.join(ROOT, "sample_data", "breast_cancer")
 L2 = 1 / 455
 
 
-def run_sgd(out: str, workers: int, slow_factor: float, *params: str) -> dict:
-    cmd = [sys.executable, "-m", "mrengine", "run", os.path.join(ROOT, "jobs", "sgd.py"), os.path.join(DATA, "train.csv"),
-           "-o", out, "--workers", str(workers), "--split-size", "64k" if workers == 2 else "25k",
-           "-p", f"l2={L2}", "-p", "slow_split=0", "-p", f"slow_factor={slow_factor}", *params]
-    subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+MRENGINE = [sys.executable, "-m", "mrengine"]
+ENV = {**os.environ, "PYTHONPATH": ROOT}
+
+
+def wait_until(predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def cluster(base: str, workers: int, slow_factor: float):
+    """A master and `workers` single-slot workers on 127.0.0.1, worker 0 slowed; yields the
+    `mrengine run` arguments that submit to it."""
+    secret, ready = os.path.join(base, "cluster.key"), os.path.join(base, "master.address")
+    with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(secrets.token_hex(32))
+    procs = []
+
+    def start(name, args, env):
+        with open(os.path.join(base, f"{name}.log"), "wb") as log:
+            procs.append(subprocess.Popen([*MRENGINE, *args], stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, env=env))
+
+    try:
+        start("master", ["master", "--bind", "127.0.0.1:0", "--secret-file", secret, "--ready-file", ready], ENV)
+        wait_until(lambda: os.path.exists(ready) and open(ready).read().strip(), "the master to listen")
+        address = open(ready).read().strip()
+        for i in range(workers):
+            env = {**ENV, "SGD_SLOW_FACTOR": str(slow_factor)} if i == 0 else ENV
+            start(f"worker-{i}", ["worker", "--master", address, "--secret-file", secret,
+                                  "--work-dir", os.path.join(base, f"work-{i}")], env)
+        for i in range(workers):
+            wait_until(lambda: " registered with " in open(os.path.join(base, f"worker-{i}.log")).read(),
+                       f"worker {i} to register")
+        yield ["--master", address, "--secret-file", secret]
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(30)
+
+
+def run_sgd(out: str, workers: int, submit: list, *params: str) -> dict:
+    cmd = [*MRENGINE, "run", os.path.join(ROOT, "jobs", "sgd.py"), os.path.join(DATA, "train.csv"), "-o", out, *submit,
+           "--split-size", "64k" if workers == 2 else "25k", "-p", f"l2={L2}", *params]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=ENV)
     return json.load(open(os.path.join(out, "model.json")))
 
 
@@ -54,11 +101,11 @@ def main() -> None:
     ap.add_argument("--staleness", default="4")
     ap.add_argument("--slow-factor", type=float, default=3.0)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        sync = run_sgd(f"{tmp}/sync", args.workers, args.slow_factor, "-p", "epochs=30", "-p", "lr=1.0")
+    with tempfile.TemporaryDirectory() as tmp, cluster(tmp, args.workers, args.slow_factor) as submit:
+        sync = run_sgd(f"{tmp}/sync", args.workers, submit, "-p", "epochs=30", "-p", "lr=1.0")
         log = np.loadtxt(f"{tmp}/sync/log.csv", delimiter=",", skiprows=1)
         sync_seconds, target = float(log[:, 3].sum()), sync["train"]["loss"]
-        run_sgd(f"{tmp}/async", args.workers, args.slow_factor, "-p", "mode=async", "-p", f"staleness={args.staleness}",
+        run_sgd(f"{tmp}/async", args.workers, submit, "-p", "mode=async", "-p", f"staleness={args.staleness}",
                 "-p", "epochs=10", "-p", "lr=0.5", "-p", "checkpoint_every=10")
         reached = None
         for path in sorted(glob.glob(f"{tmp}/async/checkpoints/params-*.npz")):
@@ -67,7 +114,7 @@ def main() -> None:
                 reached = meta
                 break
         final = json.load(open(f"{tmp}/async/model.json"))
-    print(f"{args.workers} workers, split 0 slowed {args.slow_factor:g}x")
+    print(f"{args.workers} workers, worker 0 slowed {args.slow_factor:g}x")
     print(f"synchronous (gradient, 30 epochs): {sync_seconds:.2f}s of rounds, final training loss {target:.6f}")
     if reached is None:
         print(f"async (staleness {args.staleness}): never reached it; final training loss {final['train']['loss']:.6f}")
