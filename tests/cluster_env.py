@@ -179,10 +179,10 @@ class Cluster:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
-    def submit(self, params: list = (), out: Path | None = None, job: Path = JOB) -> subprocess.Popen:
-        """Start `mrengine run --master ...` of the test job on hosts[0]; `finish` waits for it."""
+    def submit(self, params: list = (), out: Path | None = None, job: Path = JOB, options: list = ()) -> subprocess.Popen:
+        """Start `mrengine run --master ...` of the test job (with `options`) on hosts[0]; `finish` waits for it."""
         args = ["run", job, self.input, "-o", out or self.out, "--master", self.address, "--secret-file", self.secret_file,
-                "--reducers", REDUCERS, "--split-size", SPLIT_SIZE, "-p", f"control={self.control}"]
+                "--reducers", REDUCERS, "--split-size", SPLIT_SIZE, "-p", f"control={self.control}", *options]
         for p in params:
             args += ["-p", p]
         return self.hosts[0].popen([*MRENGINE, *map(str, args)], stdin=subprocess.DEVNULL,
@@ -243,6 +243,17 @@ class Cluster:
 
     def worker_id(self, proc) -> str:
         return self.registrations(proc)[-1]
+
+
+@contextlib.contextmanager
+def tiny_disk(path: Path, size: str):
+    """`path`, made a tmpfs of `size` (as mount's `size=`: "2m", "16k") while the block runs (needs root)."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @contextlib.contextmanager
