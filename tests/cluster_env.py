@@ -257,9 +257,10 @@ def tiny_disk(path: Path, size: str):
 
 
 @contextlib.contextmanager
-def loopback_cluster(base: Path, *master_args, preexec_fn=None):
-    """A master (with `master_args`, started with `preexec_fn`) and one worker as plain processes on
-    127.0.0.1; yields (master address, secret file, master log) and stops them on the way out."""
+def loopback_cluster(base: Path, *master_args, preexec_fn=None, worker_preexec_fn=None):
+    """A master (with `master_args`, started with `preexec_fn`) and one worker (started with
+    `worker_preexec_fn`, logging to `base`/worker.log) as plain processes on 127.0.0.1; yields
+    (master address, secret file, master log) and stops them on the way out."""
     secret_file = base / "cluster.key"
     secret_file.write_text(secrets.token_hex(32))
     ready, master_log = base / "master.address", base / "master.log"
@@ -273,7 +274,7 @@ def loopback_cluster(base: Path, *master_args, preexec_fn=None):
         with open(base / "worker.log", "wb") as out:
             procs.append(subprocess.Popen([*MRENGINE, "worker", "--master", address, "--secret-file", secret_file,
                                            "--work-dir", base / "work"], stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL))
+                                          stdin=subprocess.DEVNULL, preexec_fn=worker_preexec_fn))
         yield address, secret_file, master_log
     finally:
         for p in procs:
