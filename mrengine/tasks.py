@@ -476,8 +476,7 @@ class JobTasks:
         """Fail the job, blaming `task`, when every live worker's disk is full: none could run anything."""
         if not live or not live <= self.full_disks.keys():
             return []
-        if task.state is not TaskState.SUCCEEDED:
-            self._move(task, TaskState.FAILED)
+        self._move(task, TaskState.FAILED)
         full = "; ".join(f"{worker}: {message}" for worker, message in sorted(self.full_disks.items()))
         return self._fail_job(task, {"message": f"could not run: every live worker is out of disk space ({full})",
                                      "traceback": ""})
@@ -502,9 +501,11 @@ class JobTasks:
         source = self.maps[ev.map_index]
         served_by = self.attempts.get(ev.map_attempt)
         if served_by is not None:  # every failed fetch from a worker counts against it; past a few, the job drops it
-            failures = self.fetch_failures_from[served_by.worker] = self.fetch_failures_from[served_by.worker] + 1
-            if failures >= MAX_FETCH_FAILURES_PER_WORKER:
-                actions += self._exclude(served_by.worker, f"its map outputs could not be fetched {failures} times")
+            failures = self.fetch_failures_from
+            failures[served_by.worker] += 1
+            if failures[served_by.worker] >= MAX_FETCH_FAILURES_PER_WORKER:
+                actions += self._exclude(served_by.worker,
+                                         f"its map outputs could not be fetched {failures[served_by.worker]} times")
         if source.state is TaskState.SUCCEEDED and source.winner.id == ev.map_attempt:
             # Its worker could not serve it: take all that worker's outputs for lost, as its death would,
             # and make them again, on another worker where one can.
