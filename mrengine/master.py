@@ -45,7 +45,7 @@ from .messages import (
 from .steps import StepCommit, failed_on_all, manifest, plan, sum_counters
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, Attempt, AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit,
-    Discard, FetchFailed, JobAborted, JobCancelled, JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
+    Discard, Exclude, FetchFailed, JobAborted, JobCancelled, JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
 )
 
 log = logging.getLogger("mrengine.master")
@@ -332,7 +332,8 @@ class Scheduler:
                         "it fetched from will be made again: %s", job.id, report.attempt_id, worker.id,
                         report.error.message)
         else:
-            event = AttemptFailed(report.attempt_id, asdict(report.error), report.error.final)
+            error = report.error
+            event = AttemptFailed(report.attempt_id, asdict(error), error.final, error.worker_fault, self.registry.live_ids())
             log.warning("job %s: attempt %s failed on %s: %s", job.id, report.attempt_id, worker.id,
                         report.error.message.splitlines()[0])
         self.carry_out(job, job.tasks.handle(event))
@@ -349,7 +350,7 @@ class Scheduler:
     def lose(self, worker: WorkerInfo) -> None:
         self.registry.drop(worker)
         for job in self.running():
-            self.carry_out(job, job.tasks.handle(WorkerLost(worker.id)))
+            self.carry_out(job, job.tasks.handle(WorkerLost(worker.id, self.registry.live_ids())))
 
     def cancel(self, job: MasterJob, reason: str) -> None:
         log.warning("job %s cancelled: %s", job.id, reason)
@@ -384,6 +385,8 @@ class Scheduler:
                 self.committer.discard(job, action.attempt)
             elif isinstance(action, Commit):
                 self.committer.commit_task(job, action.attempt)
+            elif isinstance(action, Exclude):
+                log.warning("job %s: worker %s gets no more of its attempts: %s", job.id, action.worker, action.reason)
             elif isinstance(action, JobSucceeded):
                 self._succeed(job)
             elif isinstance(action, JobFailed):
@@ -566,7 +569,7 @@ class Master:
                            if t.winner] if job.state == "succeeded" else []
             return StepStatus(job.state, TaskCounts(**job.tasks.counts()), job.counters(), end - job.started,
                               job.error, job.manifest if job.state == "succeeded" else None,
-                              len(self.registry.alive()), map_workers)
+                              len(self.registry.alive()), map_workers, _exclusions(job))
 
     def _kill(self, msg: Kill) -> Ok:
         with self.lock:
@@ -587,9 +590,13 @@ class Master:
             now = time.monotonic()
             jobs = [JobRow(j.id, j.spec.job_name, j.spec.step, j.state, TaskCounts(**j.tasks.counts()),
                            round((j.finished or now) - j.started, 2), j.error and j.error.message,
-                           _task_rows(j, now) if j.state == "running" or msg.tasks else None)
+                           _task_rows(j, now) if j.state == "running" or msg.tasks else None, _exclusions(j))
                     for j in self.scheduler.jobs.values()]
             return ClusterStatus(self.registry.rows(now), jobs)
+
+
+def _exclusions(job: MasterJob) -> list[str]:
+    return [f"{worker}: {reason}" for worker, reason in job.tasks.excluded.items()]
 
 
 def _task_rows(job: MasterJob, now: float) -> list[TaskRow]:

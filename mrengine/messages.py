@@ -226,11 +226,13 @@ class TaskSpec:
 @dataclass
 class ErrorInfo:
     """A failed attempt's error as it travels to whoever decides on retries. `final`: another attempt
-    would fail the same way (a `RecordError`), so none is made."""
+    would fail the same way (a `RecordError`), so none is made. `worker_fault`: the worker is to blame,
+    not the task (its work dir is full), so the attempt is not counted and the worker gets no more of the job."""
 
     message: str
     traceback: str = ""
     final: bool = False
+    worker_fault: bool = False
 
 
 @dataclass
@@ -401,6 +403,7 @@ class StepStatus:
     manifest: dict | None = None  # what `_SUCCESS` says, once succeeded
     workers: int = 0
     map_workers: list[SplitPlace] = field(default_factory=list)  # where each split's map ran (native only)
+    excluded: list[str] = field(default_factory=list)  # "worker: why" for each worker the job stopped using
 
 
 @message("kill")
@@ -457,6 +460,7 @@ class JobRow:
     elapsed: float
     error: str | None
     tasks: list[TaskRow] | None
+    excluded: list[str] = field(default_factory=list)  # as in StepStatus
 
 
 @message("status")

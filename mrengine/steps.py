@@ -54,6 +54,7 @@ class Summary:
     attempts: int = 0
     counters: Counter = field(default_factory=Counter)
     parts: dict = field(default_factory=dict)
+    excluded: list = field(default_factory=list)  # "worker: why", each worker a step stopped using
 
     def lines(self, all_counters: bool = False) -> list[str]:
         """The summary; the job's own counters at the end, with `all_counters` mrengine's too."""
@@ -65,6 +66,7 @@ class Summary:
             f"  output: {sum(p['records'] for p in self.parts.values())} records, "
             f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
         ]
+        out += [f"  worker excluded: {why}" for why in self.excluded]
         return out + counter_lines(c, all_counters)
 
 
@@ -224,6 +226,7 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions,
             summary.maps += status.counts.maps
             summary.reduces += status.counts.reduces
             summary.attempts += status.counts.attempts
+            summary.excluded += status.excluded
             for g, n, v in status.counters:
                 if g != "mrengine" or i == 0 or not n.startswith("map_input"):
                     summary.counters[g, n] += v

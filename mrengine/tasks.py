@@ -5,16 +5,18 @@ a reducer could not fetch a map output, a worker was lost) and returns the actio
 carry out (launch, cancel, commit, discard, finish the job). Legal task moves are in `TRANSITIONS`;
 anything else is a bug and raises.
 
-Rules, after Hadoop and the MapReduce paper: maps run first; reduces start when every map has
-succeeded. A failed attempt is retried, preferably on another worker, until a task has failed
-`max_attempts` times; then the job fails. A failure marked final (a record that cannot be read or
-written: every attempt would fail alike) fails the job at once. Attempts lost with their worker or on the way to it,
-cancelled, or unable to fetch their input are not the task's fault and do not count. A lost worker's finished map outputs are
-re-made while any reduce still needs them; so are those of a worker a reducer could not fetch from,
-and that reduce waits, pending, until every map has succeeded again. Near the end of a phase (no task
-of it left pending) a task running much longer than its finished peers gets one backup attempt on
-another worker; the first attempt to finish wins and the other is cancelled. Counters come from the
-one attempt that won each task.
+Rules, after Hadoop and the MapReduce paper: maps run first; reduces start when every map has succeeded. A
+failed attempt is retried, preferably on another worker, until a task has failed `max_attempts` times; then
+the job fails. A failure marked final (a record that cannot be read or written: every attempt would fail
+alike) fails the job at once. Attempts lost with their worker or on the way to it, cancelled, or unable to
+fetch their input are not the task's fault and do not count; nor is an attempt that failed through its
+worker's fault (its work dir is full): that worker gets no more of the job, as Hadoop marks a node unhealthy
+when its local dirs are full, and once every live worker's disk is full, the job fails. A lost worker's
+finished map outputs are re-made while any reduce still needs them; so are those of a worker a reducer could
+not fetch from, and that reduce waits, pending, until every map has succeeded again. Near the end of a phase
+(no task of it left pending) a task running much longer than its finished peers gets one backup attempt on
+another worker; the first attempt to finish wins and the other is cancelled. Counters come from the one
+attempt that won each task.
 """
 
 from __future__ import annotations
@@ -116,11 +118,14 @@ class AttemptSucceeded:
 
 @dataclass
 class AttemptFailed:
-    """`final`: another attempt would fail the same way (bad input records), so none is made."""
+    """`final`: another attempt would fail the same way (bad input records), so none is made.
+    `worker_fault`: its worker, not the task, is to blame (its disk is full); `live`: every worker alive now."""
 
     attempt_id: str
     error: dict
     final: bool = False
+    worker_fault: bool = False
+    live: frozenset = frozenset()
 
 
 @dataclass
@@ -135,7 +140,10 @@ class FetchFailed:
 
 @dataclass
 class WorkerLost:
+    """`live`: the workers still alive."""
+
     worker: str
+    live: frozenset = frozenset()
 
 
 @dataclass
@@ -176,6 +184,14 @@ class Commit:
 @dataclass
 class Discard:
     attempt: Attempt
+
+
+@dataclass
+class Exclude:
+    """The job gives `worker` no more attempts, for `reason`."""
+
+    worker: str
+    reason: str
 
 
 @dataclass
@@ -240,7 +256,8 @@ class JobTasks:
         self._took = {MAP: [], REDUCE: []}  # how long each winning attempt of a phase ran
         self._median: dict[str, tuple[int, float]] = {}  # kind -> (of how many winners, their median time)
         self.fetch_failures_from: Counter = Counter()  # worker -> fetches of its map outputs that failed
-        self.excluded: set = set()  # workers this job gives no more attempts (their outputs cannot be fetched)
+        self.excluded: dict[str, str] = {}  # worker -> why this job gives it no more attempts
+        self.full_disks: dict[str, str] = {}  # worker -> its disk-full error, for the job's error if every one is full
 
     # ------------------------------------------------------------ queries
 
@@ -313,7 +330,9 @@ class JobTasks:
     def _worker_ready(self, ev: WorkerReady) -> list:
         if self.first_ready is None:
             self.first_ready = ev.now
-        if ev.worker in self.excluded and not ev.live <= self.excluded:
+        if ev.worker in self.full_disks:
+            return []  # it would fail again; were it the last one, the job has failed
+        if ev.worker in self.excluded and not ev.live <= self.excluded.keys():
             return []
         phase = self.maps if not self.maps_done() else self.reduces
         kind = MAP if phase is self.maps else REDUCE
@@ -427,6 +446,8 @@ class JobTasks:
             return self._late_news(self.attempts.get(ev.attempt_id))
         attempt.state = AttemptState.FAILED
         self.attempts_failed += 1
+        if ev.worker_fault:
+            return self._worker_failed(attempt, ev)
         task = self.task_of(attempt)
         task.failures += 1
         task.failed_on.add(attempt.worker)
@@ -438,6 +459,33 @@ class JobTasks:
         if task.state is TaskState.RUNNING and not task.running():
             self._move(task, TaskState.PENDING)
         return actions
+
+    def _worker_failed(self, attempt: Attempt, ev: AttemptFailed) -> list:
+        """The attempt failed through its worker's fault: the task runs again elsewhere, uncharged, and the
+        worker gets no more of this job; once every live worker's disk is full, the job fails."""
+        task = self.task_of(attempt)
+        task.last_error = ev.error
+        self.full_disks[attempt.worker] = ev.error.get("message", "?")
+        actions: list = [Discard(attempt)] if attempt.kind == REDUCE else []
+        actions += self._exclude(attempt.worker, "its disk is full: " + self.full_disks[attempt.worker])
+        if task.state is TaskState.RUNNING and not task.running():
+            self._move(task, TaskState.PENDING)
+        return actions + self._unless_every_disk_full(ev.live, task)
+
+    def _unless_every_disk_full(self, live: frozenset, task: Task) -> list:
+        """Fail the job, blaming `task`, when every live worker's disk is full: none could run anything."""
+        if not live or not live <= self.full_disks.keys():
+            return []
+        self._move(task, TaskState.FAILED)
+        full = "; ".join(f"{worker}: {message}" for worker, message in sorted(self.full_disks.items()))
+        return self._fail_job(task, {"message": f"could not run: every live worker is out of disk space ({full})",
+                                     "traceback": ""})
+
+    def _exclude(self, worker: str, reason: str) -> list:
+        if worker in self.excluded:
+            return []
+        self.excluded[worker] = reason
+        return [Exclude(worker, reason)]
 
     def _fail_job(self, task: Task, error: dict) -> list:
         self.done = True
@@ -453,9 +501,11 @@ class JobTasks:
         source = self.maps[ev.map_index]
         served_by = self.attempts.get(ev.map_attempt)
         if served_by is not None:  # every failed fetch from a worker counts against it; past a few, the job drops it
-            self.fetch_failures_from[served_by.worker] += 1
-            if self.fetch_failures_from[served_by.worker] >= MAX_FETCH_FAILURES_PER_WORKER:
-                self.excluded.add(served_by.worker)
+            failures = self.fetch_failures_from
+            failures[served_by.worker] += 1
+            if failures[served_by.worker] >= MAX_FETCH_FAILURES_PER_WORKER:
+                actions += self._exclude(served_by.worker,
+                                         f"its map outputs could not be fetched {failures[served_by.worker]} times")
         if source.state is TaskState.SUCCEEDED and source.winner.id == ev.map_attempt:
             # Its worker could not serve it: take all that worker's outputs for lost, as its death would,
             # and make them again, on another worker where one can.
@@ -491,6 +541,9 @@ class JobTasks:
         for attempt in self.running_on(ev.worker):
             actions += self._lose_attempt(attempt)
         self._remake_outputs_of(ev.worker)
+        unfinished = next((t for t in self.maps + self.reduces if t.state is not TaskState.SUCCEEDED), None)
+        if self.full_disks and unfinished is not None:
+            actions += self._unless_every_disk_full(ev.live, unfinished)
         return actions
 
     def _stop(self, ev: JobAborted | JobCancelled) -> list:

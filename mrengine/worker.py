@@ -105,10 +105,12 @@ def _run_attempt(request: SlotRequest, cache: SlotCache, secret: bytes, work_dir
 def disk_full_report(exc: BaseException, work_dir: str) -> ErrorInfo:
     """A full disk is the worker's trouble, not the job's code: say which worker and where."""
     free = shutil.disk_usage(work_dir).free if os.path.isdir(work_dir) else 0
-    where = (f"its work dir {work_dir} ({free // 1024} KiB free now)" if free < 64 * 1024 * 1024
+    own_disk = free < 64 * 1024 * 1024  # else the output's storage is full, which no other worker would fix
+    where = (f"its work dir {work_dir} ({free // 1024} KiB free now)" if own_disk
              else "where the task writes the job's output")
     return ErrorInfo(f"worker {socket.gethostname()} (pid {os.getppid()}) ran out of disk space in {where}: {exc}; "
-                     f"free space there or give the worker another --work-dir (not an error in the job's code)")
+                     f"free space there or give the worker another --work-dir (not an error in the job's code)",
+                     worker_fault=own_disk)
 
 
 class Slot:

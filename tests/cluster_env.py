@@ -179,10 +179,10 @@ class Cluster:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
-    def submit(self, params: list = (), out: Path | None = None, job: Path = JOB) -> subprocess.Popen:
-        """Start `mrengine run --master ...` of the test job on hosts[0]; `finish` waits for it."""
+    def submit(self, params: list = (), out: Path | None = None, job: Path = JOB, options: list = ()) -> subprocess.Popen:
+        """Start `mrengine run --master ...` of the test job (with `options`) on hosts[0]; `finish` waits for it."""
         args = ["run", job, self.input, "-o", out or self.out, "--master", self.address, "--secret-file", self.secret_file,
-                "--reducers", REDUCERS, "--split-size", SPLIT_SIZE, "-p", f"control={self.control}"]
+                "--reducers", REDUCERS, "--split-size", SPLIT_SIZE, "-p", f"control={self.control}", *options]
         for p in params:
             args += ["-p", p]
         return self.hosts[0].popen([*MRENGINE, *map(str, args)], stdin=subprocess.DEVNULL,
@@ -246,9 +246,21 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def loopback_cluster(base: Path, *master_args, preexec_fn=None):
-    """A master (with `master_args`, started with `preexec_fn`) and one worker as plain processes on
-    127.0.0.1; yields (master address, secret file, master log) and stops them on the way out."""
+def tiny_disk(path: Path, size: str):
+    """`path`, made a tmpfs of `size` (as mount's `size=`: "2m", "16k") while the block runs (needs root)."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextlib.contextmanager
+def loopback_cluster(base: Path, *master_args, preexec_fn=None, worker_preexec_fn=None):
+    """A master (with `master_args`, started with `preexec_fn`) and one worker (started with
+    `worker_preexec_fn`, logging to `base`/worker.log) as plain processes on 127.0.0.1; yields
+    (master address, secret file, master log) and stops them on the way out."""
     secret_file = base / "cluster.key"
     secret_file.write_text(secrets.token_hex(32))
     ready, master_log = base / "master.address", base / "master.log"
@@ -262,7 +274,7 @@ def loopback_cluster(base: Path, *master_args, preexec_fn=None):
         with open(base / "worker.log", "wb") as out:
             procs.append(subprocess.Popen([*MRENGINE, "worker", "--master", address, "--secret-file", secret_file,
                                            "--work-dir", base / "work"], stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL))
+                                          stdin=subprocess.DEVNULL, preexec_fn=worker_preexec_fn))
         yield address, secret_file, master_log
     finally:
         for p in procs:

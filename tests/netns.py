@@ -83,6 +83,7 @@ class Host:
         self.ip = ip
         self.netns = netns
         self.name = netns or f"host{index}"
+        self._local_moved = False  # whether `refuse` has put the "local" routing table after its rules
 
     def __repr__(self) -> str:
         return f"Host({self.name!r}, ip={self.ip!r})"
@@ -144,6 +145,19 @@ class Host:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{self.name}: eth0 not UP {timeout}s after link_up: {out!r}")
+
+    def refuse(self, ip: str, port: int) -> None:
+        """Make this host's TCP connections to ip:port fail at once, as a firewall's REJECT would: a
+        routing rule prohibits them (EACCES on connect), and only those it sends. The rule goes before the
+        "local" table, so it holds for this host's own address too."""
+        self._require_netns()
+        if not self._local_moved:
+            _ip("-n", self.netns, "rule", "add", "pref", "100", "lookup", "local")
+            _ip("-n", self.netns, "rule", "del", "pref", "0")
+            self._local_moved = True
+        # `iif lo`: only what this host sends, not what it receives (the same rule would refuse those too).
+        _ip("-n", self.netns, "rule", "add", "pref", "50", "iif", "lo", "to", f"{ip}/32", "ipproto", "tcp", "dport",
+            str(port), "prohibit")
 
     def _require_netns(self) -> None:
         if not self.netns:

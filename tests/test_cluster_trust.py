@@ -14,7 +14,7 @@ import pytest
 
 import netns
 from cluster_env import (CMD_TIMEOUT, JOB, JOB_TIMEOUT, MRENGINE, REDUCERS, ROOT, Cluster, assert_same_output,
-                         reference_output, wait_for)
+                         reference_output, tiny_disk, wait_for)
 from conftest import JOBS, TEST_JOBS, read_tsv, reference_wordcount
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -203,20 +203,19 @@ def test_a_task_that_exits_or_hogs_memory_says_so(tmp_path, what, says):
         cluster.stop()
 
 
-def test_a_full_work_dir_names_the_worker_and_its_dir(tmp_path):
-    work = tmp_path / "worker-0"  # where Cluster.start_worker points the first worker's --work-dir
-    work.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(work)], check=True)
-    try:
-        with netns.Hosts(1) as hosts:
-            cluster = Cluster(hosts, tmp_path)
-            cluster.start_master()
-            cluster.start_worker(hosts[0], slots=1)
-            result = run(cluster, HOSTILE, tmp_path / "out", "-p", "what=fat", "-p", "on=a.txt", "--max-attempts", "1")
-            assert result.returncode == 5, result.stderr
-            assert "ran out of disk space in its work dir " + str(work) in result.stderr, result.stderr
-            assert "(not an error in the job's code)" in result.stderr
-            assert "mapper raised" not in result.stderr
-            cluster.stop()
-    finally:
-        subprocess.run(["umount", "-l", str(work)], check=False)
+def test_a_full_work_dir_on_the_only_worker_fails_the_job_naming_the_worker_and_its_dir(tmp_path):
+    # (Cluster.start_worker points the first worker's --work-dir there.) With the default 4 attempts per
+    # task, the job fails at the first full disk: no worker is left that could run anything.
+    with tiny_disk(tmp_path / "worker-0", "2m") as work, netns.Hosts(1) as hosts:
+        cluster = Cluster(hosts, tmp_path)
+        cluster.start_master()
+        cluster.start_worker(hosts[0], slots=1)
+        result = run(cluster, HOSTILE, tmp_path / "out", "-p", "what=fat", "-p", "on=a.txt")
+        assert result.returncode == 5, result.stderr
+        assert "could not run: every live worker is out of disk space (w1: worker " in result.stderr, result.stderr
+        assert "ran out of disk space in its work dir " + str(work) in result.stderr, result.stderr
+        assert "(not an error in the job's code)" in result.stderr
+        assert "mapper raised" not in result.stderr and "failed on all" not in result.stderr
+        (job,) = cluster.status()["jobs"]
+        assert job["counts"]["attempts_failed"] == 1  # not retried on the same full disk
+        cluster.stop()

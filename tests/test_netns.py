@@ -125,6 +125,23 @@ def test_link_down_and_up(hosts):
     assert server.poll() is None and server2.poll() is None
 
 
+def test_refuse_rejects_one_port_at_once_from_anywhere_it_is_set(hosts):
+    server, port = start_server(hosts[0])
+    other, other_port = start_server(hosts[0])
+    if not hosts.isolated:
+        with pytest.raises(pytest.skip.Exception, match="need network namespaces"):
+            hosts[1].refuse(hosts[0].ip, port)
+        return
+    for client in (hosts[1], hosts[0]):  # another host, and the server's own host (its "local" table)
+        client.refuse(hosts[0].ip, port)
+        t0 = time.monotonic()
+        r = echo(client, hosts[0].ip, port, "refused")
+        assert r.returncode != 0 and time.monotonic() - t0 < 5, r.stdout
+        assert_echo(client, hosts[0].ip, other_port, "another port still answers")
+    assert_echo(hosts[2], hosts[0].ip, port, "a host without the rule still gets through")
+    assert server.poll() is None and other.poll() is None
+
+
 def test_no_route_outside():
     with Hosts(2) as hosts:
         if not hosts.isolated:

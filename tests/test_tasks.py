@@ -3,7 +3,7 @@
 import pytest
 
 from mrengine.tasks import (
-    AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit, Discard, FetchFailed, JobCancelled, JobFailed,
+    AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit, Discard, Exclude, FetchFailed, JobCancelled, JobFailed,
     JobSucceeded, JobTasks, Launch, TaskState, WorkerLost, WorkerReady,
 )
 
@@ -252,16 +252,67 @@ def test_a_worker_whose_outputs_cannot_be_fetched_is_avoided_then_excluded():
     tasks.handle(FetchFailed(reduces[0].id, 0, maps[0].id, {"message": "connection refused"}))
     assert all(t.state is TaskState.PENDING for t in tasks.maps)  # all of w1's outputs are made again ...
     assert launch(tasks, "w1") is None  # ... not on w1 while another worker can
-    assert tasks.excluded == set()
-    for r, m in zip(reduces[1:], maps[1:]):  # the other reducers' fetches from w1 failed too
-        tasks.handle(FetchFailed(r.id, m.index, m.id, {"message": "connection refused"}))
-    assert tasks.excluded == {"w1"}
+    assert tasks.excluded == {}
+    actions = [a for r, m in zip(reduces[1:], maps[1:])  # the other reducers' fetches from w1 failed too
+               for a in tasks.handle(FetchFailed(r.id, m.index, m.id, {"message": "connection refused"}))]
+    assert Exclude("w1", "its map outputs could not be fetched 3 times") in actions
+    assert tasks.excluded == {"w1": "its map outputs could not be fetched 3 times"}
     remade = [launch(tasks, "w3"), launch(tasks, "w2"), launch(tasks, "w3")]
     assert [(a.kind, a.worker) for a in remade] == [("map", "w3"), ("map", "w2"), ("map", "w3")]
     for a in remade:
         finish(tasks, a)
     assert launch(tasks, "w1") is None  # excluded: not even a reduce
     assert launch(tasks, "w1", live=frozenset({"w1"})) is not None  # unless it is the only worker left
+
+
+def full_disk(tasks, attempt, live=LIVE, message="no space left in /work"):
+    return tasks.handle(AttemptFailed(attempt.id, {"message": message}, worker_fault=True, live=live))
+
+
+def test_a_full_disk_is_not_charged_to_the_task_and_its_worker_gets_no_more_of_the_job():
+    tasks = JobTasks(2, 1, max_attempts=1)
+    first = launch(tasks, "w1")
+    actions = full_disk(tasks, first)
+    assert actions == [Exclude("w1", "its disk is full: no space left in /work")]
+    assert tasks.maps[0].state is TaskState.PENDING and tasks.maps[0].failures == 0 and not tasks.done
+    assert launch(tasks, "w1") is None
+    assert launch(tasks, "w1", live=frozenset({"w1", "w2"})) is None  # not even as the last one not excluded
+    again = launch(tasks, "w2")
+    assert (again.index, again.worker) == (0, "w2")  # one attempt allowed, yet the task runs again
+    finish(tasks, again)
+    finish(tasks, launch(tasks, "w3"))
+    reduce = launch(tasks, "w2")
+    assert [type(a) for a in full_disk(tasks, reduce)] == [Discard, Exclude]  # what the reduce wrote goes
+    finish(tasks, launch(tasks, "w3"))
+    assert tasks.done and tasks.counts()["attempts_failed"] == 2
+
+
+def test_a_job_fails_naming_every_full_disk_once_every_live_worker_has_one():
+    tasks = JobTasks(1, 0)
+    live = frozenset({"w1", "w2"})
+    assert [type(a) for a in full_disk(tasks, launch(tasks, "w1", live=live), live, "w1's /a is full")] == [Exclude]
+    actions = full_disk(tasks, launch(tasks, "w2", live=live), live, "w2's /b is full")
+    failed = actions[-1]
+    assert isinstance(failed, JobFailed) and tasks.done
+    assert failed.error["message"] == ("could not run: every live worker is out of disk space "
+                                       "(w1: w1's /a is full; w2: w2's /b is full)")
+
+
+def test_losing_the_last_worker_whose_disk_is_not_full_fails_the_job():
+    tasks = JobTasks(1, 0)
+    full_disk(tasks, launch(tasks, "w1"))
+    running = launch(tasks, "w2")
+    actions = tasks.handle(WorkerLost("w2", live=frozenset({"w1"})))
+    assert isinstance(actions[-1], JobFailed) and tasks.done
+    assert tasks.attempts[running.id].state is AttemptState.KILLED
+
+
+def test_a_job_with_no_worker_left_waits_for_one_even_after_a_full_disk():
+    tasks = JobTasks(1, 0)
+    full_disk(tasks, launch(tasks, "w1"))
+    tasks.handle(WorkerLost("w1", live=frozenset()))
+    assert not tasks.done
+    assert launch(tasks, "w4", live=frozenset({"w4"})) is not None  # a new worker takes it
 
 
 def test_cancelling_a_job_kills_every_running_attempt_and_ends_it():
