@@ -42,6 +42,7 @@ class RunOptions:
     log_level: str = DEFAULT_LOG_LEVEL  # of the log records an attempt's log keeps
     task_timeout: float = DEFAULT_TASK_TIMEOUT
     task_memory_mb: int | None = None  # None: the worker's default (limits.default_task_memory_mb)
+    skip_bad_records: int = 0  # bad records each step may skip (`--skip-bad-records`); 0: a bad record fails the job
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Summary:
     attempts: int = 0
     counters: Counter = field(default_factory=Counter)
     parts: dict = field(default_factory=dict)
+    skipped: int = 0  # bad records skipped, over all steps ...
+    skipped_files: list = field(default_factory=list)  # ... and where they are listed
 
     def lines(self, all_counters: bool = False) -> list[str]:
         """The summary; the job's own counters at the end, with `all_counters` mrengine's too."""
@@ -65,6 +68,8 @@ class Summary:
             f"  output: {sum(p['records'] for p in self.parts.values())} records, "
             f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
         ]
+        if self.skipped:
+            out.append(f"  skipped {self.skipped} bad records (see {', '.join(self.skipped_files)})")
         return out + counter_lines(c, all_counters)
 
 
@@ -99,6 +104,7 @@ def step_spec(job: JobSpec, index: int, inputs: list[str], output: str, opts: Ru
         sort_buffer_bytes=opts.sort_buffer_mb * 1024 * 1024, max_attempts=opts.max_attempts,
         log_level=opts.log_level, user=getpass.getuser(), job_file=job.path,
         overwrite=opts.overwrite, task_timeout=opts.task_timeout, task_memory_mb=opts.task_memory_mb,
+        skip_bad_records=opts.skip_bad_records,
     )
     if step.total_order:
         job = with_range_partitioner(job, index, _splits(spec), resolve_input_format(spec.input_format, job),
@@ -169,7 +175,7 @@ class StepCommit:
         """Publish a winning reduce attempt's file as its part file; with --overwrite the earlier result
         goes first, so none of its parts survives beside the new ones."""
         if self.spec.overwrite and not self.published:
-            outputs.clear_result(self.spec.output, self.spec.storage_options)
+            outputs.clear_result(self.spec.output, self.spec.storage_options, self.spec.step)
         self.published[partition] = outputs.commit_task(self.spec.output, self.job_id, attempt_id, partition,
                                                         self.spec.storage_options)
 
@@ -220,7 +226,8 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions,
         step_inputs = inputs
         for i in range(len(job.steps)):
             step_output = output if i == len(job.steps) - 1 else outputs.step_dir(output, i)
-            status = run_step(step_spec(job, i, step_inputs, step_output, opts), step_label(job, i))
+            spec = replace(step_spec(job, i, step_inputs, step_output, opts), job_output=output)
+            status = run_step(spec, step_label(job, i))
             summary.maps += status.counts.maps
             summary.reduces += status.counts.reduces
             summary.attempts += status.counts.attempts
@@ -228,6 +235,10 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions,
                 if g != "mrengine" or i == 0 or not n.startswith("map_input"):
                     summary.counters[g, n] += v
             step_inputs = [step_output]
+            skipped = status.manifest.get("skipped")
+            if skipped:
+                summary.skipped += skipped["records"]
+                summary.skipped_files.append(outputs.join(output, skipped["file"]))
         summary.parts = status.manifest["parts"]
     finally:
         if len(job.steps) > 1:
