@@ -607,8 +607,8 @@ class Master:
 def _skip_limit(error: dict, skip_bad_records: int) -> str:
     """The sentence saying that a job failed because skipping bad records could not go on, if it did."""
     if "skip_budget" in error:
-        return (f"; this record failed twice too, and skipping it would make more than --skip-bad-records "
-                f"{skip_bad_records} bad records skipped")
+        return (f"; this record failed twice too, and skipping it would make {skip_bad_records + 1} bad records "
+                f"skipped, more than --skip-bad-records {skip_bad_records} allows")
     if "record_attempts" in error:
         return (f"; its attempts have failed on records {error['record_attempts']} times, more than skipping "
                 f"--skip-bad-records {skip_bad_records} records can take (does its code fail on different "
