@@ -279,6 +279,7 @@ def clear_result(out: str, storage_options: dict | None, step: int = 0) -> None:
             if base.startswith(PART_PREFIX) or base == SUCCESS:
                 fs.rm_file(name)
         fs.rm_file(join(path, skipped_name(step)))
+    storage.remove_empty_dir(fs, join(path, SKIPPED))
 
 
 def discard_attempt(out: str, job_id: str, attempt_id: str, storage_options: dict | None) -> None:
@@ -411,7 +412,8 @@ class Verification:
                     *(f"  {p}" for p in self.problems)]
         held = [f"{self.parts} part files, {self.records} records"] if self.parts or not self.files else []
         held += [f"{self.files} files"] if self.files else []
-        skipped = [f"  skipped {self.skipped} bad records (see {self.skipped_file})"] if self.skipped else []
+        plural = "s" * (self.skipped != 1)
+        skipped = [f"  skipped {self.skipped} bad record{plural} (see {self.skipped_file})"] if self.skipped else []
         return [f"{self.out}: {', '.join(held)}, {self.bytes} bytes match the manifest of job {self.job}", *skipped]
 
 

@@ -69,7 +69,8 @@ class Summary:
             f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
         ]
         if self.skipped:
-            out.append(f"  skipped {self.skipped} bad records (see {', '.join(self.skipped_files)})")
+            plural = "s" * (self.skipped != 1)
+            out.append(f"  skipped {self.skipped} bad record{plural} (see {', '.join(self.skipped_files)})")
         return out + counter_lines(c, all_counters)
 
 
