@@ -621,7 +621,7 @@ def _skipped_records(job: MasterJob) -> list[dict]:
     was, what it held, and how the job's code failed on it."""
     entries = []
     for task in job.tasks.maps + job.tasks.reduces:
-        for number in task.winner.skip:
+        for number in task.skipped:
             error = task.bad_records[number]
             record = error["record"]
             place = ({"split": job.splits[task.index].describe(), "file": job.splits[task.index].url,

@@ -93,6 +93,7 @@ class Task:
     record_failures: Counter = field(default_factory=Counter)  # record number -> attempts that failed on it
     bad_records: dict = field(default_factory=dict)  # record number -> the error of the last attempt failing on it
     skip: set = field(default_factory=set)  # records its next attempts pass over
+    skipped: tuple = ()  # records the attempt whose result is in use passed over (its winner may since be lost)
 
     @property
     def name(self) -> str:
@@ -412,7 +413,7 @@ class JobTasks:
         task = self.task_of(attempt)
         attempt.state = AttemptState.SUCCEEDED
         attempt.finished = ev.now
-        task.winner, task.result = attempt, ev.result
+        task.winner, task.result, task.skipped = attempt, ev.result, attempt.skip
         self._move(task, TaskState.SUCCEEDED)
         self._took[task.kind].append(attempt.finished - attempt.started)
         actions: list = []

@@ -68,6 +68,7 @@ def test_each_record_is_skipped_after_two_failures_without_using_up_max_attempts
     [launch] = tasks.handle(WorkerReady("w1", 1.0, frozenset({"w1"})))
     assert skips == [(), (), (4,), (4,), (4, 9), (4, 9)] and launch.attempt.skip == (4, 9, 12)
     assert tasks.handle(AttemptSucceeded(launch.attempt.id, {})) == [JobSucceeded()]
+    assert tasks.maps[0].skipped == (4, 9, 12)
 
 
 def test_one_record_more_than_allowed_fails_the_job():
