@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .errors import MrEngineError, TaskFailedError
+from .errors import MrEngineError, TaskFailedError, UsageError
 from .tasks import DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
@@ -177,6 +177,9 @@ def main() -> None:
 @click.option("--task-memory-mb", type=click.IntRange(min=16), default=None,
               help="Memory (resident set) an attempt may use before it is killed as failed "
                    "[default: the worker's, 3/4 of its RAM shared among its slots].")
+@click.option("--skip-bad-records", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Skip a record (a reduce key) that two attempts of the job's code failed on, listing it in "
+                   "OUT/_skipped/; the job fails once more than N are skipped. 0: a failing record fails the job.")
 @click.option("--master", default=None, callback=_master_address,
               help="HOST:PORT of a running master; without it an embedded cluster runs the job.")
 @click.option("--secret-file", default=None, help="File holding the cluster's shared secret.")
@@ -198,8 +201,8 @@ def main() -> None:
 @click.option("--history-dir", default=None, metavar="DIR", help="Where finished jobs' records go (default "
               "$XDG_STATE_HOME/mrengine/history, else ~/.local/state/mrengine/history).")
 def run(job_file, inputs, output, workers, reducers, split_size, params, str_params, storage_options, endpoint_url,
-        overwrite, sort_buffer_mb, max_attempts, task_timeout, task_memory_mb, master, secret_file, encrypt, verbose,
-        all_counters, runner, spark_master, spark_conf, log_level, serve_ui, history_dir):
+        overwrite, sort_buffer_mb, max_attempts, task_timeout, task_memory_mb, skip_bad_records, master, secret_file,
+        encrypt, verbose, all_counters, runner, spark_master, spark_conf, log_level, serve_ui, history_dir):
     """Run JOB_FILE over INPUTS (files, directories, globs; local or fsspec URLs) into OUTPUT."""
     if runner != "spark" and (spark_master or spark_conf):
         raise click.BadParameter("--spark-master and --spark-conf go with --runner spark", param_hint="--runner")
@@ -209,6 +212,10 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     if serve_ui and (master or runner == "spark"):
         raise click.BadParameter("--ui serves the embedded cluster's UI; a running master serves its own "
                                  "(`mrengine master --http`), Spark its own", param_hint="--ui")
+    if skip_bad_records and runner == "spark":
+        raise click.BadParameter("--skip-bad-records needs mrengine's own master, which remembers the records each "
+                                 "task failed on; Spark retries a task whole and cannot be told which records to "
+                                 "pass over", param_hint="--skip-bad-records")
     from .job import load_job
     from .steps import RunOptions
     from .storage import absolute_url
@@ -217,11 +224,15 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
     opts = RunOptions(reducers=reducers, split_size=split_size, params=params_of(params, str_params),
                       storage_options=storage_options_of(storage_options, endpoint_url),
                       sort_buffer_mb=sort_buffer_mb, max_attempts=max_attempts, overwrite=overwrite,
-                      log_level=log_level.upper(), task_timeout=task_timeout, task_memory_mb=task_memory_mb)
+                      log_level=log_level.upper(), task_timeout=task_timeout, task_memory_mb=task_memory_mb,
+                      skip_bad_records=skip_bad_records)
     inputs, job_args = _job_args(inputs)
     inputs, output = [absolute_url(p) for p in inputs], absolute_url(output)  # as the user meant them, here
     try:
         job = load_job(job_file, job_args)
+        if skip_bad_records and job.main is not None:
+            raise UsageError(f"--skip-bad-records applies to jobs of steps; {job_file} defines main(ctx), whose "
+                             f"rounds' results it reads back itself: catch a bad record in its code instead")
         summary = _on_runner(job, inputs, output, opts, runner=runner, master=master, secret_file=secret_file,
                              workers=workers, encrypt=encrypt, verbose=verbose, spark_master=spark_master,
                              spark_conf=dict(spark_conf), serve_ui=serve_ui, history_dir=history_dir)

@@ -79,7 +79,11 @@ class ParameterServerError(MrEngineError):
 
 
 class UserCodeError(MrEngineError):
-    """A job's function raised; args: (message, the user's traceback)."""
+    """A job's function raised; args: (message, the user's traceback[, the `messages.BadRecord` it raised on])."""
+
+    @property
+    def record(self):
+        return self.args[2] if len(self.args) > 2 else None
 
 
 class FetchFailedError(MrEngineError):

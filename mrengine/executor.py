@@ -3,7 +3,8 @@
 
 Exceptions raised by a job's own code become `UserCodeError`, carrying the user's traceback (their
 file and line, without mrengine's frames) and where it happened: the split and the record's offset,
-or the reduce key.
+or the reduce key. A mapper's or reducer's error also names the record (`BadRecord`), which later
+attempts pass over when the attempt's spec lists it in `skip` (`--skip-bad-records`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .cache import SlotCache
 from .errors import FetchFailedError, MrEngineError, RecordError, UserCodeError
 from .inputs import Split
 from .job import JobSpec, Step, user_traceback
-from .messages import ErrorInfo, MapOutput, PartOutput, TaskSpec
+from .messages import BadRecord, ErrorInfo, MapOutput, PartOutput, TaskSpec
 from .shuffle.buffer import MapOutputBuffer
 from .shuffle.fetch import fetch_segment
 from .shuffle.merge import group_by_key, merge_runs
@@ -32,20 +33,26 @@ from .shuffle.runs import Run
 from .steps import resolve_input_format
 
 ENGINE = "mrengine"
+RECORD_TEXT_LIMIT = 1000  # characters of a bad record kept for its quarantine entry
 
 
-def _user_error(exc: BaseException, function: str, where: str) -> UserCodeError:
+def _user_error(exc: BaseException, function: str, where: str, record: BadRecord | None = None) -> UserCodeError:
     hint = ""
     if isinstance(exc, (TypeError, ValueError)) and "unpack" in str(exc) or "not iterable" in str(exc):
         hint = f" ({function} must yield or return (key, value) pairs)"
-    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}, {where}", user_traceback(exc))
+    return UserCodeError(f"{function} raised {type(exc).__name__}: {exc}{hint}, {where}", user_traceback(exc), record)
+
+
+def _record_text(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= RECORD_TEXT_LIMIT else f"{text[:RECORD_TEXT_LIMIT]}... ({len(text)} characters)"
 
 
 def error_report(exc: BaseException) -> ErrorInfo:
     """A failed attempt's error as it travels to whoever decides on retries; final when another
     attempt would fail the same way (a RecordError)."""
     if isinstance(exc, UserCodeError):
-        return ErrorInfo(exc.args[0], exc.args[1])
+        return ErrorInfo(exc.args[0], exc.args[1], record=exc.record)
     if isinstance(exc, MrEngineError):
         return ErrorInfo(str(exc), final=isinstance(exc, RecordError))
     return ErrorInfo(f"internal error: {type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
@@ -90,15 +97,17 @@ def run_map(job: JobSpec, step: Step, task: TaskSpec, work_dir: str,
     broadcast = cache.broadcast(task.job_id, job, engine)
     blocks = cache.blocks(job, fmt, split, task.storage_options, engine)
     path, segments, counters = map_to_file(step, split, fmt, blocks, task.params, broadcast, task.num_partitions,
-                                           task.sort_buffer_bytes, attempt_dir, engine)
+                                           task.sort_buffer_bytes, attempt_dir, engine, frozenset(task.skip))
     return path, MapOutput(list(segments), counters)
 
 
 @_rare_collections()
 def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, broadcast: Any, num_partitions: int,
-                sort_buffer_bytes: int, attempt_dir: str, engine: Counter) -> tuple[str, list, list]:
+                sort_buffer_bytes: int, attempt_dir: str, engine: Counter,
+                skip: frozenset = frozenset()) -> tuple[str, list, list]:
     """Map the `blocks` of one split (read with `fmt`) into `attempt_dir/map.out`, one sorted segment
-    per partition; every runner calls this. Returns (path, segments, counters).
+    per partition, passing over the records numbered in `skip`; every runner calls this. Returns
+    (path, segments, counters).
     """
     step = sorting.map_side(step, split.index)
     ctx = context.TaskContext(params, split=split, broadcast=broadcast)
@@ -115,7 +124,7 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
         if step.map_split is not None:
             _map_split(step, blocks, buffer, engine, split, fmt.whole_blocks)
         else:
-            _map_records(step, blocks, buffer, engine, split)
+            _map_records(step, blocks, buffer, engine, split, skip)
         path = os.path.join(attempt_dir, "map.out")
         segments = buffer.close(path)
     finally:
@@ -175,8 +184,8 @@ def progress() -> int:
     return pos.records + pos.index + engine.get("reduce_input_groups", 0) + engine.get("map_input_records", 0)
 
 
-def _mapper_calls(mapper, blocks: Iterator, pos: _Position) -> Iterator:
-    """mapper(key, value) for every record; the buffer iterates the results."""
+def _mapper_calls(mapper, blocks: Iterator, pos: _Position, skip: frozenset, engine: Counter) -> Iterator:
+    """mapper(key, value) for every record but those numbered in `skip`; the buffer iterates the results."""
     blocks = iter(blocks)
     while True:
         pos.block = None  # an error while reading the next block is not the mapper's
@@ -186,26 +195,38 @@ def _mapper_calls(mapper, blocks: Iterator, pos: _Position) -> Iterator:
         pos.block = block
         for i, (key, value) in enumerate(block.pairs()):
             pos.index = i
+            if skip and pos.records + i in skip:
+                engine["map_skipped_records"] += 1
+                continue
             yield mapper(key, value)
         pos.records += len(block.values)
 
 
-def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split) -> None:
+def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split,
+                 skip: frozenset) -> None:
     if step.mapper_init is not None:
         _call_hook(step.mapper_init, "mapper_init", "before the first record", buffer)
     pos = _watched[0] = _Position()
     _watched[1] = engine
     try:
-        buffer.collect(_mapper_calls(step.mapper, blocks, pos))
+        buffer.collect(_mapper_calls(step.mapper, blocks, pos, skip, engine))
     except MrEngineError:
         raise
     except Exception as exc:
         if pos.block is None:
             raise
-        raise _user_error(exc, "mapper", f"at {pos.block.locate(pos.index)}") from None
+        where = pos.block.locate(pos.index)
+        raise _user_error(exc, "mapper", f"at {where}", _bad_record(pos, where)) from None
     engine["map_input_records"] += pos.records
     if step.mapper_final is not None:
         _call_hook(step.mapper_final, "mapper_final", "after the last record", buffer)
+
+
+def _bad_record(pos: _Position, where: str) -> BadRecord:
+    """The record the mapper raised on, numbered as every attempt of its split reads it."""
+    block, i = pos.block, pos.index
+    offset = block.offset(i) if block.offset is not None else -1
+    return BadRecord(pos.records + i, where, _record_text(block.values[i]), offset)
 
 
 def _call_hook(hook, name: str, where: str, buffer: MapOutputBuffer) -> None:
@@ -259,7 +280,7 @@ def run_reduce(job: JobSpec, step: Step, task: TaskSpec, work_dir: str, secret: 
         runs = _fetch_all(task, partition, attempt_dir, secret)
         out_path = outputs.attempt_path(task.output, task.job_id, task.attempt_id, partition)
         result = reduce_to_file(step, runs, partition, out_path, task.output_format, task.params, broadcast,
-                                task.storage_options, engine, attempt_dir)
+                                task.storage_options, engine, attempt_dir, frozenset(task.skip))
     finally:
         shutil.rmtree(attempt_dir, ignore_errors=True)
     return result
@@ -268,9 +289,10 @@ def run_reduce(job: JobSpec, step: Step, task: TaskSpec, work_dir: str, secret: 
 @_rare_collections()
 def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, output_format: str | outputs.OutputFormat,
                    params: dict, broadcast: Any, storage_options: dict | None, engine: Counter,
-                   tmp_dir: str) -> PartOutput:
+                   tmp_dir: str, skip: frozenset = frozenset()) -> PartOutput:
     """Merge one partition's sorted runs (given in map-index order; intermediate merge passes write to
-    `tmp_dir`), reduce each key group and write `out_path`; every runner calls this.
+    `tmp_dir`), reduce each key group but those numbered in `skip` and write `out_path`; every runner
+    calls this.
     """
     for run in runs:
         engine["reduce_input_records"] += run.records
@@ -281,7 +303,7 @@ def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, o
     try:
         merged = merge_runs(runs, _guarded_combiner(sorting.shuffle_combiner(step)), tmp_dir, engine, "reduce_merge_passes")
         groups = sorting.reduce_groups(step, group_by_key(merged))
-        stats = outputs.write_pairs(out_path, output_format, _reduce(step, groups, engine, partition), storage_options)
+        stats = outputs.write_pairs(out_path, output_format, _reduce(step, groups, engine, skip), storage_options)
     finally:
         context.activate(None)
     engine["reduce_output_records"] += stats["records"]
@@ -304,15 +326,19 @@ def _fetch_all(task: TaskSpec, partition: int, attempt_dir: str, secret: bytes) 
     return runs
 
 
-def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> Iterator[tuple]:
+def _reduce(step: Step, groups: Iterator, engine: Counter, skip: frozenset) -> Iterator[tuple]:
     reducer = step.reducer
     key: Any = None
+    number = -1
     if step.reduce_partition is not None:
         yield from _reduce_partition(step, groups, engine)
         return
     try:
-        for key, values in groups:
+        for number, (key, values) in enumerate(groups):
             engine["reduce_input_groups"] += 1
+            if skip and number in skip:
+                engine["reduce_skipped_groups"] += 1
+                continue
             if reducer is None:
                 for value in values:
                     yield key, value
@@ -322,7 +348,8 @@ def _reduce(step: Step, groups: Iterator, engine: Counter, partition: int) -> It
     except MrEngineError:
         raise
     except Exception as exc:
-        raise _user_error(exc, "reducer", f"while reducing key {key!r}") from None
+        record = BadRecord(number, f"key {key!r}", _record_text(key)) if reducer is not None else None
+        raise _user_error(exc, "reducer", f"while reducing key {key!r}", record) from None
 
 
 def _reduce_partition(step: Step, groups: Iterator, engine: Counter) -> Iterator[tuple]:

@@ -57,11 +57,13 @@ class Split(NamedTuple):
 
 @dataclass
 class Block:
-    """Records read in one go: `values[i]` came with key `keys[i]`; `locate(i)` says where it was."""
+    """Records read in one go: `values[i]` came with key `keys[i]`; `locate(i)` says where it was, and
+    `offset(i)` at which byte of its file, for formats that know (None: they do not)."""
 
     keys: Any  # a list, or itertools.repeat of one key
     values: list
     locate: Callable[[int], str]
+    offset: Callable[[int], int] | None = None
 
     def pairs(self) -> Iterator[tuple]:
         return zip(self.keys, self.values)
@@ -210,12 +212,16 @@ def _split_lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _line_locator(url: str, offset: int, chunk: bytes) -> Callable[[int], str]:
-    def locate(i: int) -> str:  # only called when reporting an error, so the re-split is fine
-        before = chunk.split(b"\n", i)[:i]
-        return f"the line at byte offset {offset + sum(len(b) + 1 for b in before)}"
+def _line_offset(offset: int, chunk: bytes) -> Callable[[int], int]:
+    def line_offset(i: int) -> int:  # only called when reporting an error, so the re-split is fine
+        return offset + sum(len(b) + 1 for b in chunk.split(b"\n", i)[:i])
 
-    return locate
+    return line_offset
+
+
+def _line_locator(url: str, offset: int, chunk: bytes) -> Callable[[int], str]:
+    line_offset = _line_offset(offset, chunk)
+    return lambda i: f"the line at byte offset {line_offset(i)}"
 
 
 def iter_text_lines(split: Split, storage_options: dict | None) -> Iterator[tuple[int, bytes, list[str]]]:
@@ -253,7 +259,7 @@ class TextInput(InputFormat):
     def read(self, split, storage_options):
         keys = repeat(split.url)
         for offset, chunk, lines in iter_text_lines(split, storage_options):
-            yield Block(keys, lines, _line_locator(split.url, offset, chunk))
+            yield Block(keys, lines, _line_locator(split.url, offset, chunk), _line_offset(offset, chunk))
 
 
 class JsonLinesInput(InputFormat):
@@ -274,7 +280,7 @@ class JsonLinesInput(InputFormat):
                     values.append(json.loads(line))
                 except ValueError as exc:
                     raise RecordError(f"{split.url}: {locate(i)} is not valid JSON: {exc}") from None
-            yield Block(keys, values, locate)
+            yield Block(keys, values, locate, _line_offset(offset, chunk))
 
 
 class MsgpackInput(InputFormat):

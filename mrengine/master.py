@@ -141,6 +141,7 @@ class MasterJob:
     manifest: dict | None = None
     notes: dict[str, AttemptNote] = field(default_factory=dict)  # finished attempts' logs and errors, by attempt id
     driver_seen: float = 0.0  # when its driver last asked for its status
+    skipped: list[dict] = field(default_factory=list)  # the bad records its winning attempts skipped, once decided
 
     def ending(self) -> bool:
         """Whether its end is decided (failed, cancelled, or its `_SUCCESS` on the way) while it still runs."""
@@ -193,6 +194,13 @@ class Committer:
                 return
             with self.lock:  # a snapshot; written below, off the lock
                 report = {**self._report(job), "state": "succeeded", "finished": round(time.time(), 3)}
+            if job.skipped:
+                try:
+                    outputs.write_skipped(job.spec.job_output or job.spec.output, job.spec.step, job.skipped,
+                                          job.spec.storage_options)
+                except Exception as exc:
+                    self._abort(job, ErrorInfo(f"writing the skipped records failed: {exc}"))
+                    return
             try:
                 # The job's report beside its parts, before `_SUCCESS` (which stays the last write).
                 outputs.write_json(job.spec.output, history.REPORT, report, job.spec.storage_options)
@@ -266,7 +274,7 @@ class Scheduler:
         job_id = f"job{next(self._ids):04d}"
         self._supersede(spec.output, job_id)
         tasks = JobTasks(len(splits), spec.num_reducers, spec.max_attempts, preferred, LOCALITY_WAIT_SECONDS,
-                         self.backup_after)
+                         self.backup_after, spec.skip_bad_records)
         now = time.monotonic()
         job = self.jobs[job_id] = MasterJob(job_id, spec, splits, tasks, now, StepCommit(spec, job_id), driver_seen=now)
         log.info("job %s (%s step %d): %d map tasks, %d reduce tasks", job_id, spec.job_name, spec.step, len(splits),
@@ -305,7 +313,7 @@ class Scheduler:
         spec = job.spec
         task = TaskSpec(job.id, attempt.id, attempt.kind, attempt.index, spec.step, spec.params, spec.storage_options,
                         len(job.tasks.reduces), task_timeout=spec.task_timeout, task_memory_mb=spec.task_memory_mb,
-                        session=spec.session)
+                        session=spec.session, skip=list(attempt.skip))
         if attempt.kind == MAP:
             task.split, task.input_format, task.sort_buffer_bytes = (job.splits[attempt.index], spec.input_format,
                                                                      spec.sort_buffer_bytes)
@@ -395,6 +403,9 @@ class Scheduler:
     def _succeed(self, job: MasterJob) -> None:
         parts = [t.result for t in job.tasks.reduces]
         job.manifest = manifest(job.spec, parts, len(job.tasks.maps), job.counters())
+        job.skipped = _skipped_records(job)
+        if job.skipped:
+            job.manifest["skipped"] = {"records": len(job.skipped), "file": outputs.skipped_name(job.spec.step)}
         self.committer.commit_job(job)
 
     @staticmethod
@@ -404,7 +415,8 @@ class Scheduler:
         name = f"{task.name}{job.where(task)}"
         failed = [a for a in task.attempts if a.state is AttemptState.FAILED]
         note = job.notes.get(failed[-1].id) if failed else None
-        message = with_log_tail(error["message"], note.log if note else "")
+        message = with_log_tail(error["message"] + _skip_limit(error, job.tasks.skip_bad_records),
+                                note.log if note else "")
         if error.get("final"):
             return ErrorInfo(RecordError.not_retried(name, message).message, error.get("traceback", ""), True)
         if task.failures >= job.tasks.max_attempts:
@@ -597,6 +609,33 @@ class Master:
 
 def _exclusions(job: MasterJob) -> list[str]:
     return [f"{worker}: {reason}" for worker, reason in job.tasks.excluded.items()]
+
+
+def _skip_limit(error: dict, skip_bad_records: int) -> str:
+    """The sentence saying that a job failed because skipping bad records could not go on, if it did."""
+    if "skip_budget" in error:
+        return (f"; this record failed twice too, and skipping it would make {skip_bad_records + 1} bad records "
+                f"skipped, more than --skip-bad-records {skip_bad_records} allows")
+    if "record_attempts" in error:
+        return (f"; its attempts have failed on records {error['record_attempts']} times, more than skipping "
+                f"--skip-bad-records {skip_bad_records} records can take (does its code fail on different "
+                f"records each time?)")
+    return ""
+
+
+def _skipped_records(job: MasterJob) -> list[dict]:
+    """The quarantine entries of the bad records that the job's winning attempts passed over: where each
+    was, what it held, and how the job's code failed on it."""
+    entries = []
+    for task in job.tasks.maps + job.tasks.reduces:
+        for number in task.skipped:
+            error = task.bad_records[number]
+            record = error["record"]
+            place = ({"split": job.splits[task.index].describe(), "file": job.splits[task.index].url,
+                      "offset": record["offset"]} if task.kind == MAP else {"partition": task.index})
+            entries.append({"task": task.name, **place, "index": number, "where": record["where"],
+                            "text": record["text"], "error": error["message"], "traceback": error.get("traceback", "")})
+    return entries
 
 
 def _task_rows(job: MasterJob, now: float) -> list[TaskRow]:

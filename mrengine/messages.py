@@ -170,6 +170,8 @@ class StepSpec:
     task_timeout: float = DEFAULT_TASK_TIMEOUT  # seconds an attempt may make no progress
     task_memory_mb: int | None = None  # None: the worker's default (limits.default_task_memory_mb)
     session: str = ""  # the main(ctx) session whose round this is; its rounds may share a slot process
+    skip_bad_records: int = 0  # bad records the step may skip (`--skip-bad-records`); 0: none, a record error fails
+    job_output: str = ""  # the job's output directory, where every step's skipped records go ("": this step's)
 
 
 @dataclass
@@ -209,6 +211,7 @@ class TaskSpec:
     task_timeout: float = DEFAULT_TASK_TIMEOUT
     task_memory_mb: int | None = None
     session: str = ""
+    skip: list[int] = field(default_factory=list)  # `BadRecord.number`s to pass over: each failed two attempts
 
     @property
     def scope(self) -> str:
@@ -224,15 +227,29 @@ class TaskSpec:
 
 
 @dataclass
+class BadRecord:
+    """The record a job's function raised on, which `--skip-bad-records` may skip. `number` names it
+    among its task's input as every attempt reads it, in the same order: a map's record in its split,
+    a reduce's key group in its partition."""
+
+    number: int
+    where: str  # as the error says it: "the line at byte offset 812", "key 'x'"
+    text: str = ""  # the record (a reduce's key), bounded
+    offset: int = -1  # a map record's byte offset in its file, where its format knows it
+
+
+@dataclass
 class ErrorInfo:
     """A failed attempt's error as it travels to whoever decides on retries. `final`: another attempt
     would fail the same way (a `RecordError`), so none is made. `worker_fault`: the worker is to blame,
-    not the task (its work dir is full), so the attempt is not counted and the worker gets no more of the job."""
+    not the task (its work dir is full), so the attempt is not counted and the worker gets no more of the job.
+    `record`: the record the job's code raised on, when one is to blame."""
 
     message: str
     traceback: str = ""
     final: bool = False
     worker_fault: bool = False
+    record: BadRecord | None = None
 
 
 @dataclass

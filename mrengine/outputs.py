@@ -8,7 +8,9 @@ all. When every partition is committed the job's temporary files go (losers, fai
 the winners' originals), and `OUT/_SUCCESS` is written last, holding a manifest of each part's
 bytes, records and CRC-32; `verify` checks an output against it. A job that fails removes its
 temporary files and any part it had already committed, and never writes `_SUCCESS`, so no output
-looks complete that is not. Every name is built here; nothing parses them back.
+looks complete that is not. The records a job skipped (`--skip-bad-records`) are written to
+`OUT/_skipped/step-N.jsonl`, one JSON line each, just before its `_SUCCESS`. Every name is built
+here; nothing parses them back.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .errors import RecordError, StorageError, UsageError
 
 SUCCESS = "_SUCCESS"
 TEMPORARY = "_temporary"
+SKIPPED = "_skipped"  # hidden from a later job reading OUT as input, as every name starting with "_"
 
 
 # ---------------------------------------------------------------- names
@@ -45,6 +48,11 @@ def join(base: str, *names: str) -> str:
 
 def attempt_path(out: str, job_id: str, attempt_id: str, partition: int) -> str:
     return join(out, TEMPORARY, job_id, attempt_id, part_name(partition))
+
+
+def skipped_name(step: int) -> str:
+    """Where, under the job's output directory, the bad records a step skipped are listed."""
+    return f"{SKIPPED}/step-{step}.jsonl"
 
 
 def job_temp_dir(out: str, job_id: str) -> str:
@@ -261,15 +269,17 @@ def _identity(fs, path: str) -> dict | None:
     return {k: info[k] for k in ("size", "ino", "mtime", "ETag", "etag", "LastModified") if k in info}
 
 
-def clear_result(out: str, storage_options: dict | None) -> None:
-    """Remove an earlier result's part files and `_SUCCESS` (for --overwrite, before the first new commit),
-    so no part of the old result survives beside the new one."""
+def clear_result(out: str, storage_options: dict | None, step: int = 0) -> None:
+    """Remove an earlier result's part files, `_SUCCESS` and step `step`'s skipped records (for
+    --overwrite, before the first new commit), so no part of the old result survives beside the new one."""
     fs, path = _fs(out, storage_options)
     with contextlib.suppress(FileNotFoundError):
         for name in fs.ls(path, detail=False):
             base = name.rstrip("/").rsplit("/", 1)[-1]
             if base.startswith(PART_PREFIX) or base == SUCCESS:
                 fs.rm_file(name)
+        fs.rm_file(join(path, skipped_name(step)))
+    storage.remove_empty_dir(fs, join(path, SKIPPED))
 
 
 def discard_attempt(out: str, job_id: str, attempt_id: str, storage_options: dict | None) -> None:
@@ -287,6 +297,15 @@ def commit_job(out: str, job_id: str, manifest: dict, storage_options: dict | No
     with fs.open(join(path, SUCCESS), "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
         f.write("\n")
+
+
+def write_skipped(out: str, step: int, entries: list[dict], storage_options: dict | None) -> None:
+    """The bad records step `step` skipped, one JSON object a line, in `out`'s `skipped_name(step)`."""
+    fs, path = _fs(join(out, skipped_name(step)), storage_options)
+    storage.makedirs(fs, fs._parent(path))
+    with fs.open(path, "w") as f:
+        for entry in entries:
+            f.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def write_json(out: str, name: str, value: dict, storage_options: dict | None) -> None:
@@ -383,6 +402,8 @@ class Verification:
     records: int = 0
     files: int = 0  # the files a main(ctx) job wrote with ctx.open
     bytes: int = 0
+    skipped: int = 0  # bad records the job skipped (`--skip-bad-records`) ...
+    skipped_file: str = ""  # ... listed here
     problems: list = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -391,7 +412,9 @@ class Verification:
                     *(f"  {p}" for p in self.problems)]
         held = [f"{self.parts} part files, {self.records} records"] if self.parts or not self.files else []
         held += [f"{self.files} files"] if self.files else []
-        return [f"{self.out}: {', '.join(held)}, {self.bytes} bytes match the manifest of job {self.job}"]
+        plural = "s" * (self.skipped != 1)
+        skipped = [f"  skipped {self.skipped} bad record{plural} (see {self.skipped_file})"] if self.skipped else []
+        return [f"{self.out}: {', '.join(held)}, {self.bytes} bytes match the manifest of job {self.job}", *skipped]
 
 
 def verify(out: str, storage_options: dict | None = None) -> Verification:
@@ -433,7 +456,23 @@ def verify(out: str, storage_options: dict | None = None) -> Verification:
                 continue
             if got != size:
                 report.problems.append(f"{name} differs: bytes {got} (manifest: {size})")
+        _verify_skipped(fs, path, out, manifest.get("skipped"), report)
     return report
+
+
+def _verify_skipped(fs, path: str, out: str, skipped: dict | None, report: Verification) -> None:
+    """The list of skipped bad records holds as many as the manifest says were skipped."""
+    if not skipped:
+        return
+    report.skipped, report.skipped_file = skipped["records"], join(out, skipped["file"])
+    try:
+        with fs.open(join(path, skipped["file"]), "rb") as f:
+            listed = sum(1 for line in f if line.strip())
+    except FileNotFoundError:
+        report.problems.append(f"{skipped['file']} (the {report.skipped} skipped bad records) is missing")
+        return
+    if listed != report.skipped:
+        report.problems.append(f"{skipped['file']} lists {listed} skipped bad records (manifest: {report.skipped})")
 
 
 def read_manifest(fs, path: str, out: str) -> dict:

@@ -42,6 +42,7 @@ class RunOptions:
     log_level: str = DEFAULT_LOG_LEVEL  # of the log records an attempt's log keeps
     task_timeout: float = DEFAULT_TASK_TIMEOUT
     task_memory_mb: int | None = None  # None: the worker's default (limits.default_task_memory_mb)
+    skip_bad_records: int = 0  # bad records each step may skip (`--skip-bad-records`); 0: a bad record fails the job
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Summary:
     counters: Counter = field(default_factory=Counter)
     parts: dict = field(default_factory=dict)
     excluded: list = field(default_factory=list)  # "worker: why", each worker a step stopped using
+    skipped: int = 0  # bad records skipped, over all steps ...
+    skipped_files: list = field(default_factory=list)  # ... and where they are listed
 
     def lines(self, all_counters: bool = False) -> list[str]:
         """The summary; the job's own counters at the end, with `all_counters` mrengine's too."""
@@ -67,6 +70,9 @@ class Summary:
             f"{sum(p['bytes'] for p in self.parts.values())} bytes in {len(self.parts)} part files",
         ]
         out += [f"  worker excluded: {why}" for why in self.excluded]
+        if self.skipped:
+            plural = "s" * (self.skipped != 1)
+            out.append(f"  skipped {self.skipped} bad record{plural} (see {', '.join(self.skipped_files)})")
         return out + counter_lines(c, all_counters)
 
 
@@ -101,6 +107,7 @@ def step_spec(job: JobSpec, index: int, inputs: list[str], output: str, opts: Ru
         sort_buffer_bytes=opts.sort_buffer_mb * 1024 * 1024, max_attempts=opts.max_attempts,
         log_level=opts.log_level, user=getpass.getuser(), job_file=job.path,
         overwrite=opts.overwrite, task_timeout=opts.task_timeout, task_memory_mb=opts.task_memory_mb,
+        skip_bad_records=opts.skip_bad_records,
     )
     if step.total_order:
         job = with_range_partitioner(job, index, _splits(spec), resolve_input_format(spec.input_format, job),
@@ -171,7 +178,7 @@ class StepCommit:
         """Publish a winning reduce attempt's file as its part file; with --overwrite the earlier result
         goes first, so none of its parts survives beside the new ones."""
         if self.spec.overwrite and not self.published:
-            outputs.clear_result(self.spec.output, self.spec.storage_options)
+            outputs.clear_result(self.spec.output, self.spec.storage_options, self.spec.step)
         self.published[partition] = outputs.commit_task(self.spec.output, self.job_id, attempt_id, partition,
                                                         self.spec.storage_options)
 
@@ -222,7 +229,8 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions,
         step_inputs = inputs
         for i in range(len(job.steps)):
             step_output = output if i == len(job.steps) - 1 else outputs.step_dir(output, i)
-            status = run_step(step_spec(job, i, step_inputs, step_output, opts), step_label(job, i))
+            spec = replace(step_spec(job, i, step_inputs, step_output, opts), job_output=output)
+            status = run_step(spec, step_label(job, i))
             summary.maps += status.counts.maps
             summary.reduces += status.counts.reduces
             summary.attempts += status.counts.attempts
@@ -231,6 +239,10 @@ def run_steps(job: JobSpec, inputs: list[str], output: str, opts: RunOptions,
                 if g != "mrengine" or i == 0 or not n.startswith("map_input"):
                     summary.counters[g, n] += v
             step_inputs = [step_output]
+            skipped = status.manifest.get("skipped")
+            if skipped:
+                summary.skipped += skipped["records"]
+                summary.skipped_files.append(outputs.join(output, skipped["file"]))
         summary.parts = status.manifest["parts"]
     finally:
         if len(job.steps) > 1:

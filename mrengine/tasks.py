@@ -17,6 +17,13 @@ not fetch from, and that reduce waits, pending, until every map has succeeded ag
 (no task of it left pending) a task running much longer than its finished peers gets one backup attempt on
 another worker; the first attempt to finish wins and the other is cancelled. Counters come from the one
 attempt that won each task.
+
+Bad records (`skip_bad_records` > 0; the MapReduce paper's §3.7, Hadoop's skip mode): an attempt that
+failed in the job's code on a known record (its error's `record`) is retried without counting against
+`max_attempts`; once two attempts have failed on the same record, the task's later attempts skip it
+(`Attempt.skip`). The job fails when a record would be the `skip_bad_records + 1`-th skipped, or when
+one task has spent `2 * (skip_bad_records + 1)` attempts failing on records (code that fails on
+ever-different records).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ DEFAULT_BACKUP_AFTER = 10.0  # ... and at least this many seconds
 DEFAULT_MAX_ATTEMPTS = 4  # attempts per task before its job fails (`--max-attempts`)
 DEFAULT_TASK_TIMEOUT = 600.0  # seconds without progress before an attempt is killed, as Hadoop's mapreduce.task.timeout
 MAX_FETCH_FAILURES_PER_WORKER = 3  # reducers failing to fetch from a worker this often exclude it from the job
+SKIP_AFTER_FAILURES = 2  # attempts that must fail on one record before it is skipped (the paper: "more than once")
 
 
 class TaskState(str, Enum):
@@ -69,6 +77,7 @@ class Attempt:
     started: float = 0.0
     finished: float = 0.0
     backup: bool = False  # launched while another attempt of its task was running
+    skip: tuple = ()  # the numbers of the bad records it passes over
 
 
 @dataclass
@@ -83,6 +92,10 @@ class Task:
     result: dict | None = None  # the last winner's result: map output place, or reduce output stats; and counters
     last_error: dict | None = None
     fetch_failures: int = 0  # reduce attempts lost because a map output could not be fetched
+    record_failures: Counter = field(default_factory=Counter)  # record number -> attempts that failed on it
+    bad_records: dict = field(default_factory=dict)  # record number -> the error of the last attempt failing on it
+    skip: set = field(default_factory=set)  # records its next attempts pass over
+    skipped: tuple = ()  # records the attempt whose result is in use passed over (its winner may since be lost)
 
     @property
     def name(self) -> str:
@@ -233,14 +246,16 @@ class JobTasks:
     """`preferred[i]`: the worker map task i should run on if it can (it may hold the split's records in
     memory); another worker takes it only when that one is gone or `locality_wait` seconds have passed
     since the first worker asked for work. `backup_after`: seconds a task must have run before it may
-    get a backup attempt (0: never)."""
+    get a backup attempt (0: never). `skip_bad_records`: how many records the job may skip (0: none)."""
 
     def __init__(self, num_maps: int, num_reduces: int, max_attempts: int = DEFAULT_MAX_ATTEMPTS, preferred: list | None = None,
-                 locality_wait: float = 0.0, backup_after: float = DEFAULT_BACKUP_AFTER):
+                 locality_wait: float = 0.0, backup_after: float = DEFAULT_BACKUP_AFTER, skip_bad_records: int = 0):
         self.maps = [Task(MAP, i) for i in range(num_maps)]
         self.reduces = [Task(REDUCE, i) for i in range(num_reduces)]
         self.max_attempts = max_attempts
         self.backup_after = backup_after
+        self.skip_bad_records = skip_bad_records
+        self.skipped = 0  # records in the tasks' skip sets
         self.attempts: dict[str, Attempt] = {}
         self.attempts_failed = 0  # counted as they fail: counts() must not walk every attempt
         self.done = False
@@ -346,7 +361,7 @@ class JobTasks:
             return []
         kind = "m" if choice.kind == MAP else "r"
         attempt = Attempt(f"{kind}{choice.index:05d}.{len(choice.attempts)}", choice.kind, choice.index, ev.worker,
-                          started=ev.now, backup=backup)
+                          started=ev.now, backup=backup, skip=tuple(sorted(choice.skip)))
         choice.attempts.append(attempt)
         self.attempts[attempt.id] = attempt
         self._running.setdefault(ev.worker, {})[attempt.id] = attempt
@@ -417,7 +432,7 @@ class JobTasks:
         task = self.task_of(attempt)
         attempt.state = AttemptState.SUCCEEDED
         attempt.finished = ev.now
-        task.winner, task.result = attempt, ev.result
+        task.winner, task.result, task.skipped = attempt, ev.result, attempt.skip
         self._move(task, TaskState.SUCCEEDED)
         self._took[task.kind].append(attempt.finished - attempt.started)
         actions: list = []
@@ -449,16 +464,38 @@ class JobTasks:
         if ev.worker_fault:
             return self._worker_failed(attempt, ev)
         task = self.task_of(attempt)
-        task.failures += 1
-        task.failed_on.add(attempt.worker)
         task.last_error = ev.error
         actions: list = [Discard(attempt)] if attempt.kind == REDUCE else []
+        record = ev.error.get("record") if self.skip_bad_records else None
+        if record is not None:
+            return actions + self._failed_on_record(task, record["number"], ev.error)
+        task.failures += 1
+        task.failed_on.add(attempt.worker)
         if ev.final or task.failures >= self.max_attempts:
             self._move(task, TaskState.FAILED)
             return actions + self._fail_job(task, ev.error)
+        return actions + self._retry(task)
+
+    def _failed_on_record(self, task: Task, number: int, error: dict) -> list:
+        """An attempt failed in the job's code on record `number` of its task (not counted in `failures`)."""
+        task.record_failures[number] += 1
+        task.bad_records[number] = error
+        if task.record_failures[number] >= SKIP_AFTER_FAILURES and number not in task.skip:
+            if self.skipped == self.skip_bad_records:
+                self._move(task, TaskState.FAILED)
+                return self._fail_job(task, {**error, "skip_budget": self.skip_bad_records})
+            self.skipped += 1
+            task.skip.add(number)
+        elif sum(task.record_failures.values()) >= SKIP_AFTER_FAILURES * (self.skip_bad_records + 1):
+            self._move(task, TaskState.FAILED)
+            return self._fail_job(task, {**error, "record_attempts": sum(task.record_failures.values())})
+        return self._retry(task)
+
+    def _retry(self, task: Task) -> list:
+        """The task runs again, once no attempt of it is left running."""
         if task.state is TaskState.RUNNING and not task.running():
             self._move(task, TaskState.PENDING)
-        return actions
+        return []
 
     def _worker_failed(self, attempt: Attempt, ev: AttemptFailed) -> list:
         """The attempt failed through its worker's fault: the task runs again elsewhere, uncharged, and the
@@ -468,9 +505,7 @@ class JobTasks:
         self.full_disks[attempt.worker] = ev.error.get("message", "?")
         actions: list = [Discard(attempt)] if attempt.kind == REDUCE else []
         actions += self._exclude(attempt.worker, "its disk is full: " + self.full_disks[attempt.worker])
-        if task.state is TaskState.RUNNING and not task.running():
-            self._move(task, TaskState.PENDING)
-        return actions + self._unless_every_disk_full(ev.live, task)
+        return actions + self._retry(task) + self._unless_every_disk_full(ev.live, task)
 
     def _unless_every_disk_full(self, live: frozenset, task: Task) -> list:
         """Fail the job, blaming `task`, when every live worker's disk is full: none could run anything."""
