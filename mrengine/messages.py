@@ -235,10 +235,12 @@ class ErrorInfo:
 
 @dataclass
 class MapOutput:
-    """A map attempt's result: one segment per reduce partition of its output file, and its counters."""
+    """A map attempt's result: one segment per reduce partition of its output file, its counters, and per
+    partition its sampled heaviest keys (`shuffle.heavykeys`: [[key as shown, records, bytes], ...])."""
 
     segments: list[Segment]
     counters: list  # [group, name, value] triples
+    heavy_keys: list = field(default_factory=list)
 
 
 @dataclass

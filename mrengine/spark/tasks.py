@@ -207,7 +207,7 @@ def _map_one(spec: StepSpec, job_id: str, job_bytes, split: Split, parsed: Parse
                 block.values.flags.writeable = False
         broadcast = _cache.broadcast(job_id, job, engine)
         with tempfile.TemporaryDirectory(prefix="mrengine-map-", dir=_local_dir()) as tmp:
-            path, segments, counters = map_to_file(job.steps[spec.step], split, fmt, iter(blocks), spec.params,
+            path, segments, counters, _ = map_to_file(job.steps[spec.step], split, fmt, iter(blocks), spec.params,
                                                    broadcast, num_partitions, spec.sort_buffer_bytes, tmp, engine)
             with open(path, "rb") as f:
                 for partition, seg in enumerate(segments):

@@ -97,8 +97,20 @@ def counters_table(counters: list) -> str:
 
 
 def skew_table(skew: list[dict]) -> str:
-    rows = [[str(s["partition"]), str(s["bytes"]), str(s["records"]), str(s["output_records"] or "")] for s in skew]
-    return table(["partition", "shuffle bytes", "shuffle records", "output records"], rows)
+    rows = [[str(s["partition"]), str(s["bytes"]), str(s["records"]), str(s["output_records"] or ""),
+             top_keys(s.get("top_keys") or [])] for s in skew]
+    return table(["partition", "shuffle bytes", "shuffle records", "output records",
+                  "heaviest keys (sampled): ~records, ~bytes"], rows)
+
+
+def top_keys(keys: list[dict]) -> str:
+    """The sampled heaviest keys of a partition; they are user data, so escaped and cut short."""
+    return "<br>".join(f"<code class='key'>{escape(_cut(k['key']))}</code> ~{k['records']}, ~{k['bytes']}"
+                       for k in keys)
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def task_table(r: dict) -> str:
