@@ -46,13 +46,16 @@ def progress(done: int, total: int) -> str:
 def cluster_page(source_title: str, cluster: dict) -> str:
     if not cluster["live"]:
         return layout("cluster", source_title, "<p>A history server has no cluster: see <a href='/jobs'>jobs</a>.</p>")
-    rows = [[escape(w["id"]), w["state"], escape(w["host"]), str(w["pid"]), escape(w["shuffle"]), str(w["slots"]),
+    rows = [[escape(w["id"]), escape(w["state"]) + "".join(f"<br><small>{escape(r)}</small>"
+                                                           for r in w.get("excluded_by") or ()), escape(w["host"]), str(w["pid"]), escape(w["shuffle"]), str(w["slots"]),
              f"{w['last_heartbeat']}s ago",
              ", ".join(f"<a href='/jobs/{quote(j)}'>{escape(j)}</a> {escape(a)}" for j, a in w["running"])]
             for w in cluster["workers"]]
-    alive = sum(w["state"] == "alive" for w in cluster["workers"])
-    body = (f"<p>{alive} of {len(cluster['workers'])} workers alive, "
-            f"{sum(w['slots'] for w in cluster['workers'] if w['state'] == 'alive')} slots.</p>"
+    up = [w for w in cluster["workers"] if w["state"] != "dead"]
+    excluded = sum(w["state"] == "excluded" for w in up)
+    body = (f"<p>{len(up)} of {len(cluster['workers'])} workers alive"
+            + (f" ({excluded} excluded by a running job)" if excluded else "")
+            + f", {sum(w['slots'] for w in up)} slots.</p>"
             + table(["worker", "state", "host", "pid", "shuffle", "slots", "last heartbeat", "running attempts"], rows))
     return layout("cluster", source_title, body)
 

@@ -27,6 +27,23 @@ def find_log(report: dict, attempt_id: str) -> str | None:
     return None
 
 
+def exclusions(jobs) -> dict[str, list[str]]:
+    """Why each worker is excluded, by worker id: the running master jobs that give it no more attempts."""
+    reasons: dict[str, list[str]] = {}
+    for job in jobs:
+        if job.state != "running":
+            continue
+        for worker in sorted(job.tasks.excluded):
+            reasons.setdefault(worker, []).append(
+                f"{job.id}: fetches of its map outputs failed {job.tasks.fetch_failures_from[worker]} times")
+    return reasons
+
+
+def worker_state(alive: bool, excluded_by: list[str]) -> str:
+    """alive, dead, or excluded (alive, but some running job gives it no more attempts)."""
+    return "dead" if not alive else ("excluded" if excluded_by else "alive")
+
+
 class HistorySource:
     """A history directory, re-read on each request (records are small and a history server is quiet)."""
 
@@ -68,8 +85,11 @@ class MasterSource:
         m = self.master
         with m.lock:
             now = time.monotonic()
+            excluded = exclusions(m.scheduler.jobs.values())
             workers = [{"id": w.id, "host": w.host, "pid": w.pid, "shuffle": w.shuffle, "slots": w.slots,
-                        "state": "alive" if w.alive else "dead", "last_heartbeat": round(now - w.last_seen, 2),
+                        "state": worker_state(w.alive, excluded.get(w.id)),
+                        "excluded_by": excluded.get(w.id, []) if w.alive else [],
+                        "last_heartbeat": round(now - w.last_seen, 2),
                         # as its last heartbeat said
                         "running": [[r.job_id, r.attempt_id] for r in w.running] if w.alive else []}
                        for w in m.registry.workers.values()]
