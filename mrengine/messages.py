@@ -413,6 +413,21 @@ class Kill:
     job_id: str
 
 
+@message("logs_request")
+@dataclass
+class LogsRequest:
+    """`mrengine logs JOB [TASK] --master`: the output of a master job's finished attempts (of TASK alone)."""
+
+    job_id: str
+    task: str | None = None  # an attempt id (m00003.0) or a task (m00003)
+
+
+@message("logs")
+@dataclass
+class Logs:
+    attempts: list  # [attempt id, its output], in task order
+
+
 @message("status_request")
 @dataclass
 class StatusRequest:

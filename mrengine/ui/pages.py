@@ -73,7 +73,8 @@ def jobs_page(source_title: str, jobs: list[dict]) -> str:
     return layout("jobs", source_title, body)
 
 
-def job_page(source_title: str, r: dict) -> str:
+def job_page(source_title: str, r: dict, kill_token: str | None = None) -> str:
+    """`kill_token`: the form token of a live master's UI, which gets a kill button while the job runs."""
     c = r["counts"]
     error = r.get("error") or {}
     parts = [
@@ -82,6 +83,8 @@ def job_page(source_title: str, r: dict) -> str:
         f" &rarr; output {escape(r['output'])} &middot; started {when(r['started'])}</p>",
         f"<p>map {progress(c['maps_done'], c['maps'])}<br>reduce {progress(c['reduces_done'], c['reduces'])}</p>",
     ]
+    if kill_token is not None and r["state"] == "running":
+        parts.append(kill_form(r["id"], kill_token))
     if error:
         parts.append(f"<h2 class='failed'>failed</h2><pre class='failed'>{escape(error.get('message', ''))}\n"
                      f"{escape(error.get('traceback', ''))}</pre>")
@@ -93,6 +96,11 @@ def job_page(source_title: str, r: dict) -> str:
     parts.append(f"<h2>tasks</h2><p>{len(stragglers)} straggler(s) flagged (over twice their phase's median)</p>")
     parts.append(task_table(r))
     return layout(f"job {r['id']}", source_title, "".join(parts))
+
+
+def kill_form(job_id: str, token: str) -> str:
+    return (f"<form method='post' action='/jobs/{quote(job_id)}/kill'><input type='hidden' name='token' "
+            f"value='{escape(token)}'><button type='submit' id='kill'>kill this job</button></form>")
 
 
 def counters_table(counters: list) -> str:

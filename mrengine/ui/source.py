@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from .. import history
+from ..errors import UsageError
 
 
 def job_summary(report: dict) -> dict:
@@ -70,6 +71,9 @@ class HistorySource:
         report = self.job(job_id)
         return None if report is None else find_log(report, attempt_id)
 
+    def kill(self, job_id: str) -> None:
+        raise UsageError("a history server runs no jobs to kill")
+
 
 class MasterSource:
     """A running master's state; finished jobs it no longer holds (or held before a restart) come from its history."""
@@ -125,3 +129,7 @@ class MasterSource:
     def log(self, job_id: str, attempt_id: str) -> str | None:
         report = self.job(job_id)
         return None if report is None else find_log(report, attempt_id)
+
+    def kill(self, job_id: str) -> None:
+        """Kill a running job; a UsageError says why it cannot be."""
+        self.master.kill(job_id, "the web UI")
