@@ -48,7 +48,7 @@ def job_report(master_id: str, job, now: float) -> dict:
     end = job.finished or now
     segments = _segments(job)
     tasks = [_task_row(job, t, now, segments) for t in job.tasks.maps + job.tasks.reduces]
-    _flag_stragglers(tasks)
+    flag_stragglers(tasks)
     return {
         "id": job.id, "master": master_id, "name": spec.job_name, "step": spec.step, "state": job.state,
         "user": spec.user, "job_file": spec.job_file, "inputs": list(spec.inputs), "output": spec.output,
@@ -122,7 +122,7 @@ def task_seconds(row: dict) -> float | None:
     return max(times) if times else None
 
 
-def _flag_stragglers(rows: list) -> None:
+def flag_stragglers(rows: list) -> None:
     """Flag tasks that took over BACKUP_FACTOR times their phase's median (the backup rule's own yardstick)."""
     for kind in {r["kind"] for r in rows}:
         phase = [(r, task_seconds(r)) for r in rows if r["kind"] == kind]

@@ -403,6 +403,7 @@ class StepStatus:
     manifest: dict | None = None  # what `_SUCCESS` says, once succeeded
     workers: int = 0
     map_workers: list[SplitPlace] = field(default_factory=list)  # where each split's map ran (native only)
+    report: dict | None = None  # the step's job report, for runners without a master to keep it (Spark)
 
 
 @message("kill")

@@ -12,6 +12,8 @@ import time
 from .. import history
 from ..errors import UsageError
 
+REPORT_REUSE_SECONDS = 1.0
+
 
 def job_summary(report: dict) -> dict:
     """The jobs page's row of a job report."""
@@ -82,6 +84,7 @@ class MasterSource:
 
     def __init__(self, master, history_dir: str | None):
         self.master = master
+        self._reports: dict[str, tuple[float, dict]] = {}  # job id -> (when taken, its report)
         self.history = HistorySource(history_dir) if history_dir else None
         self.title = f"master {master.address}"
 
@@ -119,12 +122,21 @@ class MasterSource:
                 "error": job.error and job.error.message}
 
     def job(self, job_id: str) -> dict | None:
+        """The job's report; one taken under the lock less than REPORT_REUSE_SECONDS ago is reused, so a
+        page and its /api twin, or several people watching, cost one report a second (docs/PERFORMANCE.md)."""
+        now = time.monotonic()
+        taken, report = self._reports.get(job_id, (0.0, None))
+        if report is not None and now - taken < REPORT_REUSE_SECONDS:
+            return report
         m = self.master
         with m.lock:
             job = m.scheduler.jobs.get(job_id)
-            if job is not None:
-                return m.report(job)
-        return self.history.job(job_id) if self.history else None
+            report = m.report(job) if job is not None else None
+        if report is None:
+            return self.history.job(job_id) if self.history else None
+        self._reports = {k: v for k, v in self._reports.items() if now - v[0] < REPORT_REUSE_SECONDS}
+        self._reports[job_id] = (now, report)
+        return report
 
     def log(self, job_id: str, attempt_id: str) -> str | None:
         report = self.job(job_id)
