@@ -2,8 +2,8 @@
 
 Every `STRIDE`-th record's key is looked at. A segment is sorted, so all records of one key are
 contiguous and a run of equal sampled keys (the same encoded bytes, as everywhere) is one key: its samples times `STRIDE` estimate its
-records, and its sampled pairs' encoded sizes (scaled by the block's compression) its bytes. Only
-the `TOP` heaviest runs by records and the `TOP` heaviest by bytes are kept, so a partition's
+records, and its sampled pairs' encoded sizes (scaled by the block's compression) its bytes. A key
+sampled only once is left out (it may have a single record). Only the `TOP` heaviest runs by records and the `TOP` heaviest by bytes are kept, so a partition's
 summary is bounded whatever its size, and the work is a slice and a comparison per sample. Keys are
 user data of any type: they leave the map as short display strings (`display`), never decoded or
 compared again; the master adds up the same strings from every map (`merge`).
@@ -16,6 +16,7 @@ import heapq
 from .. import serde
 
 STRIDE = 16
+MIN_SAMPLES = 2  # a key sampled once may have 1 record as well as 31: too unsure to name; 32 are sure to be seen twice
 TOP = 5
 DISPLAY_CHARS = 80
 
@@ -49,7 +50,7 @@ class KeySampler:
         self._phase = (self._phase - len(batch)) % STRIDE
 
     def _finish_run(self) -> None:
-        if self._records:
+        if self._records >= MIN_SAMPLES * STRIDE:
             self._runs.append((display(self._key), self._records, round(self._bytes)))
             if len(self._runs) > 4 * TOP:
                 self._runs = _heaviest(self._runs)

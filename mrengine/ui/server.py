@@ -125,7 +125,8 @@ def _handler(routes: _Routes, token: str | None, own_hosts: set[str]):
             if own_hosts and self.headers.get("Host", "") not in own_hosts:
                 self._send(403, "text/plain", "a POST must be addressed to this server's own host and port\n")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self.headers.get("Content-Length") or "0"
+            length = int(length) if length.isdigit() else MAX_FORM_BYTES + 1
             if length > MAX_FORM_BYTES:
                 self._send(413, "text/plain", "form too large\n")
                 return
