@@ -1,10 +1,11 @@
 """The heaviest keys of a map output partition, sampled as its blocks are written, for the skew report.
 
 Every `STRIDE`-th record's key is looked at. A segment is sorted, so all records of one key are
-contiguous and a run of equal sampled keys (the same encoded bytes, as everywhere) is one key: its samples times `STRIDE` estimate its
-records, and its sampled pairs' encoded sizes (scaled by the block's compression) its bytes. A key
-sampled only once is left out (it may have a single record). Only the `TOP` heaviest runs by records and the `TOP` heaviest by bytes are kept, so a partition's
-summary is bounded whatever its size, and the work is a slice and a comparison per sample. Keys are
+contiguous, and a run of equal sampled keys (the same encoded bytes, as everywhere) is one key: its
+samples times `STRIDE` estimate its records, and its sampled pairs' encoded sizes (scaled by the
+block's compression) its bytes. A key sampled only once is left out (it may have a single record).
+Only the `TOP` heaviest runs by records and the `TOP` heaviest by bytes are kept, so a partition's
+summary is bounded whatever its size, and the work is a slice and an encoding per sample. Keys are
 user data of any type: they leave the map as short display strings (`display`), never decoded or
 compared again; the master adds up the same strings from every map (`merge`).
 """
