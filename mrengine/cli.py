@@ -540,15 +540,23 @@ def history_cmd(job, history_dir, as_json):
 @click.argument("job")
 @click.argument("task", required=False)
 @_HISTORY_DIR
-def logs_cmd(job, task, history_dir):
+@click.option("--master", "master_address", default=None, callback=_master_address, metavar="HOST:PORT",
+              help="Ask this running master (for the jobs it holds) instead of reading the history.")
+@click.option("--secret-file", default=None, help="File holding the cluster's shared secret (with --master).")
+def logs_cmd(job, task, history_dir, master_address, secret_file):
     """Print the output of JOB's attempts (those of TASK alone: an attempt id like m00003.0, or a task like m00003)."""
     from . import history
 
-    try:
-        record = history.find(history_dir or history.default_dir(), job)
-        shown = history.attempt_logs(record, task)
-    except MrEngineError as exc:
-        _fail(exc)
+    if master_address is not None:
+        from .driver import attempt_logs
+
+        shown = _ask_master(master_address, secret_file, lambda conn: attempt_logs(conn, job, task))
+    else:
+        try:
+            record = history.find(history_dir or history.default_dir(), job)
+            shown = history.attempt_logs(record, task)
+        except MrEngineError as exc:
+            _fail(exc)
     for attempt_id, text in shown:
         click.echo(f"==> {attempt_id} <==")
         click.echo(text, nl=not text.endswith("\n"))

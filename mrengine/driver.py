@@ -12,7 +12,7 @@ import time
 
 from . import comm
 from .errors import ClusterError, RecordError, TaskFailedError
-from .messages import (ClusterStatus, JobStatusRequest, Kill, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
+from .messages import (ClusterStatus, JobStatusRequest, Kill, LogsRequest, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
                        from_wire, to_wire)
 from .runner import Runner
 from .steps import RunOptions, Summary  # noqa: F401  (the driver's options and result, for its callers)
@@ -92,6 +92,11 @@ def cluster_status(conn: comm.Connection, tasks: bool = False) -> ClusterStatus:
 def kill_job(conn: comm.Connection, job_id: str) -> None:
     """Cancel a running master job; the master's refusal (no such job, not running) is raised."""
     conn.request(to_wire(Kill(job_id)))
+
+
+def attempt_logs(conn: comm.Connection, job_id: str, task: str | None) -> list[tuple[str, str]]:
+    """(attempt id, output) of a master job's finished attempts (of `task` alone); the master's refusal is raised."""
+    return [tuple(pair) for pair in from_wire(conn.request(to_wire(LogsRequest(job_id, task)))).attempts]
 
 
 class Driver(Runner):

@@ -96,18 +96,19 @@ def run_map(job: JobSpec, step: Step, task: TaskSpec, work_dir: str,
     fmt = resolve_input_format(task.input_format, job)
     broadcast = cache.broadcast(task.job_id, job, engine)
     blocks = cache.blocks(job, fmt, split, task.storage_options, engine)
-    path, segments, counters = map_to_file(step, split, fmt, blocks, task.params, broadcast, task.num_partitions,
-                                           task.sort_buffer_bytes, attempt_dir, engine, frozenset(task.skip))
-    return path, MapOutput(list(segments), counters)
+    path, segments, counters, heavy_keys = map_to_file(step, split, fmt, blocks, task.params, broadcast,
+                                                       task.num_partitions, task.sort_buffer_bytes, attempt_dir, engine,
+                                                       frozenset(task.skip))
+    return path, MapOutput(list(segments), counters, heavy_keys)
 
 
 @_rare_collections()
 def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, broadcast: Any, num_partitions: int,
                 sort_buffer_bytes: int, attempt_dir: str, engine: Counter,
-                skip: frozenset = frozenset()) -> tuple[str, list, list]:
+                skip: frozenset = frozenset()) -> tuple[str, list, list, list]:
     """Map the `blocks` of one split (read with `fmt`) into `attempt_dir/map.out`, one sorted segment
     per partition, passing over the records numbered in `skip`; every runner calls this. Returns
-    (path, segments, counters).
+    (path, segments, counters, heavy keys per partition).
     """
     step = sorting.map_side(step, split.index)
     ctx = context.TaskContext(params, split=split, broadcast=broadcast)
@@ -130,7 +131,7 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
     finally:
         context.activate(None)
     engine["map_input_bytes"] += max(split.end - split.start, 0) if split.end >= 0 else 0
-    return path, segments, _counter_list(ctx, engine)
+    return path, segments, _counter_list(ctx, engine), buffer.heavy_keys
 
 
 # The partitioner and the combiner run inside the buffer's loop over the mapper's output; these

@@ -147,9 +147,11 @@ def record_step(run_step, spec, label: str, directory: str, runner: str):
         _write_quietly(directory, {**record, "state": "failed", "error": {"message": str(exc)}, **_timing(started),
                                    "counts": {}, "counters": [], "manifest": None})
         raise
+    report = status.report or {}  # the task table and skew, where the runner made a report
     _write_quietly(directory, {**record, "state": "succeeded", "error": None, **_timing(started),
                                "counts": dataclasses.asdict(status.counts), "counters": status.counters,
-                               "manifest": status.manifest})
+                               "manifest": status.manifest, "tasks": report.get("tasks", []),
+                               "skew": report.get("skew", [])})
     return status
 
 

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from .messages import ErrorInfo
+from .shuffle import heavykeys
 from .tasks import BACKUP_FACTOR, MAP, AttemptState
 
 STRAGGLER_MIN_SECONDS = 0.5  # a task this much slower than its phase's median is worth a flag at all
@@ -47,7 +48,7 @@ def job_report(master_id: str, job, now: float) -> dict:
     end = job.finished or now
     segments = _segments(job)
     tasks = [_task_row(job, t, now, segments) for t in job.tasks.maps + job.tasks.reduces]
-    _flag_stragglers(tasks)
+    flag_stragglers(tasks)
     return {
         "id": job.id, "master": master_id, "name": spec.job_name, "step": spec.step, "state": job.state,
         "user": spec.user, "job_file": spec.job_file, "inputs": list(spec.inputs), "output": spec.output,
@@ -57,7 +58,7 @@ def job_report(master_id: str, job, now: float) -> dict:
         "elapsed": round(end - job.started, 3),
         "counts": job.tasks.counts(), "counters": job.counters(),
         "error": asdict(job.error) if job.error else None, "manifest": job.manifest,
-        "tasks": tasks, "skew": _skew(job, segments),
+        "tasks": tasks, "skew": _skew(job, segments, _heavy_keys(job)),
     }
 
 
@@ -66,13 +67,20 @@ def _segments(job) -> list:
     return [t.result.segments if t.result else None for t in job.tasks.maps]
 
 
-def _skew(job, segments: list) -> list:
-    """Bytes and records each reducer gets from the maps (shuffle input), and what it wrote."""
+def _heavy_keys(job) -> list:
+    """Per map task done, its sampled heaviest keys per partition."""
+    return [t.result.heavy_keys for t in job.tasks.maps if t.result and t.result.heavy_keys]
+
+
+def _skew(job, segments: list, heavy_keys: list) -> list:
+    """Bytes and records each reducer gets from the maps (shuffle input), the heaviest keys among them
+    (sampled), and what it wrote."""
     rows = []
     for task in job.tasks.reduces:
         got = [s[task.index] for s in segments if s is not None]
         rows.append({"partition": task.index, "bytes": sum(s.length for s in got),
                      "records": sum(s.records for s in got),
+                     "top_keys": heavykeys.merge([m[task.index] for m in heavy_keys if task.index < len(m)]),
                      "output_bytes": task.result.bytes if task.result else None,
                      "output_records": task.result.records if task.result else None})
     return rows
@@ -114,7 +122,7 @@ def task_seconds(row: dict) -> float | None:
     return max(times) if times else None
 
 
-def _flag_stragglers(rows: list) -> None:
+def flag_stragglers(rows: list) -> None:
     """Flag tasks that took over BACKUP_FACTOR times their phase's median (the backup rule's own yardstick)."""
     for kind in {r["kind"] for r in rows}:
         phase = [(r, task_seconds(r)) for r in rows if r["kind"] == kind]

@@ -39,7 +39,7 @@ from .inputs import Split
 from .jobreport import AttemptNote, job_report, with_log_tail
 from .messages import (
     AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow, JobStatusRequest, Kill,
-    MapSource, Ok, Register, Registered, Reregister, SplitPlace, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
+    Logs, LogsRequest, MapSource, Ok, Register, Registered, Reregister, SplitPlace, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
     TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire, to_wire,
 )
 from .steps import StepCommit, failed_on_all, manifest, plan, sum_counters
@@ -454,6 +454,7 @@ class Master:
         self._handlers = {
             Register: self._register, Heartbeat: self._heartbeat, Goodbye: self._goodbye,
             Submit: self._submit, JobStatusRequest: self._job_status, StatusRequest: self._status, Kill: self._kill,
+            LogsRequest: self._logs,
         }
         self.server = comm.Server(host, port, secret, self._serve, "master", max_frame)
 
@@ -584,18 +585,31 @@ class Master:
                               len(self.registry.alive()), map_workers, _exclusions(job))
 
     def _kill(self, msg: Kill) -> Ok:
+        self.kill(msg.job_id, "`mrengine kill`")
+        return Ok()
+
+    def kill(self, job_id: str, by: str) -> None:
+        """Cancel a running job, as `mrengine kill` and the web UI's kill button ask; a UsageError says why not."""
         with self.lock:
-            job = self.scheduler.jobs.get(msg.job_id)
+            job = self.scheduler.jobs.get(job_id)
             if job is None:
-                raise UsageError(f"no job {msg.job_id!r} on this master (`mrengine jobs` lists them)")
+                raise UsageError(f"no job {job_id!r} on this master (`mrengine jobs` lists them)")
             if job.state != "running":
                 raise UsageError(f"job {job.id} is not running: it {job.state}")
             if job.ending():
                 raise UsageError(f"job {job.id} is ending already: " + (job.error.message if job.error
                                                                         else "its output is being committed"))
-            self.scheduler.cancel(job, "killed by `mrengine kill`")
+            self.scheduler.cancel(job, f"killed by {by}")
             self.lock.notify_all()
-        return Ok()
+
+    def _logs(self, msg: LogsRequest) -> Logs:
+        with self.lock:
+            job = self.scheduler.jobs.get(msg.job_id)
+            if job is None:
+                raise UsageError(f"no job {msg.job_id!r} on this master (it keeps the last jobs only; "
+                                 f"`mrengine logs {msg.job_id} --history-dir DIR` reads the history)")
+            report = self.report(job)
+        return Logs([list(pair) for pair in history.attempt_logs(report, msg.task)])
 
     def _status(self, msg: StatusRequest) -> ClusterStatus:
         with self.lock:

@@ -254,10 +254,12 @@ class ErrorInfo:
 
 @dataclass
 class MapOutput:
-    """A map attempt's result: one segment per reduce partition of its output file, and its counters."""
+    """A map attempt's result: one segment per reduce partition of its output file, its counters, and per
+    partition its sampled heaviest keys (`shuffle.heavykeys`: [[key as shown, records, bytes], ...])."""
 
     segments: list[Segment]
     counters: list  # [group, name, value] triples
+    heavy_keys: list = field(default_factory=list)
 
 
 @dataclass
@@ -421,6 +423,7 @@ class StepStatus:
     workers: int = 0
     map_workers: list[SplitPlace] = field(default_factory=list)  # where each split's map ran (native only)
     excluded: list[str] = field(default_factory=list)  # "worker: why" for each worker the job stopped using
+    report: dict | None = None  # the step's job report, for runners without a master to keep it (Spark)
 
 
 @message("kill")
@@ -429,6 +432,21 @@ class Kill:
     """`mrengine kill`: cancel a running master job (answered by `Ok`, or an error reply)."""
 
     job_id: str
+
+
+@message("logs_request")
+@dataclass
+class LogsRequest:
+    """`mrengine logs JOB [TASK] --master`: the output of a master job's finished attempts (of TASK alone)."""
+
+    job_id: str
+    task: str | None = None  # an attempt id (m00003.0) or a task (m00003)
+
+
+@message("logs")
+@dataclass
+class Logs:
+    attempts: list  # [attempt id, its output], in task order
 
 
 @message("status_request")

@@ -196,15 +196,19 @@ class StepCommit:
 
 
 def finish(spec: StepSpec, job_id: str, winners: list[tuple[str, PartOutput]], maps: int,
-           map_counters: Iterable[list]) -> dict:
+           map_counters: Iterable[list], before_success: Callable[[dict], None] | None = None) -> dict:
     """Commit a step whose tasks are done: `winners[p]` is (attempt id, result) of partition p's winning
-    reduce attempt, `map_counters` the winning map attempts' counters. Returns the manifest."""
+    reduce attempt, `map_counters` the winning map attempts' counters. `before_success(manifest)` runs
+    once the parts are committed, before `_SUCCESS` is written (the job's report goes there). Returns
+    the manifest."""
     commit = StepCommit(spec, job_id)
     parts = [part for _, part in winners]
     step_manifest = manifest(spec, parts, maps, sum_counters([*map_counters, *(p.counters for p in parts)]))
     try:
         for partition, (attempt_id, _) in enumerate(winners):
             commit.task(partition, attempt_id)
+        if before_success is not None:
+            before_success(step_manifest)
         commit.job(step_manifest)
     except Exception as exc:
         commit.abort()

@@ -16,8 +16,8 @@ def run_native(job: str, out, *args: str, inputs: str = SAMPLE_TEXT):
 
 
 def files_of(directory) -> dict[str, bytes]:
-    """Every output file below `directory` (relative name -> bytes); not a master job's `_REPORT.json`,
-    which records how the job ran (timings, workers), not what it wrote, and which Spark leaves to its own UI."""
+    """Every output file below `directory` (relative name -> bytes); not the job's `_REPORT.json`, which
+    records how the job ran (timings, workers), not what it wrote."""
     found = {}
     for folder, _, names in os.walk(directory):
         for name in set(names) - {"_REPORT.json"}:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -35,9 +36,26 @@ def test_wordcount_through_the_cli_matches_native(tmp_path):
     job = os.path.join(JOBS, "wordcount.py")
     native = run_native(job, tmp_path / "native")
     result = run_cli("run", job, TEXT, "-o", tmp_path / "spark", "--runner", "spark", "--spark-master", "local[2]",
-                     "--spark-conf", "spark.ui.enabled=false", timeout=RUN_TIMEOUT)
+                     "--spark-conf", "spark.ui.enabled=false", "--history-dir", tmp_path / "history",
+                     timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert_same_output(tmp_path / "native", tmp_path / "spark")
+    # The report beside _SUCCESS and the history record hold a task table and the skew, as a master job's.
+    manifest = json.loads((tmp_path / "spark" / "_SUCCESS").read_text())
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "history").glob("*.json")]
+    report = json.loads((tmp_path / "spark" / "_REPORT.json").read_text())
+    for r in (report, record):
+        assert r["runner"] == "spark" and r["counters"] == manifest["counters"]
+        assert [(t["kind"], t["index"]) for t in r["tasks"]] == [("map", 0), ("map", 1), ("map", 2), ("reduce", 0),
+                                                                ("reduce", 1)]
+        maps_in = sum(t["attempts"][0]["records_in"] for t in r["tasks"] if t["kind"] == "map")
+        assert maps_in == dict(((g, n), v) for g, n, v in manifest["counters"])["mrengine", "map_input_records"]
+        assert all(t["attempts"][0]["seconds"] >= 0 for t in r["tasks"])
+        assert [s["output_records"] for s in r["skew"]] == [manifest["parts"][f"part-{p:05d}"]["records"]
+                                                           for p in range(2)]
+        assert all(s["top_keys"] == [] for s in r["skew"])  # combined: each word is one record per map
+        assert sum(s["records"] for s in r["skew"]) == sum(t["attempts"][0]["records_out"] for t in r["tasks"]
+                                                           if t["kind"] == "map")
     assert summary_without_time(result.stderr) == summary_without_time(native.stderr)
     assert "[wordcount] map 3/3  reduce 2/2  workers 1" in result.stderr
     # Spark's own log stays out of the terminal.

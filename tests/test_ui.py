@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import http.client
 import urllib.error
 import urllib.request
 
@@ -47,6 +48,22 @@ def status_of(url: str, token: str | None = None) -> int:
     except urllib.error.HTTPError as exc:
         return exc.code
     return 200
+
+
+def post(base: str, path: str, form: str, host: str | None = None) -> tuple[int, str]:
+    """A form POST as a browser sends it (no redirect followed): the status and the Location or body."""
+    conn = http.client.HTTPConnection(base[len("http://"):], timeout=10)
+    try:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} | ({"Host": host} if host else {})
+        conn.request("POST", path, form, headers)
+        reply = conn.getresponse()
+        return reply.status, reply.getheader("Location") or reply.read().decode()
+    finally:
+        conn.close()
+
+
+def top_key_of(skew_row: dict) -> str:
+    return skew_row["top_keys"][0]["key"]
 
 
 def wait_for(what, check, timeout=60.0):
@@ -145,17 +162,17 @@ def test_pages_in_chromium_during_and_after_a_skewed_job_with_a_straggler(tmp_pa
         cluster.start_workers()
         run = subprocess.Popen([sys.executable, "-m", "mrengine", "run", JOB, tmp_path / "in", "-o", out,
                                 "--master", cluster.address, "--secret-file", cluster.secret, "-p", "slow=f2.txt",
-                                "-p", "sleep=25", "--counters"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                "-p", "sleep=40", "--counters"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
         # During the job: the straggling map is the one task still running.
         job = wait_for("three maps done", lambda: next((j for j in get(cluster.http + "/api/jobs")
                                                          if j["counts"]["maps_done"] >= 3), None))
         assert job["state"] == "running"
-        cluster_dom = text_of(chromium(cluster.http + "/cluster", shots / "cluster.png", browser_dir))
-        assert "2 of 2 workers alive" in cluster_dom and f"{job['id']} m00002.0" in cluster_dom  # the straggler runs
         url = f"{cluster.http}/jobs/{job['id']}"
         dom = text_of(chromium(url, shots / "job-running.png", browser_dir))
-        assert "running" in dom and "map 3/4" in dom
+        assert "running" in dom and "map 3/4" in dom and "kill this job" in dom
+        cluster_dom = text_of(chromium(cluster.http + "/cluster", shots / "cluster.png", browser_dir))
+        assert "2 of 2 workers alive" in cluster_dom and f"{job['id']} m00002.0" in cluster_dom  # the straggler runs
         assert "running" in text_of(chromium(cluster.http + "/jobs", shots / "jobs-running.png", browser_dir))
         _, stderr = run.communicate(timeout=120)
         assert run.returncode == 0, stderr
@@ -170,6 +187,9 @@ def test_pages_in_chromium_during_and_after_a_skewed_job_with_a_straggler(tmp_pa
         hot_partition = int(hot.name.split("-")[1])
         heaviest = re.findall(r'class="bar heaviest" data-partition="(\d+)"', dom)
         assert heaviest == [str(hot_partition)] * 2, "the hot key's partition is not the largest bar (bytes, records)"
+        assert re.search(rf"heaviest keys \(sampled\).*? {hot_partition} \d+ \d+ \d+ 'hot' ~\d+", seen), \
+            "the hot key is not the top sampled key of its partition"
+        assert "kill this job" not in seen  # it is over
         for name, value in summary_counters(stderr).items():
             group, counter = name.split("/")
             assert f"{group} {counter} {value}" in seen, f"counter {name} = {value} is not on the page"
@@ -191,6 +211,7 @@ def test_pages_in_chromium_during_and_after_a_skewed_job_with_a_straggler(tmp_pa
         assert job["id"] in text_of(chromium(history_url + "/jobs", shots / "history-jobs.png", browser_dir))
         history_dom = chromium(f"{history_url}/jobs/{job['id']}", shots / "history-job.png", browser_dir)
         assert re.findall(r'class="bar heaviest" data-partition="(\d+)"', history_dom) == [str(hot_partition)] * 2
+        assert f" {hot_partition} " in text_of(history_dom) and "'hot' ~" in text_of(history_dom)
         assert "straggler (median" in text_of(history_dom)
     finally:
         cluster.stop_all()
@@ -219,19 +240,61 @@ def test_json_api_agrees_with_the_summary_and_success_manifest(tmp_path):
         assert {f"part-{s['partition']:05d}": s["output_records"] for s in report["skew"]} == \
             {name: part["records"] for name, part in manifest["parts"].items()}
         assert report["counts"]["maps"] == manifest["maps"] == len(report["tasks"]) - manifest["reduces"]
+        hot = next(int(p.name[5:]) for p in out.glob("part-*") if re.search(r"^hot\t", p.read_text(), re.M))
+        assert top_key_of(report["skew"][hot]) == "'hot'"
+        assert report["skew"][hot]["top_keys"][0]["records"] == pytest.approx(4 * 1500 * 3, rel=0.05)
         beside = json.loads((out / "_REPORT.json").read_text())
         assert beside["counters"] == manifest["counters"] and beside["state"] == "succeeded"
+        assert top_key_of(beside["skew"][hot]) == "'hot'"
         metrics = get(cluster.http + "/metrics")
         assert 'mrengine_workers{state="alive"} 2' in metrics and 'mrengine_jobs{state="succeeded"} 1' in metrics
         assert run_cli("verify", out).returncode == 0  # the report beside _SUCCESS is no part file
+        live_logs = run_cli("logs", job["id"], "m00000", "--master", cluster.address, "--secret-file", cluster.secret)
+        assert live_logs.returncode == 0 and "==> m00000.0 <==" in live_logs.stdout
+        assert "mapping f0.txt" in live_logs.stdout, live_logs.stderr
+        unknown = run_cli("logs", "job9999", "--master", cluster.address, "--secret-file", cluster.secret)
+        assert unknown.returncode == 2 and "no job 'job9999' on this master" in unknown.stderr
+        assert "Traceback" not in unknown.stderr
+        kill_through_the_ui(cluster, tmp_path)
     finally:
         cluster.stop_all()
+    [record] = [json.loads(p.read_text()) for p in history_dir.glob("*.json") if json.loads(p.read_text())["id"] == job["id"]]
+    assert top_key_of(record["skew"][hot]) == "'hot'"
     listed = run_cli("history", "--history-dir", history_dir)
     assert job["id"] in listed.stdout and "succeeded" in listed.stdout
     logs = run_cli("logs", job["id"], "m00000", "--history-dir", history_dir)
     assert logs.returncode == 0 and "mapping f0.txt" in logs.stdout
     missing = run_cli("logs", job["id"], "m09999", "--history-dir", history_dir)
     assert missing.returncode == 2 and "no task or attempt 'm09999'" in missing.stderr
+
+
+def kill_through_the_ui(cluster: Cluster, tmp_path) -> None:
+    """A long job killed with the job page's kill button ends cancelled, its output without _SUCCESS."""
+    out = tmp_path / "killed"
+    run = subprocess.Popen([sys.executable, "-m", "mrengine", "run", JOB, tmp_path / "in", "-o", out, "--master",
+                            cluster.address, "--secret-file", cluster.secret, "-p", "slow=f1.txt", "-p", "sleep=120"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_for("the long job", lambda: next((j for j in get(cluster.http + "/api/jobs")
+                                                      if j["output"] == str(out) and j["state"] == "running"), None))
+        page = get(f"{cluster.http}/jobs/{job['id']}")
+        action, token = re.search(r"<form method='post' action='([^']+)'>.*?name='token' value='(\w+)'", page).groups()
+        assert action == f"/jobs/{job['id']}/kill"
+        assert post(cluster.http, action, "token=forged")[0] == 403
+        assert post(cluster.http, action, f"token={token}", host="attacker.example:80")[0] == 403  # DNS rebinding
+        assert get(f"{cluster.http}/api/jobs/{job['id']}")["state"] == "running"
+        assert post(cluster.http, action, f"token={token}") == (303, f"/jobs/{job['id']}")
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode != 0 and "killed by the web UI" in stderr, stderr
+    report = wait_for("the job's end", lambda: (r := get(f"{cluster.http}/api/jobs/{job['id']}"))["state"] != "running" and r)
+    assert report["state"] == "cancelled" and "killed by the web UI" in report["error"]["message"]
+    assert not (out / "_SUCCESS").exists()
+    status, body = post(cluster.http, action, f"token={token}")
+    assert status == 409 and "is not running" in body
 
 
 def test_a_remote_ui_bind_needs_the_secret_and_then_asks_for_its_token(tmp_path):

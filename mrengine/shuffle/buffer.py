@@ -29,6 +29,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator
 
+from .heavykeys import KeySampler
 from .merge import combine_group, combine_sorted, merge_runs, sort_pairs
 from .order import ANY, PLAIN_TYPES, group_key, kind_of, pair_key
 from .runs import Run, Segment, write_segment
@@ -71,6 +72,7 @@ class MapOutputBuffer:
         self._value_bytes = 0.0
         self._samples = 0
         self._next_check = 1
+        self.heavy_keys: list[list] = []  # after close(): per partition, its sampled heaviest keys (`heavykeys`)
 
     # ------------------------------------------------------------ adding
 
@@ -238,11 +240,12 @@ class MapOutputBuffer:
             target.append(pair)
         return parts, kind
 
-    def _write(self, path: str) -> list[Segment]:
+    def _write(self, path: str, samplers: list | None = None) -> list[Segment]:
         """Write what is held to `path`, one sorted segment per partition, and let it go."""
         parts, kind = self._sorted_partitions()
+        samplers = samplers or [None] * len(parts)
         with open(path, "wb") as out:
-            segments = [write_segment(out, pairs, out.tell(), kind) for pairs in parts]
+            segments = [write_segment(out, pairs, out.tell(), kind, sampler) for pairs, sampler in zip(parts, samplers)]
         self._pairs.clear()
         return segments
 
@@ -266,16 +269,18 @@ class MapOutputBuffer:
 
     def close(self, path: str) -> list[Segment]:
         """Write the final map output to `path`: one sorted segment per partition."""
+        samplers = [KeySampler() for _ in range(self.num_partitions)]
         if not self.spills:
-            segments = self._write(path)
+            segments = self._write(path, samplers)
         else:
             if self._held:
                 self.spill()
-            segments = self._merge_spills(path)
+            segments = self._merge_spills(path, samplers)
+        self.heavy_keys = [s.top() for s in samplers]
         self.counters["map_output_records"] += self._dropped
         return segments
 
-    def _merge_spills(self, path: str) -> list[Segment]:
+    def _merge_spills(self, path: str, samplers: list) -> list[Segment]:
         try:
             segments = []
             with open(path, "wb") as out:
@@ -284,7 +289,7 @@ class MapOutputBuffer:
                             if spill_segments[p].length]
                     merged = merge_runs(runs, self.combiner, self.spill_dir, self.counters, "map_merge_passes")
                     pairs = combine_sorted(merged, self.combiner, self.counters, merged.kind)
-                    segments.append(write_segment(out, pairs, out.tell(), merged.kind))
+                    segments.append(write_segment(out, pairs, out.tell(), merged.kind, samplers[p]))
         finally:
             for spill_path, _ in self.spills:
                 os.unlink(spill_path)

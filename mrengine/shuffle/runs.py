@@ -23,6 +23,7 @@ import lz4.block
 
 from .. import serde
 from ..errors import FetchFailedError, StorageError
+from .heavykeys import KeySampler
 from .order import ANY, KINDS
 
 _HEADER = struct.Struct("<4sIII")
@@ -61,8 +62,10 @@ def _corrupt(message: str, map_index: int) -> Exception:
     return CorruptRunError(message, map_index) if map_index >= 0 else StorageError(message)
 
 
-def write_segment(out: BinaryIO, pairs: Iterable[tuple], offset: int, kind: str = ANY) -> Segment:
-    """Write (key, value) pairs sorted for their `kind` as blocks at `offset` (the file's current position)."""
+def write_segment(out: BinaryIO, pairs: Iterable[tuple], offset: int, kind: str = ANY,
+                  sampler: KeySampler | None = None) -> Segment:
+    """Write (key, value) pairs sorted for their `kind` as blocks at `offset` (the file's current position);
+    a `sampler` sees each block's pairs (a map's final output, for the skew report)."""
     magic = _MAGIC + kind.encode()
     it = iter(pairs)
     length = records = 0
@@ -75,6 +78,8 @@ def write_segment(out: BinaryIO, pairs: Iterable[tuple], offset: int, kind: str 
         comp = lz4.block.compress(raw, store_size=False)
         out.write(_HEADER.pack(magic, len(raw), len(comp), zlib.crc32(comp)))
         out.write(comp)
+        if sampler is not None:
+            sampler.add(batch, len(raw), _HEADER.size + len(comp))
         length += _HEADER.size + len(comp)
         records += len(batch)
         # Size the next block from this one's bytes per record.

@@ -28,6 +28,7 @@ import cloudpickle
 
 from .. import outputs
 from ..driver import Progress
+from ..history import REPORT
 from ..errors import ClusterError, RecordError, TaskFailedError
 from ..inputs import Split
 from ..messages import StepSpec, StepStatus, TaskCounts
@@ -35,6 +36,7 @@ from ..runner import Runner
 from ..steps import failed_on_all, finish, plan, resolve_input_format
 from ..tasks import DEFAULT_MAX_ATTEMPTS
 from . import tasks
+from .report import step_report
 from .session import DEFAULT_MASTER, Spark, java_message
 
 POLL_SECONDS = 0.2
@@ -62,6 +64,7 @@ class SparkRunner(Runner):
         """Run one step on Spark, as one Spark job; returns its final status."""
         from py4j.protocol import Py4JError
 
+        started = time.time()
         spec, splits = plan(spec)
         reducers = spec.num_reducers
         job_id = f"spark-{uuid.uuid4().hex[:12]}"
@@ -79,7 +82,7 @@ class SparkRunner(Runner):
             rdd = (mapped.partitionBy(reducers, tasks.partition_of)
                    .mapPartitionsWithIndex(tasks.reduce_task(task_spec, job_id, job_bytes)))
             results, counts = self._collect(rdd, job_id, spec.job_name, label, len(splits), reducers)
-            return self._finish(spec, job_id, splits, results, counts)
+            return self._finish(spec, job_id, splits, results, counts, started)
         except Py4JError as exc:  # Spark itself failed (its JVM died, the context stopped)
             self._abort(spec, job_id)
             raise self.spark.error(f"job {spec.job_name} failed in Spark", exc) from None
@@ -166,7 +169,7 @@ class SparkRunner(Runner):
     # ------------------------------------------------------------ the commit
 
     def _finish(self, spec: StepSpec, job_id: str, splits: list[Split], results: list[tasks.ReducedPartition],
-                counts: TaskCounts) -> StepStatus:
+                counts: TaskCounts, started: float) -> StepStatus:
         errors = sorted((r.error for r in results if r.error is not None), key=lambda e: e["task"])
         if errors:  # a record error: the tasks that met one returned it rather than fail (see tasks)
             error = errors[0]
@@ -179,9 +182,15 @@ class SparkRunner(Runner):
                 sorted(map_counters) != [s.index for s in splits]:
             raise ClusterError(f"Spark returned results for {len(results)} of {spec.num_reducers} reduce tasks and "
                                f"{len(map_counters)} of {len(splits)} map tasks")
+        made: dict = {}
+
+        def write_report(manifest: dict) -> None:  # beside _SUCCESS and before it, as a master job's
+            made["report"] = step_report(spec, job_id, results, started, time.time(), counts, manifest)
+            outputs.write_json(spec.output, REPORT, made["report"], spec.storage_options)
+
         manifest = finish(spec, job_id, [(r.attempt_id, r.part) for r in results], len(splits),
-                          map_counters.values())
-        return StepStatus("succeeded", counts, manifest["counters"], manifest=manifest)
+                          map_counters.values(), write_report)
+        return StepStatus("succeeded", counts, manifest["counters"], manifest=manifest, report=made["report"])
 
 
 def _rows(splits: list[Split]) -> list[dict]:

@@ -25,9 +25,11 @@ import base64
 import json
 import os
 import re
+import socket
 import tempfile
+import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 import cloudpickle
@@ -60,6 +62,7 @@ class RunChunk:
 class MapCounters:
     map_index: int
     counters: list
+    record: dict = field(default_factory=dict)  # the task's row of the job report (`task_record`)
 
 
 @dataclass
@@ -84,6 +87,8 @@ class ReducedPartition:
     part: PartOutput | None
     map_counters: dict  # map index -> counters
     error: dict | None = None  # a record error met by this task, or by a map it read (then `part` is None)
+    record: dict = field(default_factory=dict)  # this task's row of the job report (`task_record`)
+    map_records: dict = field(default_factory=dict)  # map index -> the row of the map attempt whose output it read
 
 # Spark reuses its Python workers across tasks, as the native worker reuses its slot processes: the
 # same cache keeps unpickled jobs and their broadcast values. Not splits: a main(ctx) session's parsed
@@ -95,6 +100,13 @@ def _local_dir() -> str:
     # Executors point Python workers at Spark's own scratch space.
     dirs = os.environ.get("SPARK_LOCAL_DIRS")
     return dirs.split(",")[0] if dirs else tempfile.gettempdir()
+
+
+def task_record(attempt_id: str, started: float, **io) -> dict:
+    """What a Spark task tells the driver of itself for the job report: its attempt, executor host, wall
+    clock start, seconds, and records and bytes in and out (Spark's own task metrics are on its JVM side)."""
+    return {"attempt": attempt_id, "host": socket.gethostname(), "started": round(started, 3),
+            "seconds": round(time.time() - started, 3), **io}
 
 
 def _attempt() -> tuple[int, str]:
@@ -194,6 +206,7 @@ def _report(task: str, exc: BaseException) -> dict:
 
 def _map_one(spec: StepSpec, job_id: str, job_bytes, split: Split, parsed: ParsedSplit | None,
              num_partitions: int) -> Iterator[tuple]:
+    started = time.time()
     try:
         job = _cache.job(job_id, job_bytes.value)
         fmt = resolve_input_format(spec.input_format, job)
@@ -207,15 +220,19 @@ def _map_one(spec: StepSpec, job_id: str, job_bytes, split: Split, parsed: Parse
                 block.values.flags.writeable = False
         broadcast = _cache.broadcast(job_id, job, engine)
         with tempfile.TemporaryDirectory(prefix="mrengine-map-", dir=_local_dir()) as tmp:
-            path, segments, counters = map_to_file(job.steps[spec.step], split, fmt, iter(blocks), spec.params,
-                                                   broadcast, num_partitions, spec.sort_buffer_bytes, tmp, engine)
+            path, segments, counters, heavy_keys = map_to_file(job.steps[spec.step], split, fmt, iter(blocks),
+                                                               spec.params, broadcast, num_partitions,
+                                                               spec.sort_buffer_bytes, tmp, engine)
+            record = task_record(_attempt()[1], started, records_in=engine["map_input_records"],
+                                 bytes_in=engine["map_input_bytes"], records_out=sum(s.records for s in segments),
+                                 bytes_out=sum(s.length for s in segments), heavy_keys=heavy_keys)
             with open(path, "rb") as f:
                 for partition, seg in enumerate(segments):
                     f.seek(seg.offset)
                     for offset in range(0, seg.length, CHUNK_BYTES):
                         data = f.read(min(CHUNK_BYTES, seg.length - offset))
                         yield partition, RunChunk(split.index, offset, seg.length, seg.records, data)
-        yield 0, MapCounters(split.index, counters)
+        yield 0, MapCounters(split.index, counters, record)
     except RecordError as exc:
         yield 0, MapError(split.index, _report(_map_name(split), exc))
     except Exception as exc:
@@ -230,13 +247,15 @@ def reduce_task(spec: StepSpec, job_id: str, job_bytes):
 
     def run(partition: int, records: Iterator[tuple]) -> Iterator[ReducedPartition]:
         _, attempt_id = _attempt()
+        started = time.time()
         try:
-            part, map_counters, error = _reduce_one(spec, job_id, job_bytes.value, attempt_id, partition, records)
+            reduced = _reduce_one(spec, job_id, job_bytes.value, attempt_id, partition, records)
         except RecordError as exc:
-            part, map_counters, error = None, {}, _report(f"reduce task {partition}", exc)
+            reduced = ReducedPartition(partition, attempt_id, None, {}, _report(f"reduce task {partition}", exc))
         except Exception as exc:
             raise TaskError(f"reduce task {partition}", exc) from None
-        yield ReducedPartition(partition, attempt_id, part, map_counters, error)
+        reduced.record = task_record(attempt_id, started, **reduced.record)
+        yield reduced
 
     return run
 
@@ -255,11 +274,12 @@ class _Spool:
 
 
 def _reduce_one(spec: StepSpec, job_id: str, job_bytes: bytes, attempt_id: str, partition: int,
-                records: Iterator[tuple]) -> tuple[PartOutput | None, dict, dict | None]:
+                records: Iterator[tuple]) -> ReducedPartition:
     job = _cache.job(job_id, job_bytes)
     engine: Counter = Counter()
     broadcast = _cache.broadcast(job_id, job, engine)
     map_counters: dict = {}
+    map_records: dict = {}
     map_errors: dict = {}
     spools: dict[int, _Spool] = {}
     with tempfile.TemporaryDirectory(prefix="mrengine-reduce-", dir=_local_dir()) as tmp:
@@ -267,6 +287,7 @@ def _reduce_one(spec: StepSpec, job_id: str, job_bytes: bytes, attempt_id: str, 
             for _, value in records:
                 if isinstance(value, MapCounters):
                     map_counters[value.map_index] = value.counters
+                    map_records[value.map_index] = value.record
                     continue
                 if isinstance(value, MapError):
                     map_errors[value.map_index] = value.report
@@ -280,7 +301,7 @@ def _reduce_one(spec: StepSpec, job_id: str, job_bytes: bytes, attempt_id: str, 
             for spool in spools.values():
                 os.close(spool.fd)
         if map_errors:
-            return None, {}, map_errors[min(map_errors)]
+            return ReducedPartition(partition, attempt_id, None, {}, map_errors[min(map_errors)])
         runs = []
         for map_index, spool in sorted(spools.items()):  # map order, as the native reducer merges
             if spool.received != spool.length:
@@ -289,4 +310,6 @@ def _reduce_one(spec: StepSpec, job_id: str, job_bytes: bytes, attempt_id: str, 
         out_path = outputs.attempt_path(spec.output, job_id, attempt_id, partition)
         result = reduce_to_file(job.steps[spec.step], runs, partition, out_path, spec.output_format, spec.params,
                                 broadcast, spec.storage_options, engine, tmp)
-    return result, map_counters, None
+    io = {"records_in": sum(r.records for r in runs), "bytes_in": sum(r.length for r in runs),
+          "records_out": result.records, "bytes_out": result.bytes}
+    return ReducedPartition(partition, attempt_id, result, map_counters, None, io, map_records)

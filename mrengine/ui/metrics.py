@@ -18,9 +18,9 @@ def render(cluster: dict, jobs: list[dict]) -> str:
 
     workers = cluster["workers"]
     metric("mrengine_workers", "gauge", "Workers known to the master, by state.",
-           [({"state": s}, sum(w["state"] == s for w in workers)) for s in ("alive", "dead")])
+           [({"state": s}, sum(w["state"] == s for w in workers)) for s in ("alive", "excluded", "dead")])
     metric("mrengine_slots", "gauge", "Slots of the live workers.",
-           [({}, sum(w["slots"] for w in workers if w["state"] == "alive"))])
+           [({}, sum(w["slots"] for w in workers if w["state"] != "dead"))])
     metric("mrengine_running_attempts", "gauge", "Attempts running on the workers.",
            [({}, sum(len(w["running"]) for w in workers))])
     metric("mrengine_jobs", "gauge", "Jobs the master or history holds, by state.",

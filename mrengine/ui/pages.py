@@ -46,13 +46,16 @@ def progress(done: int, total: int) -> str:
 def cluster_page(source_title: str, cluster: dict) -> str:
     if not cluster["live"]:
         return layout("cluster", source_title, "<p>A history server has no cluster: see <a href='/jobs'>jobs</a>.</p>")
-    rows = [[escape(w["id"]), w["state"], escape(w["host"]), str(w["pid"]), escape(w["shuffle"]), str(w["slots"]),
+    rows = [[escape(w["id"]), escape(w["state"]) + "".join(f"<br><small>{escape(r)}</small>"
+                                                           for r in w.get("excluded_by") or ()), escape(w["host"]), str(w["pid"]), escape(w["shuffle"]), str(w["slots"]),
              f"{w['last_heartbeat']}s ago",
              ", ".join(f"<a href='/jobs/{quote(j)}'>{escape(j)}</a> {escape(a)}" for j, a in w["running"])]
             for w in cluster["workers"]]
-    alive = sum(w["state"] == "alive" for w in cluster["workers"])
-    body = (f"<p>{alive} of {len(cluster['workers'])} workers alive, "
-            f"{sum(w['slots'] for w in cluster['workers'] if w['state'] == 'alive')} slots.</p>"
+    up = [w for w in cluster["workers"] if w["state"] != "dead"]
+    excluded = sum(w["state"] == "excluded" for w in up)
+    body = (f"<p>{len(up)} of {len(cluster['workers'])} workers alive"
+            + (f" ({excluded} excluded by a running job)" if excluded else "")
+            + f", {sum(w['slots'] for w in up)} slots.</p>"
             + table(["worker", "state", "host", "pid", "shuffle", "slots", "last heartbeat", "running attempts"], rows))
     return layout("cluster", source_title, body)
 
@@ -70,7 +73,8 @@ def jobs_page(source_title: str, jobs: list[dict]) -> str:
     return layout("jobs", source_title, body)
 
 
-def job_page(source_title: str, r: dict) -> str:
+def job_page(source_title: str, r: dict, kill_token: str | None = None) -> str:
+    """`kill_token`: the form token of a live master's UI, which gets a kill button while the job runs."""
     c = r["counts"]
     error = r.get("error") or {}
     parts = [
@@ -79,6 +83,8 @@ def job_page(source_title: str, r: dict) -> str:
         f" &rarr; output {escape(r['output'])} &middot; started {when(r['started'])}</p>",
         f"<p>map {progress(c['maps_done'], c['maps'])}<br>reduce {progress(c['reduces_done'], c['reduces'])}</p>",
     ]
+    if kill_token is not None and r["state"] == "running":
+        parts.append(kill_form(r["id"], kill_token))
     if error:
         parts.append(f"<h2 class='failed'>failed</h2><pre class='failed'>{escape(error.get('message', ''))}\n"
                      f"{escape(error.get('traceback', ''))}</pre>")
@@ -92,13 +98,30 @@ def job_page(source_title: str, r: dict) -> str:
     return layout(f"job {r['id']}", source_title, "".join(parts))
 
 
+def kill_form(job_id: str, token: str) -> str:
+    return (f"<form method='post' action='/jobs/{quote(job_id)}/kill'><input type='hidden' name='token' "
+            f"value='{escape(token)}'><button type='submit' id='kill'>kill this job</button></form>")
+
+
 def counters_table(counters: list) -> str:
     return table(["group", "counter", "value"], [[escape(g), escape(n), str(v)] for g, n, v in counters])
 
 
 def skew_table(skew: list[dict]) -> str:
-    rows = [[str(s["partition"]), str(s["bytes"]), str(s["records"]), str(s["output_records"] or "")] for s in skew]
-    return table(["partition", "shuffle bytes", "shuffle records", "output records"], rows)
+    rows = [[str(s["partition"]), str(s["bytes"]), str(s["records"]), str(s["output_records"] or ""),
+             top_keys(s.get("top_keys") or [])] for s in skew]
+    return table(["partition", "shuffle bytes", "shuffle records", "output records",
+                  "heaviest keys (sampled): ~records, ~bytes"], rows)
+
+
+def top_keys(keys: list[dict]) -> str:
+    """The sampled heaviest keys of a partition; they are user data, so escaped and cut short."""
+    return "<br>".join(f"<code class='key'>{escape(_cut(k['key']))}</code> ~{k['records']}, ~{k['bytes']}"
+                       for k in keys)
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def task_table(r: dict) -> str:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import time
 
 from .. import history
+from ..errors import UsageError
+
+REPORT_REUSE_SECONDS = 1.0
 
 
 def job_summary(report: dict) -> dict:
@@ -25,6 +28,23 @@ def find_log(report: dict, attempt_id: str) -> str | None:
             if attempt["id"] == attempt_id:
                 return attempt.get("log", "")
     return None
+
+
+def exclusions(jobs) -> dict[str, list[str]]:
+    """Why each worker is excluded, by worker id: the running master jobs that give it no more attempts."""
+    reasons: dict[str, list[str]] = {}
+    for job in jobs:
+        if job.state != "running":
+            continue
+        for worker in sorted(job.tasks.excluded):
+            reasons.setdefault(worker, []).append(
+                f"{job.id}: fetches of its map outputs failed {job.tasks.fetch_failures_from[worker]} times")
+    return reasons
+
+
+def worker_state(alive: bool, excluded_by: list[str]) -> str:
+    """alive, dead, or excluded (alive, but some running job gives it no more attempts)."""
+    return "dead" if not alive else ("excluded" if excluded_by else "alive")
 
 
 class HistorySource:
@@ -53,6 +73,9 @@ class HistorySource:
         report = self.job(job_id)
         return None if report is None else find_log(report, attempt_id)
 
+    def kill(self, job_id: str) -> None:
+        raise UsageError("a history server runs no jobs to kill")
+
 
 class MasterSource:
     """A running master's state; finished jobs it no longer holds (or held before a restart) come from its history."""
@@ -61,6 +84,7 @@ class MasterSource:
 
     def __init__(self, master, history_dir: str | None):
         self.master = master
+        self._reports: dict[str, tuple[float, dict]] = {}  # job id -> (when taken, its report)
         self.history = HistorySource(history_dir) if history_dir else None
         self.title = f"master {master.address}"
 
@@ -68,8 +92,11 @@ class MasterSource:
         m = self.master
         with m.lock:
             now = time.monotonic()
+            excluded = exclusions(m.scheduler.jobs.values())
             workers = [{"id": w.id, "host": w.host, "pid": w.pid, "shuffle": w.shuffle, "slots": w.slots,
-                        "state": "alive" if w.alive else "dead", "last_heartbeat": round(now - w.last_seen, 2),
+                        "state": worker_state(w.alive, excluded.get(w.id)),
+                        "excluded_by": excluded.get(w.id, []) if w.alive else [],
+                        "last_heartbeat": round(now - w.last_seen, 2),
                         # as its last heartbeat said
                         "running": [[r.job_id, r.attempt_id] for r in w.running] if w.alive else []}
                        for w in m.registry.workers.values()]
@@ -95,13 +122,26 @@ class MasterSource:
                 "error": job.error and job.error.message}
 
     def job(self, job_id: str) -> dict | None:
+        """The job's report; one taken under the lock less than REPORT_REUSE_SECONDS ago is reused, so a
+        page and its /api twin, or several people watching, cost one report a second (docs/PERFORMANCE.md)."""
+        now = time.monotonic()
+        taken, report = self._reports.get(job_id, (0.0, None))
+        if report is not None and now - taken < REPORT_REUSE_SECONDS:
+            return report
         m = self.master
         with m.lock:
             job = m.scheduler.jobs.get(job_id)
-            if job is not None:
-                return m.report(job)
-        return self.history.job(job_id) if self.history else None
+            report = m.report(job) if job is not None else None
+        if report is None:
+            return self.history.job(job_id) if self.history else None
+        self._reports = {k: v for k, v in self._reports.items() if now - v[0] < REPORT_REUSE_SECONDS}
+        self._reports[job_id] = (now, report)
+        return report
 
     def log(self, job_id: str, attempt_id: str) -> str | None:
         report = self.job(job_id)
         return None if report is None else find_log(report, attempt_id)
+
+    def kill(self, job_id: str) -> None:
+        """Kill a running job; a UsageError says why it cannot be."""
+        self.master.kill(job_id, "the web UI")
