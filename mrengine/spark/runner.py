@@ -222,8 +222,11 @@ class _StepTracker:
         stages = self.stages()
         for s in stages:
             self.attempts[s.stageId, s.currentAttemptId] = s.numCompletedTasks + s.numFailedTasks
-        map_stage = stages[0] if len(stages) > 1 or not self.reducers else None  # a map-only step has one stage
-        reduce_stage = stages[-1] if stages and self.reducers else None
+        if not self.reducers:  # a map-only step has one stage
+            map_stage, reduce_stage = (stages[0] if stages else None), None
+        else:
+            map_stage = stages[0] if len(stages) > 1 else None
+            reduce_stage = stages[-1] if stages else None
         counts = TaskCounts(maps=self.maps, reduces=self.reducers, maps_done=_done(map_stage, self.maps),
                             reduces_done=_done(reduce_stage, self.reducers), attempts=sum(self.attempts.values()))
         if state == "succeeded":
