@@ -44,7 +44,8 @@ def map_side(step: Step) -> Step:
     if is_plain(step):
         return step
     if step.sort_values:
-        rekey, partitioner = _with_value_in_key, _on_first(step.partitioner or _field_partitioner(step) or stable_partition)
+        rekey = _with_value_in_key
+        partitioner = _on_first(step.partitioner or _field_partitioner(step) or stable_partition)
     else:
         rekey, partitioner = pairs_of, _field_partitioner(step)
     return dataclasses.replace(

@@ -6,9 +6,10 @@ carry out (launch, cancel, commit, discard, finish the job). Legal task moves ar
 anything else is a bug and raises.
 
 Rules, after Hadoop and the MapReduce paper: maps run first; reduces start when every map has
-succeeded. A job with no reduce tasks is map-only: its maps write the parts, committed as they win. A failed attempt is retried, preferably on another worker, until a task has failed
-`max_attempts` times; then the job fails. A failure marked final (a record that cannot be read or
-written: every attempt would fail alike) fails the job at once. Attempts lost with their worker or on the way to it,
+succeeded. A job with no reduce tasks is map-only: its maps write the parts, committed as they win.
+A failed attempt is retried, preferably on another worker, until a task has failed `max_attempts`
+times; then the job fails. A failure marked final (a record that cannot be read or written: every
+attempt would fail alike) fails the job at once. Attempts lost with their worker or on the way to it,
 cancelled, or unable to fetch their input are not the task's fault and do not count. A lost worker's finished map outputs are
 re-made while any reduce still needs them; so are those of a worker a reducer could not fetch from,
 and that reduce waits, pending, until every map has succeeded again. Near the end of a phase (no task

@@ -51,9 +51,10 @@ __all__ = ["run_job", "JobResult", "InProcessRunner"]
 class JobResult:
     """What `run_job` gives back.
 
-    `pairs`: the (key, value) pairs the last step's reducers wrote, as Python objects, in part order
-    (part 0's keys in increasing order, then part 1's, ...). `parts`: {part file name: bytes} as
-    `mrengine run` writes them; `lines`: the lines of those parts (text and jsonlines output).
+    `pairs`: the (key, value) pairs the last step's reducers (a map-only step's maps) wrote, as Python
+    objects, in part order (part 0's keys in increasing order, then part 1's, ...). `parts`: {part file
+    name: bytes} as `mrengine run` writes them; `lines`: the lines of those parts (text and jsonlines
+    output).
     `files`: {name: bytes} of the files a `main(ctx)` job wrote with `ctx.open`. `counters`: every
     counter by (group, name), the job's own and mrengine's (group "mrengine").
     """
@@ -211,7 +212,8 @@ _RECORD_FILES = {
 class InProcessRunner(Runner):
     """A runner whose `run_step(submission, label)` runs the step's tasks one by one in this process.
 
-    `keep_pairs_of`: the output directory whose reducers' pairs to keep, as Python objects (`pairs()`).
+    `keep_pairs_of`: the output directory whose written pairs (by reducers, or a map-only step's maps)
+    to keep, as Python objects (`pairs()`).
     """
 
     def __init__(self, work_dir: str, keep_pairs_of: str | None = None):
@@ -239,7 +241,8 @@ class InProcessRunner(Runner):
                 winners = [(_reduce_attempt(p), part) for p, part in enumerate(reduces)]
                 map_counters = [output.counters for _, output in maps]
             else:  # map-only: each map writes its part, there is nothing to reduce
-                winners = [(_map_attempt(s.index), self._map_to_part(job, step, spec, job_id, s, label)) for s in splits]
+                winners = [(_map_attempt(s.index), self._map_to_part(job, step, spec, job_id, s, label))
+                           for s in splits]
                 map_counters = []
             manifest = finish(spec, job_id, winners, len(splits), map_counters)
         except BaseException:

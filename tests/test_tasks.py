@@ -265,7 +265,7 @@ def test_launch_action_type():
     tasks = JobTasks(1, 0)
     actions = tasks.handle(WorkerReady("w1", 0.0, LIVE))
     assert isinstance(actions[0], Launch)
-    assert [type(a) for a in finish(tasks, actions[0].attempt)] == [Commit, JobSucceeded]  # map-only: the map wrote the part
+    assert [type(a) for a in finish(tasks, actions[0].attempt)] == [Commit, JobSucceeded]  # map-only: its part
 
 
 def test_a_worker_whose_outputs_cannot_be_fetched_is_avoided_then_excluded():
