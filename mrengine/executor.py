@@ -16,7 +16,7 @@ import traceback
 from collections import Counter
 from contextlib import contextmanager
 from itertools import chain
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from . import context, outputs, sorting
 from .sorting import pairs_of as _pairs
@@ -88,18 +88,33 @@ def run_map(job: JobSpec, step: Step, task: TaskSpec, work_dir: str,
 
     `cache`: what the slot process keeps between attempts (broadcast values, parsed splits).
     """
-    split = task.split
     engine: Counter = Counter()
-    cache = cache if cache is not None else SlotCache(max_bytes=0)
+    fmt, broadcast, blocks = _map_input(job, task, cache, engine)
     attempt_dir = os.path.join(work_dir, task.job_id, task.attempt_id)
     os.makedirs(attempt_dir, exist_ok=True)
-    fmt = resolve_input_format(task.input_format, job)
-    broadcast = cache.broadcast(task.job_id, job, engine)
-    blocks = cache.blocks(job, fmt, split, task.storage_options, engine)
-    path, segments, counters, heavy_keys = map_to_file(step, split, fmt, blocks, task.params, broadcast,
+    path, segments, counters, heavy_keys = map_to_file(step, task.split, fmt, blocks, task.params, broadcast,
                                                        task.num_partitions, task.sort_buffer_bytes, attempt_dir, engine,
                                                        frozenset(task.skip))
     return path, MapOutput(list(segments), counters, heavy_keys)
+
+
+def run_map_to_part(job: JobSpec, step: Step, task: TaskSpec, cache: SlotCache | None = None,
+                    output_format: outputs.OutputFormat | None = None) -> PartOutput:
+    """Run one map attempt of a map-only step: it writes its attempt's part file (`map_to_part`), in
+    the task's output format or `output_format`."""
+    engine: Counter = Counter()
+    fmt, broadcast, blocks = _map_input(job, task, cache, engine)
+    out_path = outputs.attempt_path(task.output, task.job_id, task.attempt_id, task.index)
+    return map_to_part(step, task.split, fmt, blocks, task.params, broadcast, out_path,
+                       output_format or task.output_format, task.storage_options, engine, frozenset(task.skip))
+
+
+def _map_input(job: JobSpec, task: TaskSpec, cache: SlotCache | None, engine: Counter) -> tuple:
+    """A map attempt's input format, broadcast value and blocks of its split (from the cache if it holds them)."""
+    cache = cache if cache is not None else SlotCache(max_bytes=0)
+    fmt = resolve_input_format(task.input_format, job)
+    broadcast = cache.broadcast(task.job_id, job, engine)
+    return fmt, broadcast, cache.blocks(job, fmt, task.split, task.storage_options, engine)
 
 
 @_rare_collections()
@@ -110,7 +125,7 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
     per partition, passing over the records numbered in `skip`; every runner calls this. Returns
     (path, segments, counters, heavy keys per partition).
     """
-    step = sorting.map_side(step, split.index)
+    step = sorting.map_side(step)
     ctx = context.TaskContext(params, split=split, broadcast=broadcast)
     buffer = MapOutputBuffer(
         num_partitions,
@@ -122,16 +137,58 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
     )
     context.activate(ctx)
     try:
-        if step.map_split is not None:
-            _map_split(step, blocks, buffer, engine, split, fmt.whole_blocks)
-        else:
-            _map_records(step, blocks, buffer, engine, split, skip)
+        _run_mapper(step, blocks, buffer, engine, split, fmt, skip)
         path = os.path.join(attempt_dir, "map.out")
         segments = buffer.close(path)
     finally:
         context.activate(None)
-    engine["map_input_bytes"] += max(split.end - split.start, 0) if split.end >= 0 else 0
     return path, segments, _counter_list(ctx, engine), buffer.heavy_keys
+
+
+@_rare_collections()
+def map_to_part(step: Step, split: Split, fmt, blocks: Iterator, params: dict, broadcast: Any, out_path: str,
+                output_format: str | outputs.OutputFormat, storage_options: dict | None, engine: Counter,
+                skip: frozenset = frozenset()) -> PartOutput:
+    """Map the `blocks` of one split of a map-only step straight into the part file `out_path`, in the
+    order the mapper yielded its pairs: no sort, no shuffle, no reduce. Every runner calls this."""
+    ctx = context.TaskContext(params, split=split, broadcast=broadcast)
+    writer = outputs.PartWriter(out_path, output_format, storage_options)
+    context.activate(ctx)
+    try:
+        _run_mapper(step, blocks, _PartSink(writer), engine, split, fmt, skip)
+        stats = writer.close()
+    except BaseException:
+        writer.abandon()
+        raise
+    finally:
+        context.activate(None)
+    engine["map_output_records"] += stats["records"]
+    engine["output_bytes"] += stats["bytes"]
+    return PartOutput(stats["bytes"], stats["records"], stats["crc32"], _counter_list(ctx, engine))
+
+
+class _PartSink:
+    """Takes a map-only map's pairs where a `MapOutputBuffer` would, passing them on to its part file."""
+
+    def __init__(self, writer: outputs.PartWriter):
+        self.writer = writer
+
+    def collect(self, results: Iterable) -> None:
+        self.writer.write((key, value) for result in results for key, value in _pairs(result))
+
+    def add_all(self, pairs: Iterable[tuple]) -> None:
+        self.collect((pairs,))
+
+
+def _run_mapper(step: Step, blocks: Iterator, sink: MapOutputBuffer | _PartSink, engine: Counter, split: Split,
+                fmt, skip: frozenset) -> None:
+    """Call the step's map functions over the split's blocks, passing over the records numbered in
+    `skip`, their pairs going into `sink`."""
+    if step.map_split is not None:
+        _map_split(step, blocks, sink, engine, split, fmt.whole_blocks)
+    else:
+        _map_records(step, blocks, sink, engine, split, skip)
+    engine["map_input_bytes"] += max(split.end - split.start, 0) if split.end >= 0 else 0
 
 
 # The partitioner and the combiner run inside the buffer's loop over the mapper's output; these

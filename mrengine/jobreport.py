@@ -63,7 +63,10 @@ def job_report(master_id: str, job, now: float) -> dict:
 
 
 def _segments(job) -> list:
-    """Per map task, the `Segment` of each partition (None for a map not done)."""
+    """Per map task, the `Segment` of each partition (None for a map not done); none in a map-only job,
+    whose maps write part files."""
+    if not job.tasks.reduces:
+        return []
     return [t.result.segments if t.result else None for t in job.tasks.maps]
 
 
@@ -107,9 +110,11 @@ def _io(job, task, segments: list) -> dict:
     """Records and bytes in and out of a task's winning attempt."""
     engine = Counter({n: v for g, n, v in task.result.counters if g == "mrengine"})
     if task.kind == MAP:
-        segs = task.result.segments
+        result = task.result
+        out = ((result.records, result.bytes) if not job.tasks.reduces  # a map-only map's part file
+               else (sum(s.records for s in result.segments), sum(s.length for s in result.segments)))
         return {"records_in": engine["map_input_records"], "bytes_in": engine["map_input_bytes"],
-                "records_out": sum(s.records for s in segs), "bytes_out": sum(s.length for s in segs)}
+                "records_out": out[0], "bytes_out": out[1]}
     got = [s[task.index] for s in segments if s is not None]
     return {"records_in": sum(s.records for s in got), "bytes_in": sum(s.length for s in got),
             "records_out": task.result.records, "bytes_out": task.result.bytes}

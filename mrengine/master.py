@@ -184,7 +184,7 @@ class Committer:
             try:
                 job.commit.task(attempt.index, attempt.id)
             except Exception as exc:
-                self._abort(job, ErrorInfo(f"committing reduce task {attempt.index} failed: {exc}"))
+                self._abort(job, ErrorInfo(f"committing {attempt.kind} task {attempt.index} failed: {exc}"))
 
         self._work.put(commit)
 
@@ -322,6 +322,7 @@ class Scheduler:
                 segment = source.result.segments[attempt.index]
                 task.sources.append(MapSource(source.index, self.registry.workers[source.winner.worker].shuffle,
                                               source.winner.id, segment.length, segment.records))
+        if job.tasks.writes_part(attempt):
             task.output, task.output_format = spec.output, spec.output_format
         task.log_level = spec.log_level
         return task
@@ -387,7 +388,7 @@ class Scheduler:
                 worker = self.registry.workers.get(action.attempt.worker)
                 if worker is not None and worker.alive:
                     worker.cancels.append(AttemptRef(job.id, action.attempt.id))
-                if action.attempt.kind != MAP:
+                if job.tasks.writes_part(action.attempt):
                     self.committer.discard(job, action.attempt)
             elif isinstance(action, Discard):
                 self.committer.discard(job, action.attempt)
@@ -401,7 +402,7 @@ class Scheduler:
                 self.committer.fail_job(job, self._failure(job, action))
 
     def _succeed(self, job: MasterJob) -> None:
-        parts = [t.result for t in job.tasks.reduces]
+        parts = [t.result for t in job.tasks.reduces or job.tasks.maps]  # a map-only job's maps wrote its parts
         job.manifest = manifest(job.spec, parts, len(job.tasks.maps), job.counters())
         job.skipped = _skipped_records(job)
         if job.skipped:

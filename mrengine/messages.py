@@ -202,7 +202,7 @@ class TaskSpec:
     split: Split | None = None
     input_format: str | None = None
     sort_buffer_bytes: int = 0
-    # a reduce's
+    # a reduce's (`output` and `output_format` also a map-only step's map's, which writes a part file)
     sources: list[MapSource] = field(default_factory=list)
     output: str = ""
     output_format: str = ""
@@ -221,6 +221,11 @@ class TaskSpec:
     @property
     def ref(self) -> "AttemptRef":
         return AttemptRef(self.job_id, self.attempt_id)
+
+    @property
+    def writes_part(self) -> bool:
+        """Whether the attempt writes a part file under the output (which a cancelled one leaves to remove)."""
+        return bool(self.output)
 
 
 # ---------------------------------------------------------------- results

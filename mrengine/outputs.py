@@ -146,32 +146,53 @@ def write_pairs(path: str, output_format: str | OutputFormat, pairs: Iterable[tu
                 batch: int = 4096) -> dict:
     """Write (key, value) pairs to `path` in `output_format` (a name from OUTPUT_FORMATS, or an
     OutputFormat); returns {"bytes", "records", "crc32"} for the manifest."""
-    fmt = output_format if isinstance(output_format, OutputFormat) else OUTPUT_FORMATS[output_format]()
-    records = 0
-    what = f"output file {path!r}"
-    fs, fs_path = storage.filesystem(path, storage_options)
-    with storage.translated(what, fs, fs_path):
-        storage.makedirs(fs, fs._parent(fs_path))
-        f = fs.open(fs_path, "wb")
-    out = _Counting(f, what)
+    writer = PartWriter(path, output_format, storage_options, batch)
     try:
-        chunk: list = []
+        writer.write(pairs)
+    except BaseException:
+        writer.abandon()
+        raise
+    return writer.close()
+
+
+class PartWriter:
+    """One output file being written, `batch` pairs encoded at a time, for a writer that hands over its
+    pairs in pieces (a map-only map, as its mapper yields them). `close()` returns what `write_pairs` does."""
+
+    def __init__(self, path: str, output_format: str | OutputFormat, storage_options: dict | None, batch: int = 4096):
+        self.fmt = output_format if isinstance(output_format, OutputFormat) else OUTPUT_FORMATS[output_format]()
+        self.what, self.batch = f"output file {path!r}", batch
+        self.records = 0
+        self._chunk: list = []
+        fs, fs_path = storage.filesystem(path, storage_options)
+        with storage.translated(self.what, fs, fs_path):
+            storage.makedirs(fs, fs._parent(fs_path))
+            self._file = fs.open(fs_path, "wb")
+        self._out = _Counting(self._file, self.what)
+
+    def write(self, pairs: Iterable[tuple]) -> None:
+        chunk = self._chunk
         for pair in pairs:
             chunk.append(pair)
-            if len(chunk) == batch:
-                out.write(fmt.encode(chunk))
-                records += len(chunk)
-                chunk = []
-        if chunk:
-            out.write(fmt.encode(chunk))
-            records += len(chunk)
-    except BaseException:
+            if len(chunk) == self.batch:
+                self._flush()
+
+    def _flush(self) -> None:
+        self._out.write(self.fmt.encode(self._chunk))
+        self.records += len(self._chunk)
+        self._chunk.clear()
+
+    def close(self) -> dict:
+        if self._chunk:
+            self._flush()
+        with storage.translated(self.what):
+            self._file.close()  # on object stores the upload completes here
+        return {"bytes": self._out.bytes, "records": self.records, "crc32": self._out.crc}
+
+    def abandon(self) -> None:
+        """Close after a failure: what was written stays in the attempt's own file; the master discards it."""
         with contextlib.suppress(Exception):
-            f.close()  # what was written stays in the attempt's own file; the master discards it
-        raise
-    with storage.translated(what):
-        f.close()  # on object stores the upload completes here
-    return {"bytes": out.bytes, "records": records, "crc32": out.crc}
+            self._file.close()
 
 
 # ---------------------------------------------------------------- the commit protocol

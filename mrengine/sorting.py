@@ -2,9 +2,9 @@
 functions and groups are rewritten so that the one shuffle (partition, sort by `order.sort_key`,
 merge, group) delivers them, in every runner alike.
 
-- **Map-only** (`num_reducers = 0`): each pair travels under the key `(sequence number)` to the
-  partition of its own map task, so there is one part per map, holding that map's pairs in the order
-  the mapper yielded them. No combiner runs and no key is compared.
+- **Map-only** (`num_reducers = 0`): no shuffle at all. Each map task writes its own part file
+  (`executor.map_to_part`), holding that map's pairs in the order the mapper yielded them; the step
+  has no reduce tasks (`steps.reduce_tasks`). No combiner runs and no key is compared.
 - **Secondary sort** (`sort_values = True`): a pair `(k, v)` travels under the key `(k, v)` and is
   partitioned on `k`, so the merge sorts a key's values too; reduce groups are regrouped on `k`. A
   combiner then sees one (key, value) group at a time, as Hadoop's does under a full sort comparator.
@@ -15,18 +15,15 @@ merge, group) delivers them, in every runner alike.
   partition 0 and so on, so the parts concatenated in order are sorted; the cut points are sampled
   from the input by `sampling` before the step is submitted.
 
->>> step = Step(mapper=lambda k, v: [(v, 1)], num_reducers=0)
->>> list(map_side(step, 3).mapper(None, "a"))
-[(0, ('a', 1))]
->>> map_side(step, 3).partitioner(0, 5)
-3
+>>> step = Step(mapper=lambda k, v: [(v, 1)], reducer=None, sort_values=True)
+>>> list(map_side(step).mapper(None, "a"))
+[(('a', 1), 1)]
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-import itertools
 from collections.abc import Mapping
 from itertools import chain, groupby
 from typing import Any, Callable, Iterable, Iterator
@@ -36,24 +33,17 @@ from .shuffle.order import ANY, group_key, kind_of, sort_key
 from .shuffle.partition import stable_partition
 
 
-def is_map_only(step: Step) -> bool:
-    return step.num_reducers == 0
-
-
 def is_plain(step: Step) -> bool:
-    """Whether the step asks for no special order: its functions run as written."""
-    return not (is_map_only(step) or step.sort_values or step.partition_fields)
+    """Whether the step's shuffle asks for no special order: its functions run as written."""
+    return not (step.sort_values or step.partition_fields)
 
 
-def map_side(step: Step, map_index: int) -> Step:
-    """The step as the map task of `map_index` runs it: mapper output re-keyed for the order asked for."""
+def map_side(step: Step) -> Step:
+    """The step as its map tasks run it, for the shuffle: mapper output re-keyed for the order asked
+    for. (A map-only step has no shuffle; its maps run it as written.)"""
     if is_plain(step):
         return step
-    if is_map_only(step):
-        sequence = itertools.count()
-        rekey: Callable[[Iterable], Iterator] = lambda pairs: ((next(sequence), pair) for pair in pairs_of(pairs))
-        partitioner = _fixed_partition(map_index)
-    elif step.sort_values:
+    if step.sort_values:
         rekey = _with_value_in_key
         partitioner = _on_first(step.partitioner or _field_partitioner(step) or stable_partition)
     else:
@@ -67,15 +57,13 @@ def map_side(step: Step, map_index: int) -> Step:
 
 def shuffle_combiner(step: Step) -> Callable | None:
     """The combiner as it runs on the shuffled (re-keyed) pairs, on either side of the shuffle."""
-    if step.combiner is None or is_map_only(step):
+    if step.combiner is None:
         return None
     return _value_keyed_combiner(step.combiner) if step.sort_values else step.combiner
 
 
 def reduce_groups(step: Step, groups: Iterator[tuple[Any, Iterator]]) -> Iterator[tuple[Any, Iterator]]:
     """The (key, values) groups the step's reducer sees, from the merge's groups of re-keyed pairs."""
-    if is_map_only(step):
-        return ((key, iter((value,))) for _, pairs in groups for key, value in pairs)
     if step.sort_values:
         return _regrouped(groups)
     return groups
@@ -117,13 +105,6 @@ def _value_keyed_combiner(combiner: Callable) -> Callable:
         return _with_value_in_key(combiner(key[0], values))
 
     return combine
-
-
-def _fixed_partition(index: int) -> Callable:
-    def partition(key, num_partitions):
-        return index
-
-    return partition
 
 
 def _on_first(partitioner: Callable) -> Callable:

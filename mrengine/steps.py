@@ -1,13 +1,14 @@
 """The step lifecycle every runner shares, so a runner only schedules tasks and moves bytes.
 
     spec = step_spec(job, i, inputs, output, opts)   # what the step runs on: the same for every runner
-    spec, splits = plan(spec)                        # list the inputs, cut the splits, count the reduce tasks
-    ... the runner runs one map task per split and one reduce task per partition ...
+    spec, splits = plan(spec)                        # list the inputs, cut the splits
+    ... the runner runs one map task per split and one reduce task per partition (a map-only step:
+        none; each map writes its part) ...
     manifest = finish(spec, runner_job_id, winners, maps, counters)   # parts, counters, _SUCCESS, commit
 
 `run_steps` chains a job's steps, each reading the previous one's output (msgpack files under the
 output's `_temporary/`). The native master runs `plan` on submit and commits through `StepCommit`
-task by task as reduces win (on its committer thread); the Spark and in-process runners call
+task by task as reduces (a map-only step's maps) win (on its committer thread); the Spark and in-process runners call
 `finish` once their tasks are done.
 """
 
@@ -120,16 +121,11 @@ def reducer_count(step: Step, opts: RunOptions) -> int:
     return opts.reducers if step.num_reducers is None else step.num_reducers
 
 
-def reduce_tasks(num_reducers: int, num_maps: int) -> int:
-    """How many reduce tasks a step of `num_reducers` has: a map-only step (0) has one writer per map."""
-    return num_reducers or num_maps
-
-
 def plan(spec: StepSpec) -> tuple[StepSpec, list[Split]]:
-    """The step as the runner runs it: the spec with its count of reduce tasks (`reduce_tasks`) and its
-    splits, the inputs listed (files, directories, globs) and cut by the format's rule."""
-    splits = _splits(spec)
-    return replace(spec, num_reducers=reduce_tasks(spec.num_reducers, len(splits))), splits
+    """The step as the runner runs it: the spec and its splits, the inputs listed (files, directories,
+    globs) and cut by the format's rule. A step of `num_reducers` 0 is map-only: it has no reduce tasks,
+    and map task i writes part i (`executor.map_to_part`), committed as a reduce's part is."""
+    return spec, _splits(spec)
 
 
 def _splits(spec: StepSpec) -> list[Split]:
@@ -175,7 +171,8 @@ class StepCommit:
         self.published: dict[int, dict | None] = {}  # partition -> the part file it committed (outputs.commit_task)
 
     def task(self, partition: int, attempt_id: str) -> None:
-        """Publish a winning reduce attempt's file as its part file; with --overwrite the earlier result
+        """Publish a winning attempt's file as its part file (a reduce's, or a map-only step's map's:
+        map i writes part i); with --overwrite the earlier result
         goes first, so none of its parts survives beside the new ones."""
         if self.spec.overwrite and not self.published:
             outputs.clear_result(self.spec.output, self.spec.storage_options, self.spec.step)
@@ -198,9 +195,9 @@ class StepCommit:
 def finish(spec: StepSpec, job_id: str, winners: list[tuple[str, PartOutput]], maps: int,
            map_counters: Iterable[list], before_success: Callable[[dict], None] | None = None) -> dict:
     """Commit a step whose tasks are done: `winners[p]` is (attempt id, result) of partition p's winning
-    reduce attempt, `map_counters` the winning map attempts' counters. `before_success(manifest)` runs
-    once the parts are committed, before `_SUCCESS` is written (the job's report goes there). Returns
-    the manifest."""
+    reduce attempt (of a map-only step, map p's), `map_counters` the winning map attempts' counters (of
+    a map-only step, none: its winners' results hold them). `before_success(manifest)` runs once the
+    parts are committed, before `_SUCCESS` is written (the job's report goes there). Returns the manifest."""
     commit = StepCommit(spec, job_id)
     parts = [part for _, part in winners]
     step_manifest = manifest(spec, parts, maps, sum_counters([*map_counters, *(p.counters for p in parts)]))

@@ -6,6 +6,7 @@ carry out (launch, cancel, commit, discard, finish the job). Legal task moves ar
 anything else is a bug and raises.
 
 Rules, after Hadoop and the MapReduce paper: maps run first; reduces start when every map has succeeded. A
+job with no reduce tasks is map-only: its maps write the parts, committed as they win. A
 failed attempt is retried, preferably on another worker, until a task has failed `max_attempts` times; then
 the job fails. A failure marked final (a record that cannot be read or written: every attempt would fail
 alike) fails the job at once. Attempts lost with their worker or on the way to it, cancelled, or unable to
@@ -285,6 +286,10 @@ class JobTasks:
     def reduces_done(self) -> bool:
         return self._in_state[REDUCE, TaskState.SUCCEEDED] == len(self.reduces)
 
+    def writes_part(self, attempt: Attempt) -> bool:
+        """Whether the attempt writes a part file under the output: a reduce, or a map-only job's map."""
+        return attempt.kind == REDUCE or not self.reduces
+
     def load(self) -> tuple[int, int]:
         """(tasks running, tasks of the current phase still to run or running): what a fair share weighs."""
         kind = REDUCE if self.maps_done() else MAP
@@ -421,7 +426,7 @@ class JobTasks:
 
     def _late_news(self, attempt: Attempt | None) -> list:
         """A cancelled or lost attempt reports after all: whatever output it wrote must go."""
-        if attempt is None or attempt.kind != REDUCE or attempt.state is AttemptState.SUCCEEDED:
+        if attempt is None or not self.writes_part(attempt) or attempt.state is AttemptState.SUCCEEDED:
             return []
         return [Discard(attempt)]
 
@@ -437,13 +442,13 @@ class JobTasks:
         self._took[task.kind].append(attempt.finished - attempt.started)
         actions: list = []
         actions = self._cancel(task.running())  # backups that lost the race
-        if attempt.kind == REDUCE:
+        if self.writes_part(attempt):
             actions.append(Commit(attempt))
-            if self.reduces_done():
-                # Maps still re-making a lost output are needed no more.
-                actions += self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
-                self.done = True
-                actions.append(JobSucceeded())
+        if attempt.kind == REDUCE and self.reduces_done():
+            # Maps still re-making a lost output are needed no more.
+            actions += self._cancel([a for a in self.attempts.values() if a.state is AttemptState.RUNNING])
+            self.done = True
+            actions.append(JobSucceeded())
         elif self.maps_done() and not self.reduces:
             self.done = True
             actions.append(JobSucceeded())
@@ -465,7 +470,7 @@ class JobTasks:
             return self._worker_failed(attempt, ev)
         task = self.task_of(attempt)
         task.last_error = ev.error
-        actions: list = [Discard(attempt)] if attempt.kind == REDUCE else []
+        actions: list = [Discard(attempt)] if self.writes_part(attempt) else []
         record = ev.error.get("record") if self.skip_bad_records else None
         if record is not None:
             return actions + self._failed_on_record(task, record["number"], ev.error)
@@ -503,7 +508,7 @@ class JobTasks:
         task = self.task_of(attempt)
         task.last_error = ev.error
         self.full_disks[attempt.worker] = ev.error.get("message", "?")
-        actions: list = [Discard(attempt)] if attempt.kind == REDUCE else []
+        actions: list = [Discard(attempt)] if self.writes_part(attempt) else []
         actions += self._exclude(attempt.worker, "its disk is full: " + self.full_disks[attempt.worker])
         return actions + self._retry(task) + self._unless_every_disk_full(ev.live, task)
 
@@ -558,7 +563,7 @@ class JobTasks:
         task = self.task_of(attempt)
         if task.state is TaskState.RUNNING and not task.running():
             self._move(task, TaskState.PENDING)
-        return [Discard(attempt)] if attempt.kind == REDUCE else []
+        return [Discard(attempt)] if self.writes_part(attempt) else []
 
     def _remake_outputs_of(self, worker: str, avoid: bool = False) -> None:
         """`avoid`: the worker is alive but could not serve its outputs; remake them on another if one can."""

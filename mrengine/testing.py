@@ -27,15 +27,15 @@ import tempfile
 import uuid
 from collections import Counter
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import count
 from types import ModuleType
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from . import context, outputs, storage
 from .cache import SlotCache
 from .errors import MrEngineError, TaskFailedError, UserCodeError
-from .executor import error_report, reduce_to_file, run_map
+from .executor import error_report, reduce_to_file, run_map, run_map_to_part
 from .inputs import CsvInput, InputFormat, JsonLinesInput, MsgpackInput, NpyInput, NumericInput, Split, TextInput, input_format
 from .job import JobSpec, Step, job_from_module, load_job, prime_linecache
 from .messages import MapOutput, PartOutput, StepSpec, StepStatus, TaskCounts, TaskSpec
@@ -51,9 +51,10 @@ __all__ = ["run_job", "JobResult", "InProcessRunner"]
 class JobResult:
     """What `run_job` gives back.
 
-    `pairs`: the (key, value) pairs the last step's reducers wrote, as Python objects, in part order
-    (part 0's keys in increasing order, then part 1's, ...). `parts`: {part file name: bytes} as
-    `mrengine run` writes them; `lines`: the lines of those parts (text and jsonlines output).
+    `pairs`: the (key, value) pairs the last step's reducers (a map-only step's maps) wrote, as Python
+    objects, in part order (part 0's keys in increasing order, then part 1's, ...). `parts`: {part file
+    name: bytes} as `mrengine run` writes them; `lines`: the lines of those parts (text and jsonlines
+    output).
     `files`: {name: bytes} of the files a `main(ctx)` job wrote with `ctx.open`. `counters`: every
     counter by (group, name), the job's own and mrengine's (group "mrengine").
     """
@@ -211,7 +212,8 @@ _RECORD_FILES = {
 class InProcessRunner(Runner):
     """A runner whose `run_step(submission, label)` runs the step's tasks one by one in this process.
 
-    `keep_pairs_of`: the output directory whose reducers' pairs to keep, as Python objects (`pairs()`).
+    `keep_pairs_of`: the output directory whose written pairs (by reducers, or a map-only step's maps)
+    to keep, as Python objects (`pairs()`).
     """
 
     def __init__(self, work_dir: str, keep_pairs_of: str | None = None):
@@ -233,10 +235,16 @@ class InProcessRunner(Runner):
         step = job.steps[spec.step]
         previous = context.current()  # a main(ctx) job's context, which the tasks' own replace
         try:
-            maps = [self._map(job, step, spec, job_id, split, label) for split in splits]
-            reduces = [self._reduce(job, step, spec, job_id, p, maps, label) for p in range(spec.num_reducers)]
-            manifest = finish(spec, job_id, [(_reduce_attempt(p), part) for p, part in enumerate(reduces)], len(splits),
-                              [output.counters for _, output in maps])
+            if spec.num_reducers:
+                maps = [self._map(job, step, spec, job_id, split, label) for split in splits]
+                reduces = [self._reduce(job, step, spec, job_id, p, maps, label) for p in range(spec.num_reducers)]
+                winners = [(_reduce_attempt(p), part) for p, part in enumerate(reduces)]
+                map_counters = [output.counters for _, output in maps]
+            else:  # map-only: each map writes its part, there is nothing to reduce
+                winners = [(_map_attempt(s.index), self._map_to_part(job, step, spec, job_id, s, label))
+                           for s in splits]
+                map_counters = []
+            manifest = finish(spec, job_id, winners, len(splits), map_counters)
         except BaseException:
             with suppress(Exception):  # the error that got us here is the one to report
                 outputs.abort_job(spec.output, job_id, {}, spec.storage_options)
@@ -249,11 +257,19 @@ class InProcessRunner(Runner):
 
     def _map(self, job: JobSpec, step: Step, spec: StepSpec, job_id: str, split: Split,
              label: str) -> tuple[str, MapOutput]:
-        task = TaskSpec(job_id, f"m{split.index:05d}", MAP, split.index, spec.step, spec.params, spec.storage_options,
-                        spec.num_reducers, split=split, input_format=spec.input_format,
+        with _task(spec, label, _map_name(split)):
+            return run_map(job, step, self._map_task(spec, job_id, split), self.work_dir, self.cache)
+
+    def _map_to_part(self, job: JobSpec, step: Step, spec: StepSpec, job_id: str, split: Split,
+                     label: str) -> PartOutput:
+        task = replace(self._map_task(spec, job_id, split), output=spec.output, output_format=spec.output_format)
+        with _task(spec, label, _map_name(split)):
+            return run_map_to_part(job, step, task, self.cache, self._keeping(spec, split.index))
+
+    def _map_task(self, spec: StepSpec, job_id: str, split: Split) -> TaskSpec:
+        return TaskSpec(job_id, _map_attempt(split.index), MAP, split.index, spec.step, spec.params,
+                        spec.storage_options, spec.num_reducers, split=split, input_format=spec.input_format,
                         sort_buffer_bytes=spec.sort_buffer_bytes)
-        with _task(spec, label, f"map task {split.index} (split {split.describe()})"):
-            return run_map(job, step, task, self.work_dir, self.cache)
 
     def _reduce(self, job: JobSpec, step: Step, spec: StepSpec, job_id: str, partition: int, maps: list,
                 label: str) -> PartOutput:
@@ -265,15 +281,27 @@ class InProcessRunner(Runner):
         attempt_id = _reduce_attempt(partition)
         tmp_dir = os.path.join(self.work_dir, job_id, attempt_id)
         os.makedirs(tmp_dir, exist_ok=True)
-        fmt: Any = spec.output_format
-        if spec.output == self.keep_pairs_of:
-            fmt = _Keeping(outputs.OUTPUT_FORMATS[fmt](), self._kept.setdefault(partition, []))
+        fmt = self._keeping(spec, partition) or spec.output_format
         engine: Counter = Counter()
         with _task(spec, label, f"reduce task {partition}"):
             broadcast = self.cache.broadcast(job_id, job, engine)
             out_path = outputs.attempt_path(spec.output, job_id, attempt_id, partition)
             return reduce_to_file(step, runs, partition, out_path, fmt, spec.params, broadcast, spec.storage_options,
                                   engine, tmp_dir)
+
+    def _keeping(self, spec: StepSpec, partition: int) -> outputs.OutputFormat | None:
+        """The format that writes `partition` of the output whose pairs to keep, keeping them; else None."""
+        if spec.output != self.keep_pairs_of:
+            return None
+        return _Keeping(outputs.OUTPUT_FORMATS[spec.output_format](), self._kept.setdefault(partition, []))
+
+
+def _map_attempt(index: int) -> str:
+    return f"m{index:05d}"
+
+
+def _map_name(split: Split) -> str:
+    return f"map task {split.index} (split {split.describe()})"
 
 
 def _reduce_attempt(partition: int) -> str:

@@ -38,7 +38,7 @@ from collections import OrderedDict
 from . import comm, outputs, paramserver, protocol, tasklogs
 from .cache import IDLE_SECONDS, SlotCache
 from .errors import ClusterError, FetchFailedError, MrEngineError, ProtocolError
-from .executor import error_report, run_map, run_reduce
+from .executor import error_report, run_map, run_map_to_part, run_reduce
 from .job import prime_linecache, user_traceback
 from .limits import Watch, default_task_memory_mb, died_message, is_disk_full, sample_progress
 from .messages import (
@@ -88,10 +88,13 @@ def _run_attempt(request: SlotRequest, cache: SlotCache, secret: bytes, work_dir
     try:
         job = cache.job(task.job_id, request.job_bytes)
         step = job.steps[task.step]
-        if task.kind == MAP:
+        if task.kind == MAP and task.writes_part:  # a map-only step's map
+            report.part = run_map_to_part(job, step, task, cache)
+        elif task.kind == MAP:
             path, report.map_output = run_map(job, step, task, work_dir, cache)
             return SlotReply(report, map_file=path)
-        report.part = run_reduce(job, step, task, work_dir, secret, cache)
+        else:
+            report.part = run_reduce(job, step, task, work_dir, secret, cache)
     except FetchFailedError as exc:
         source = next(s for s in task.sources if s.map_index == exc.map_index)
         report.fetch_failed, report.error = FetchFailure(exc.map_index, source.attempt_id), ErrorInfo(str(exc))
@@ -216,10 +219,10 @@ class SlotPool:
         return next((s for s in self.busy() if (s.task.job_id, s.task.attempt_id) == (job_id, attempt_id)), None)
 
     def kill(self, slot: Slot) -> TaskSpec:
-        """End the slot's attempt; then remove what a reduce attempt wrote, now that nothing writes it."""
+        """End the slot's attempt; then remove the part file it wrote, now that nothing writes it."""
         task = slot.task
         slot.restart()
-        if task.kind != MAP:
+        if task.writes_part:
             _discard(task)
         return task
 
@@ -352,7 +355,7 @@ class Worker:
         for slot in self.pool.busy():
             self.pool.kill(slot)
         for task, _ in self.finished:
-            if task.kind != MAP:
+            if task.writes_part:
                 _discard(task)
         self.finished = []
         self._forget()
@@ -484,7 +487,7 @@ class Worker:
             slot = self.pool.running(ref.job_id, ref.attempt_id)
             if slot is not None:
                 task = self.pool.kill(slot)
-                if ref.job_id in ended and task.kind != MAP:
+                if ref.job_id in ended and task.writes_part:
                     _remove_job_temp(task)
         for job_id in ended:
             self._forget(job_id)

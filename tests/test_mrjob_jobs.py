@@ -242,3 +242,42 @@ def test_counters_files_and_file_args_reach_the_tasks(verses, tmp_path):
     words = json.loads(lines['"j"']).split(",")
     assert words == sorted(words)  # SORT_VALUES
     assert "features/reducers = 2" in proc.stderr and "features/reducers_done = 2" in proc.stderr
+
+
+JOBCONF_JOB = '''
+from mrjob.compat import jobconf_from_env
+from mrjob.job import MRJob
+from mrjob.step import MRStep
+
+NAMES = ["my.greeting", "my.flag", "my.method", "my.step", "my.cli", "my.short", "mapreduce.map.input.file"]
+
+
+class MRJobconf(MRJob):
+    JOBCONF = {"my.greeting": "hello", "my.flag": True, "my.cli": "from JOBCONF"}
+
+    def jobconf(self):
+        return {**super().jobconf(), "my.method": 7}
+
+    def steps(self):
+        return [MRStep(mapper=self.seen_by_mapper, reducer=self.seen_by_reducer, jobconf={"my.step": "one"})]
+
+    def seen_by_mapper(self, _, line):
+        yield "mapper", [jobconf_from_env(n) for n in NAMES]
+
+    def seen_by_reducer(self, task, seen):
+        yield task, list(seen)[0]
+        yield "reducer", [jobconf_from_env(n) for n in NAMES]
+'''
+
+
+def test_jobconf_reaches_every_task_as_environment_variables(tmp_path):
+    """JOBCONF, jobconf(), the step's jobconf and --jobconf/-D among the job's arguments, as Hadoop shows
+    jobconf to tasks (and mrjob's local runner too): jobconf_from_env reads them in mapper and reducer."""
+    job = _file(tmp_path, "mr_jobconf.py", JOBCONF_JOB.encode())
+    data = _file(tmp_path, "in.txt", b"a\nb\n")
+    proc = run_cli("run", job, data, "-o", tmp_path / "out", "--workers", "1",
+                   "--", "--jobconf", "my.cli=from the command line", "-D", "my.short=2")
+    assert proc.returncode == 0, proc.stderr
+    common = ["hello", "true", "7", "one", "from the command line", "2"]
+    assert output_lines(tmp_path / "out") == [f'"mapper"\t{json.dumps(common + [data.as_uri()])}',
+                                              f'"reducer"\t{json.dumps(common + [None])}']

@@ -209,6 +209,31 @@ def test_losing_reduce_backup_is_cancelled_and_its_output_discarded():
     assert finish(tasks, slow) == [Discard(slow)]  # finished after the job: its file goes
 
 
+def test_map_only_maps_are_committed_as_they_win_and_their_losers_discarded():
+    """No reduce tasks: the maps write the parts, with a reduce's commit protocol."""
+    tasks = JobTasks(3, 0, backup_after=1)
+    slow, failing = launch(tasks, "w1", now=0), launch(tasks, "w2", now=0)
+    assert tasks.handle(AttemptFailed(failing.id, {"message": "boom"})) == [Discard(failing)]
+    retry = launch(tasks, "w3", now=0)
+    assert retry.index == failing.index and finish(tasks, retry, now=0.5) == [Commit(retry)]
+    third = launch(tasks, "w3", now=0.5)
+    assert finish(tasks, third, now=1) == [Commit(third)]
+    assert tasks.handle(WorkerLost("w3")) == []  # its maps' parts are committed: nothing to re-make
+    backup = launch(tasks, "w2", now=9)
+    assert backup.index == slow.index and backup.backup
+    assert finish(tasks, backup, now=10) == [Cancel(slow), Commit(backup), JobSucceeded()]
+    assert finish(tasks, slow) == [Discard(slow)]  # the straggler's late file goes too
+    assert tasks.done and not tasks.reduces
+
+
+def test_map_only_attempts_lost_with_their_worker_are_discarded():
+    tasks = JobTasks(1, 0)
+    lost = launch(tasks, "w1")
+    assert tasks.handle(WorkerLost("w1")) == [Discard(lost)]
+    again = launch(tasks, "w2")
+    assert finish(tasks, again) == [Commit(again), JobSucceeded()]
+
+
 def test_counters_come_from_winners_only():
     tasks = JobTasks(1, 1)
     a = launch(tasks, "w1")
@@ -240,7 +265,7 @@ def test_launch_action_type():
     tasks = JobTasks(1, 0)
     actions = tasks.handle(WorkerReady("w1", 0.0, LIVE))
     assert isinstance(actions[0], Launch)
-    assert [type(a) for a in finish(tasks, actions[0].attempt)] == [JobSucceeded]
+    assert [type(a) for a in finish(tasks, actions[0].attempt)] == [Commit, JobSucceeded]  # map-only: its part
 
 
 def test_a_worker_whose_outputs_cannot_be_fetched_is_avoided_then_excluded():

@@ -8,7 +8,10 @@ once per map task over its sorted output (`combine_pairs`, init and final includ
 runner runs it; the reduce task feeds its partition's lines, sorted by key bytes, to `reduce_pairs`.
 `SORT_VALUES` sorts a key's values by their bytes; a step with no reducer is map-only. The steps
 pass lines to each other, and the last one's lines are the part files' lines: the bytes mrjob's local
-runner writes. Counters go to mrengine's counters; `jobconf_from_env` sees the map task's input file.
+runner writes. Counters go to mrengine's counters; `jobconf_from_env` sees the map task's input file
+and, in every task, the job's jobconf (`JOBCONF`, `jobconf()`, `--jobconf`/`-D` among the job's
+arguments, the step's `MRStep(jobconf=...)`) as environment variables, dots as underscores, as
+mrjob's local runner exports them.
 
 The job travels as one pickled blob inside `_Task` objects, opened only in the task, after
 `compat.install()` has made `import mrjob` work on Python 3.12+.
@@ -54,7 +57,7 @@ def job_spec(cls: type, path: str, source: str, job_args: list[str]) -> JobSpec:
     _refuse_what_mrengine_cannot_run(job, where)
     steps = job.steps()
     files, task_args = _uploads(job, where)
-    blob = _pickled((cls, task_args, files))
+    blob = _pickled((cls, task_args, files, [_jobconf_env(job, step, i) for i, step in enumerate(steps)]))
     mr_steps = []
     for i, mr_step in enumerate(steps):
         desc = mr_step.description(i)
@@ -68,6 +71,16 @@ def job_spec(cls: type, path: str, source: str, job_args: list[str]) -> JobSpec:
             sort_values=bool(job.sort_values()) and has_reduce))
     raw = bool(steps) and bool(steps[0]["mapper_raw"])
     return JobSpec(path=path, source=source, steps=mr_steps, input_format=_whole_file if raw else "text")
+
+
+def _jobconf_env(job, mr_step, index: int) -> dict[str, str]:
+    """A step's jobconf as its tasks' environment variables: what mrjob's runners pass to Hadoop (the
+    job's `jobconf()` under its `--jobconf`/`-D` options, under the step's own), dots as underscores."""
+    from mrjob.conf import combine_dicts, combine_jobconfs
+
+    jobconf = combine_jobconfs(combine_dicts(job.jobconf(), job.options.jobconf),
+                               mr_step.description(index).get("jobconf"))
+    return {name.replace(".", "_"): value for name, value in jobconf.items()}
 
 
 def _instance(cls: type, args: list[str], where: str):
@@ -156,7 +169,7 @@ class _Task:
         """The MRJob instance, run in a working directory that holds the job's files."""
         import cloudpickle
 
-        cls, task_args, files = cloudpickle.loads(self.blob)
+        cls, task_args, files, jobconf_envs = cloudpickle.loads(self.blob)
         here = os.getcwd()
         work = tempfile.mkdtemp(prefix="mrjob-task-")
         try:
@@ -165,10 +178,11 @@ class _Task:
                 with open(os.path.join(work, name), "wb") as f:
                     f.write(data)
             os.chdir(work)
-            job = cls(args=list(task_args) + list(extra_args))
-            job.increment_counter = _count
-            job.set_status = _status
-            yield job
+            with _environment(jobconf_envs[self.step]):
+                job = cls(args=list(task_args) + list(extra_args))
+                job.increment_counter = _count
+                job.set_status = _status
+                yield job
         finally:
             os.chdir(here)
             shutil.rmtree(work, ignore_errors=True)
@@ -199,18 +213,21 @@ def _join_line(key: bytes, value: bytes | None) -> bytes:
     return key if value is None else key + b"\t" + value
 
 
-@contextmanager
-def _input_env(split):
+def _input_env(split) -> dict[str, str]:
     """The variables `jobconf_from_env` reads in a map task, for its split."""
-    path = split.url[len("file://"):] if split.url.startswith("file://") else split.url
     uri = split.url if "://" in split.url else "file://" + os.path.abspath(split.url)
-    names = {"mapreduce_map_input_file": uri, "map_input_file": uri,
-             "mapreduce_map_input_start": str(split.start), "map_input_start": str(split.start),
-             "mapreduce_task_partition": str(split.index), "mapred_task_partition": str(split.index)}
+    return {"mapreduce_map_input_file": uri, "map_input_file": uri,
+            "mapreduce_map_input_start": str(split.start), "map_input_start": str(split.start),
+            "mapreduce_task_partition": str(split.index), "mapred_task_partition": str(split.index)}
+
+
+@contextmanager
+def _environment(names: dict[str, str]):
+    """`os.environ` with `names` set while the task runs, and as it was afterwards."""
     saved = {n: os.environ.get(n) for n in names}
     os.environ.update(names)
     try:
-        yield path
+        yield
     finally:
         for n, v in saved.items():
             os.environ.pop(n) if v is None else os.environ.__setitem__(n, v)
@@ -221,17 +238,18 @@ class _MapTask(_Task):
 
     def __call__(self, records: Iterable) -> Iterator[tuple]:
         split = context.ctx.split
-        with _input_env(split) as path:
-            lines = (r.encode("utf-8") if isinstance(r, str) else r for r in records)
-            with self.job([path, split.url] if self.raw else []) as job:
-                desc = job.steps()[self.step].description(self.step)
-                out = self._map_lines(job, desc, [] if self.raw else lines)
-                if "combiner" in desc:
-                    out = self._combine(job, sorted(out, key=None if job.sort_values() else _line_key))
-                if "reducer" not in desc:
-                    yield from map(self.out, out)
-                else:
-                    yield from map(_split_line, out)
+        path = split.url[len("file://"):] if split.url.startswith("file://") else split.url
+        lines = (r.encode("utf-8") if isinstance(r, str) else r for r in records)
+        # The split's variables win over the job's jobconf, as in mrjob's local runner.
+        with self.job([path, split.url] if self.raw else []) as job, _environment(_input_env(split)):
+            desc = job.steps()[self.step].description(self.step)
+            out = self._map_lines(job, desc, [] if self.raw else lines)
+            if "combiner" in desc:
+                out = self._combine(job, sorted(out, key=None if job.sort_values() else _line_key))
+            if "reducer" not in desc:
+                yield from map(self.out, out)
+            else:
+                yield from map(_split_line, out)
 
     def _map_lines(self, job, desc: dict, lines: Iterable[bytes]) -> Iterator[bytes]:
         mapper = desc.get("mapper")

@@ -1,7 +1,8 @@
 """Running a job's steps on Spark: splits in, one Spark job per step, the native commit protocol out.
 
 For each step the driver lists inputs and cuts splits with the native splitter, and hands Spark an
-RDD with one split descriptor per partition. The map tasks and reduce tasks (see `tasks`) return, per
+RDD with one split descriptor per partition (a map-only step's map tasks write and return their parts
+themselves; nothing is shuffled). The map tasks and reduce tasks (see `tasks`) return, per
 reduce partition, the attempt that wrote its file, that file's bytes, records and CRC, and counters.
 Spark keeps the result of one successful attempt per partition; the driver commits exactly those
 attempts' files as `part-NNNNN`, waits for any attempt still running (a speculative copy, say) to end,
@@ -74,13 +75,14 @@ class SparkRunner(Runner):
             job_bytes = sc.broadcast(spec.job_bytes)
             task_spec = replace(spec, job_bytes=b"")  # the code travels as the broadcast
             cached = self._parsed_splits(spec, splits)
-            if cached is not None:
-                mapped = cached.mapPartitionsWithIndex(tasks.map_cached_task(task_spec, job_id, job_bytes, reducers))
+            source = cached if cached is not None else sc.parallelize(_rows(splits), max(len(splits), 1))
+            if not reducers:  # map-only: each map task writes its part, and nothing is shuffled
+                rdd = source.mapPartitionsWithIndex(tasks.map_to_part_task(task_spec, job_id, job_bytes))
             else:
-                mapped = (sc.parallelize(_rows(splits), max(len(splits), 1))
-                          .mapPartitionsWithIndex(tasks.map_task(task_spec, job_id, job_bytes, reducers)))
-            rdd = (mapped.partitionBy(reducers, tasks.partition_of)
-                   .mapPartitionsWithIndex(tasks.reduce_task(task_spec, job_id, job_bytes)))
+                map_task = tasks.map_cached_task if cached is not None else tasks.map_task
+                rdd = (source.mapPartitionsWithIndex(map_task(task_spec, job_id, job_bytes, reducers))
+                       .partitionBy(reducers, tasks.partition_of)
+                       .mapPartitionsWithIndex(tasks.reduce_task(task_spec, job_id, job_bytes)))
             results, counts = self._collect(rdd, job_id, spec.job_name, label, len(splits), reducers)
             return self._finish(spec, job_id, splits, results, counts, started)
         except Py4JError as exc:  # Spark itself failed (its JVM died, the context stopped)
@@ -178,7 +180,10 @@ class SparkRunner(Runner):
         map_counters: dict = {}
         for result in results:
             map_counters.update(result.map_counters)
-        if [r.partition for r in results] != list(range(spec.num_reducers)) or \
+        if not spec.num_reducers:  # map-only: map i wrote part i, and its result holds its counters
+            if [r.partition for r in results] != [s.index for s in splits]:
+                raise ClusterError(f"Spark returned results for {len(results)} of {len(splits)} map tasks")
+        elif [r.partition for r in results] != list(range(spec.num_reducers)) or \
                 sorted(map_counters) != [s.index for s in splits]:
             raise ClusterError(f"Spark returned results for {len(results)} of {spec.num_reducers} reduce tasks and "
                                f"{len(map_counters)} of {len(splits)} map tasks")
@@ -199,7 +204,8 @@ def _rows(splits: list[Split]) -> list[dict]:
 
 
 class _StepTracker:
-    """Follows one step's two Spark stages (map side, reduce side) through Spark's status tracker."""
+    """Follows one step's two Spark stages (map side, reduce side; a map-only step's one) through Spark's
+    status tracker."""
 
     def __init__(self, spark: Spark, job_id: str, maps: int, reducers: int):
         self.spark = spark
@@ -225,8 +231,11 @@ class _StepTracker:
         stages = self.stages()
         for s in stages:
             self.attempts[s.stageId, s.currentAttemptId] = s.numCompletedTasks + s.numFailedTasks
-        map_stage = stages[0] if len(stages) > 1 else None
-        reduce_stage = stages[-1] if stages else None
+        if not self.reducers:  # a map-only step has one stage
+            map_stage, reduce_stage = (stages[0] if stages else None), None
+        else:
+            map_stage = stages[0] if len(stages) > 1 else None
+            reduce_stage = stages[-1] if stages else None
         counts = TaskCounts(maps=self.maps, reduces=self.reducers, maps_done=_done(map_stage, self.maps),
                             reduces_done=_done(reduce_stage, self.reducers), attempts=sum(self.attempts.values()))
         if state == "succeeded":

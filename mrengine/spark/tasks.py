@@ -1,4 +1,5 @@
-"""What runs in Spark's executors: one map task per split, one reduce task per partition.
+"""What runs in Spark's executors: one map task per split, one reduce task per partition; a map-only
+step's map tasks write their part files themselves (`executor.map_to_part`), and there is no shuffle.
 
 Both call the native engine's functions — `executor.map_to_file` reads, maps, combines, partitions
 and sorts a split exactly as a native map attempt does; `executor.reduce_to_file` merges, groups,
@@ -37,7 +38,7 @@ import cloudpickle
 from .. import outputs
 from ..cache import SlotCache
 from ..errors import RecordError
-from ..executor import error_report, map_to_file, reduce_to_file
+from ..executor import error_report, map_to_file, map_to_part, reduce_to_file
 from ..inputs import InputFormat, Split
 from ..job import prime_linecache
 from ..messages import PartOutput, StepSpec
@@ -80,7 +81,8 @@ class ParsedSplit:
 
 @dataclass
 class ReducedPartition:
-    """What a reduce task hands back to the driver: its attempt, its output, the maps' counters it read."""
+    """What a reduce task hands back to the driver: its attempt, its output, the maps' counters it read.
+    A map-only step's map task hands back one too, for the part it wrote (`partition`: its index)."""
 
     partition: int
     attempt_id: str
@@ -204,21 +206,53 @@ def _report(task: str, exc: BaseException) -> dict:
     return {**asdict(error_report(exc)), "task": task}
 
 
+def map_to_part_task(spec: StepSpec, job_id: str, job_bytes):
+    """The function Spark runs over a partition of a map-only step's split descriptors (or `read_split`
+    results): each map writes its attempt's part file and yields its `ReducedPartition`."""
+
+    def run(_: int, items: Iterator) -> Iterator[ReducedPartition]:
+        for item in items:
+            parsed = item if isinstance(item, ParsedSplit) else None
+            yield _map_to_part_one(spec, job_id, job_bytes, Split(**(item.split if parsed else item)), parsed)
+
+    return run
+
+
+def _map_to_part_one(spec: StepSpec, job_id: str, job_bytes, split: Split,
+                     parsed: ParsedSplit | None) -> ReducedPartition:
+    _, attempt_id = _attempt()
+    try:
+        job, fmt, blocks, broadcast, engine = _map_input(spec, job_id, job_bytes, split, parsed)
+        out_path = outputs.attempt_path(spec.output, job_id, attempt_id, split.index)
+        part = map_to_part(job.steps[spec.step], split, fmt, iter(blocks), spec.params, broadcast, out_path,
+                           spec.output_format, spec.storage_options, engine)
+        return ReducedPartition(split.index, attempt_id, part, {})
+    except RecordError as exc:
+        return ReducedPartition(split.index, attempt_id, None, {}, _report(_map_name(split), exc))
+    except Exception as exc:
+        raise _map_error(split, exc) from None
+
+
+def _map_input(spec: StepSpec, job_id: str, job_bytes, split: Split, parsed: ParsedSplit | None) -> tuple:
+    """(job, input format, blocks, broadcast value, engine counters) of one map task."""
+    job = _cache.job(job_id, job_bytes.value)
+    fmt = resolve_input_format(spec.input_format, job)
+    engine: Counter = Counter()
+    if parsed is None:
+        blocks = fmt.read(split, spec.storage_options)
+    else:
+        engine["split_reads" if parsed.reader == _attempt()[1] else "split_cache_hits"] += 1
+        blocks = cloudpickle.loads(parsed.blocks)
+        for block in blocks:  # as the native cache hands them out: shared between rounds, so read-only
+            block.values.flags.writeable = False
+    return job, fmt, blocks, _cache.broadcast(job_id, job, engine), engine
+
+
 def _map_one(spec: StepSpec, job_id: str, job_bytes, split: Split, parsed: ParsedSplit | None,
              num_partitions: int) -> Iterator[tuple]:
     started = time.time()
     try:
-        job = _cache.job(job_id, job_bytes.value)
-        fmt = resolve_input_format(spec.input_format, job)
-        engine: Counter = Counter()
-        if parsed is None:
-            blocks = fmt.read(split, spec.storage_options)
-        else:
-            engine["split_reads" if parsed.reader == _attempt()[1] else "split_cache_hits"] += 1
-            blocks = cloudpickle.loads(parsed.blocks)
-            for block in blocks:  # as the native cache hands them out: shared between rounds, so read-only
-                block.values.flags.writeable = False
-        broadcast = _cache.broadcast(job_id, job, engine)
+        job, fmt, blocks, broadcast, engine = _map_input(spec, job_id, job_bytes, split, parsed)
         with tempfile.TemporaryDirectory(prefix="mrengine-map-", dir=_local_dir()) as tmp:
             path, segments, counters, heavy_keys = map_to_file(job.steps[spec.step], split, fmt, iter(blocks),
                                                                spec.params, broadcast, num_partitions,
