@@ -313,7 +313,7 @@ def test_a_full_disk_is_not_charged_to_the_task_and_its_worker_gets_no_more_of_t
 
 
 def test_a_job_fails_naming_every_full_disk_once_every_live_worker_has_one():
-    tasks = JobTasks(1, 0)
+    tasks = JobTasks(1, 1)
     live = frozenset({"w1", "w2"})
     assert [type(a) for a in full_disk(tasks, launch(tasks, "w1", live=live), live, "w1's /a is full")] == [Exclude]
     actions = full_disk(tasks, launch(tasks, "w2", live=live), live, "w2's /b is full")
@@ -324,7 +324,7 @@ def test_a_job_fails_naming_every_full_disk_once_every_live_worker_has_one():
 
 
 def test_losing_the_last_worker_whose_disk_is_not_full_fails_the_job():
-    tasks = JobTasks(1, 0)
+    tasks = JobTasks(1, 1)
     full_disk(tasks, launch(tasks, "w1"))
     running = launch(tasks, "w2")
     actions = tasks.handle(WorkerLost("w2", live=frozenset({"w1"})))
@@ -333,7 +333,7 @@ def test_losing_the_last_worker_whose_disk_is_not_full_fails_the_job():
 
 
 def test_a_job_with_no_worker_left_waits_for_one_even_after_a_full_disk():
-    tasks = JobTasks(1, 0)
+    tasks = JobTasks(1, 1)
     full_disk(tasks, launch(tasks, "w1"))
     tasks.handle(WorkerLost("w1", live=frozenset()))
     assert not tasks.done
