@@ -57,7 +57,7 @@ TRANSITIONS = {
 MAP, REDUCE = "map", "reduce"
 
 
-@dataclass
+@dataclass(slots=True)  # one per attempt and task of a job: no per-object dict (docs/PERFORMANCE.md)
 class Attempt:
     id: str
     kind: str
@@ -69,7 +69,7 @@ class Attempt:
     backup: bool = False  # launched while another attempt of its task was running
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     kind: str
     index: int
