@@ -211,7 +211,7 @@ class StepSpec:
     session: str = ""  # the main(ctx) session whose round this is; its rounds may share a slot process
 
 
-@dataclass
+@dataclass(slots=True)  # a reduce's TaskSpec holds one per map task
 class MapSource:
     """Where a reduce attempt fetches one map task's segment for its partition."""
 
@@ -362,6 +362,9 @@ class Heartbeat:
     jobs: list[str] = field(default_factory=list)  # master jobs whose code the worker holds
 
 
+HEARTBEAT_SECONDS = 0.5  # a busy worker's heartbeat interval, unless the master asks for a longer one
+
+
 @message("work")
 @dataclass
 class Work:
@@ -370,6 +373,7 @@ class Work:
     cancel: list[AttemptRef] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)  # master jobs that are over
     polled: bool = False  # the master waited for work to appear
+    heartbeat_seconds: float = HEARTBEAT_SECONDS  # how long a busy worker may wait before its next heartbeat
 
 
 @message("reregister")

@@ -76,7 +76,7 @@ class Task:
     state: TaskState = TaskState.PENDING
     attempts: list[Attempt] = field(default_factory=list)
     failures: int = 0
-    failed_on: set = field(default_factory=set)
+    failed_on: frozenset = frozenset()  # replaced, not grown: most tasks never fail, and an empty set is 216 bytes
     winner: Attempt | None = None  # the attempt whose output is in use
     result: dict | None = None  # the last winner's result: map output place, or reduce output stats; and counters
     last_error: dict | None = None
@@ -429,7 +429,7 @@ class JobTasks:
         self.attempts_failed += 1
         task = self.task_of(attempt)
         task.failures += 1
-        task.failed_on.add(attempt.worker)
+        task.failed_on |= {attempt.worker}
         task.last_error = ev.error
         actions: list = [Discard(attempt)] if attempt.kind == REDUCE else []
         if ev.final or task.failures >= self.max_attempts:
@@ -482,7 +482,7 @@ class JobTasks:
         for task in self.maps:
             if task.state is TaskState.SUCCEEDED and task.winner.worker == worker:
                 if avoid:
-                    task.failed_on.add(worker)
+                    task.failed_on |= {worker}
                 self._move(task, TaskState.PENDING)
                 task.winner = None  # its result stays, for its counters, until a new winner replaces it
 
