@@ -42,6 +42,7 @@ from .messages import (
     MapSource, Ok, Register, Registered, Reregister, SplitPlace, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
     TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire, to_wire,
 )
+from .messages import HEARTBEAT_SECONDS
 from .steps import StepCommit, failed_on_all, manifest, plan, sum_counters
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, Attempt, AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit,
@@ -51,7 +52,10 @@ from .tasks import (
 log = logging.getLogger("mrengine.master")
 
 DEFAULT_WORKER_TIMEOUT = 5.0
-LONG_POLL_SECONDS = 0.25
+LONG_POLL_SECONDS = 0.25  # at HEARTBEAT_SECONDS; stretched with the interval
+# Routine heartbeats the master asks of its whole cluster (Hadoop's mapreduce.jobtracker.heartbeats.in.second):
+# past 100 workers it stretches their interval rather than be saturated by them.
+HEARTBEATS_PER_SECOND = 200
 KEEP_FINISHED_JOBS = 100  # finished master jobs the master remembers, for `mrengine status`
 LOCALITY_WAIT_SECONDS = 3.0  # how long a map waits for the worker its spec prefers
 DEFAULT_DRIVER_GRACE = 10.0  # a running master job whose driver has not asked for its status this long is cancelled
@@ -259,6 +263,10 @@ class Scheduler:
 
     def running(self) -> list[MasterJob]:
         return [j for j in self.jobs.values() if j.state == "running"]
+
+    def has_pending(self) -> bool:
+        """Whether a running job has a task of its current phase waiting for a slot."""
+        return any(demand > running for running, demand in (j.tasks.load() for j in self.running()))
 
     def add(self, spec: StepSpec, splits: list[Split]) -> MasterJob:
         prefer = {p.key: p.worker for p in spec.prefer}
@@ -503,19 +511,27 @@ class Master:
                 self._lose(worker)
         return Ok()
 
+    def heartbeat_seconds(self) -> float:
+        """The workers' heartbeat interval (call under the lock): the default, or longer on a big cluster
+        but well within the worker timeout. A worker whose attempt ends reports at once whatever it is."""
+        stretched = min(len(self.registry.live_ids()) / HEARTBEATS_PER_SECOND, self.worker_timeout / 4)
+        return max(HEARTBEAT_SECONDS, stretched)
+
     def _heartbeat(self, msg: Heartbeat) -> Work | Reregister:
-        deadline = time.monotonic() + LONG_POLL_SECONDS
+        arrived = time.monotonic()
         worker = self.registry.live(msg.worker_id, msg.master)
         if worker is not None:
             worker.last_seen = time.monotonic()  # before the lock: a busy master must not time workers out
         with self.lock:
             if worker is None or not worker.alive:  # (it may have died while we waited for the lock)
                 return Reregister()
+            interval = self.heartbeat_seconds()
+            deadline = arrived + LONG_POLL_SECONDS * interval / HEARTBEAT_SECONDS
             worker.running = list(msg.running)
             for report in msg.finished:
                 self.scheduler.finished(worker, report)
-            if msg.finished:
-                self.lock.notify_all()
+            if msg.finished and self.scheduler.has_pending():
+                self.lock.notify_all()  # the workers long-polling may have work now (waking them all costs)
             self.scheduler.reconcile(worker, {(r.job_id, r.attempt_id) for r in msg.finished})
             assign = self.scheduler.assign(worker, msg.free_slots)
             polled = False
@@ -530,7 +546,7 @@ class Master:
             # the heartbeat says which jobs the worker holds.
             held = set(msg.jobs)
             jobs = {t.job_id: self.scheduler.jobs[t.job_id].spec.job_bytes for t in assign if t.job_id not in held}
-            reply = Work(assign, jobs, worker.cancels, worker.forget, polled)
+            reply = Work(assign, jobs, worker.cancels, worker.forget, polled, interval)
             worker.last_seen = time.monotonic()
             worker.cancels, worker.forget = [], []
             return reply

@@ -47,7 +47,6 @@ from mrengine.messages import (
 )
 from mrengine.shuffle.runs import Segment
 from mrengine.tasks import MAP
-from mrengine.worker import HEARTBEAT_SECONDS
 
 LINE = b"x" * 15 + b"\n"  # one split per line: the split size is len(LINE)
 POLL_SECONDS = 0.5  # the driver's status polls, as `mrengine run` makes them
@@ -102,9 +101,9 @@ class SimWorker:
                 self.running[task.attempt_id] = (time.monotonic() + seconds, task)
             if self.running:
                 next_end = min(end for end, _ in self.running.values())
-                stop.wait(max(0.0, min(next_end - time.monotonic(), HEARTBEAT_SECONDS)))
+                stop.wait(max(0.0, min(next_end - time.monotonic(), reply.heartbeat_seconds)))
             elif not reply.assign:
-                stop.wait(0.01 if reply.polled or reports else HEARTBEAT_SECONDS)
+                stop.wait(0.01 if reply.polled or reports else reply.heartbeat_seconds)
 
     @staticmethod
     def _finish(task) -> AttemptReport:
