@@ -511,12 +511,6 @@ class Master:
                 self._lose(worker)
         return Ok()
 
-    def heartbeat_seconds(self) -> float:
-        """The workers' heartbeat interval (call under the lock): the default, or longer on a big cluster
-        but well within the worker timeout. A worker whose attempt ends reports at once whatever it is."""
-        stretched = min(len(self.registry.live_ids()) / HEARTBEATS_PER_SECOND, self.worker_timeout / 4)
-        return max(HEARTBEAT_SECONDS, stretched)
-
     def _heartbeat(self, msg: Heartbeat) -> Work | Reregister:
         arrived = time.monotonic()
         worker = self.registry.live(msg.worker_id, msg.master)
@@ -525,7 +519,7 @@ class Master:
         with self.lock:
             if worker is None or not worker.alive:  # (it may have died while we waited for the lock)
                 return Reregister()
-            interval = self.heartbeat_seconds()
+            interval = heartbeat_interval(len(self.registry.live_ids()), self.worker_timeout)
             deadline = arrived + LONG_POLL_SECONDS * interval / HEARTBEAT_SECONDS
             worker.running = list(msg.running)
             for report in msg.finished:
@@ -606,6 +600,16 @@ class Master:
                            _task_rows(j, now) if j.state == "running" or msg.tasks else None)
                     for j in self.scheduler.jobs.values()]
             return ClusterStatus(self.registry.rows(now), jobs)
+
+
+def heartbeat_interval(live_workers: int, worker_timeout: float) -> float:
+    """The workers' heartbeat interval: the default, or longer on a big cluster but well within the
+    worker timeout. A worker whose attempt ends reports at once whatever it is.
+
+    >>> heartbeat_interval(100, 5.0), heartbeat_interval(500, 5.0), heartbeat_interval(2000, 60.0)
+    (0.5, 1.25, 10.0)
+    """
+    return max(HEARTBEAT_SECONDS, min(live_workers / HEARTBEATS_PER_SECOND, worker_timeout / 4))
 
 
 def _task_rows(job: MasterJob, now: float) -> list[TaskRow]:
