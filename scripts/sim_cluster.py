@@ -146,8 +146,11 @@ def run_workers(count: int, first_seed: int, address: str, secret: bytes, slots:
 def start_master(tmp: str, secret_file: str) -> tuple[subprocess.Popen, str]:
     ready = os.path.join(tmp, "master.address")
     log = open(os.path.join(tmp, "master.log"), "wb")
+    # The driver is this process, so it cannot go away: a saturated master, slow to read its status
+    # requests, must not cancel the job for them (--driver-grace).
     proc = subprocess.Popen([sys.executable, "-m", "mrengine", "master", "--bind", "127.0.0.1:0", "--secret-file",
-                             secret_file, "--ready-file", ready, "--worker-timeout", "60", "--backup-after", "0"],
+                             secret_file, "--ready-file", ready, "--worker-timeout", "60", "--backup-after", "0",
+                             "--driver-grace", "3600"],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not os.path.exists(ready):
