@@ -32,6 +32,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -45,6 +46,7 @@ from mrengine.messages import (
     AttemptReport, Heartbeat, JobStatusRequest, MapOutput, PartOutput, Register, Registered, Reregister, StepSpec,
     Submit, Submitted, from_wire, to_wire,
 )
+from mrengine.procutil import die_with_parent
 from mrengine.shuffle.runs import Segment
 from mrengine.tasks import MAP
 
@@ -151,7 +153,8 @@ def start_master(tmp: str, secret_file: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "mrengine", "master", "--bind", "127.0.0.1:0", "--secret-file",
                              secret_file, "--ready-file", ready, "--worker-timeout", "60", "--backup-after", "0",
                              "--driver-grace", "3600"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: die_with_parent(signal.SIGTERM))  # a killed run leaves no master
     deadline = time.monotonic() + 30
     while not os.path.exists(ready):
         if proc.poll() is not None or time.monotonic() > deadline:
