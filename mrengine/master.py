@@ -38,9 +38,10 @@ from .errors import ClusterError, MrEngineError, RecordError, StorageError, Usag
 from .inputs import Split
 from .jobreport import AttemptNote, job_report, with_log_tail
 from .messages import (
-    AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow, JobStatusRequest, Kill,
-    Logs, LogsRequest, MapSource, Ok, Register, Registered, Reregister, SplitPlace, StatusRequest, StepSpec, StepStatus, Submit, Submitted,
-    TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire, to_wire,
+    HEARTBEAT_SECONDS, AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow,
+    JobStatusRequest, Kill, Logs, LogsRequest, MapSource, Ok, Register, Registered, Reregister, SplitPlace,
+    StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire,
+    to_wire,
 )
 from .steps import StepCommit, failed_on_all, manifest, plan, sum_counters
 from .tasks import (
@@ -51,7 +52,10 @@ from .tasks import (
 log = logging.getLogger("mrengine.master")
 
 DEFAULT_WORKER_TIMEOUT = 5.0
-LONG_POLL_SECONDS = 0.25
+LONG_POLL_SECONDS = 0.25  # at HEARTBEAT_SECONDS; stretched with the interval
+# Routine heartbeats the master asks of its whole cluster (Hadoop's mapreduce.jobtracker.heartbeats.in.second):
+# past 100 workers it stretches their interval rather than be saturated by them.
+HEARTBEATS_PER_SECOND = 200
 KEEP_FINISHED_JOBS = 100  # finished master jobs the master remembers, for `mrengine status`
 LOCALITY_WAIT_SECONDS = 3.0  # how long a map waits for the worker its spec prefers
 DEFAULT_DRIVER_GRACE = 10.0  # a running master job whose driver has not asked for its status this long is cancelled
@@ -267,6 +271,10 @@ class Scheduler:
 
     def running(self) -> list[MasterJob]:
         return [j for j in self.jobs.values() if j.state == "running"]
+
+    def has_pending(self) -> bool:
+        """Whether a running job has a task of its current phase waiting for a slot."""
+        return any(demand > running for running, demand in (j.tasks.load() for j in self.running()))
 
     def add(self, spec: StepSpec, splits: list[Split]) -> MasterJob:
         prefer = {p.key: p.worker for p in spec.prefer}
@@ -521,18 +529,20 @@ class Master:
         return Ok()
 
     def _heartbeat(self, msg: Heartbeat) -> Work | Reregister:
-        deadline = time.monotonic() + LONG_POLL_SECONDS
+        arrived = time.monotonic()
         worker = self.registry.live(msg.worker_id, msg.master)
         if worker is not None:
             worker.last_seen = time.monotonic()  # before the lock: a busy master must not time workers out
         with self.lock:
             if worker is None or not worker.alive:  # (it may have died while we waited for the lock)
                 return Reregister()
+            interval = heartbeat_interval(len(self.registry.live_ids()), self.worker_timeout)
+            deadline = arrived + LONG_POLL_SECONDS * interval / HEARTBEAT_SECONDS
             worker.running = list(msg.running)
             for report in msg.finished:
                 self.scheduler.finished(worker, report)
-            if msg.finished:
-                self.lock.notify_all()
+            if msg.finished and self.scheduler.has_pending():
+                self.lock.notify_all()  # the workers long-polling may have work now (waking them all costs)
             self.scheduler.reconcile(worker, {(r.job_id, r.attempt_id) for r in msg.finished})
             assign = self.scheduler.assign(worker, msg.free_slots)
             polled = False
@@ -547,7 +557,7 @@ class Master:
             # the heartbeat says which jobs the worker holds.
             held = set(msg.jobs)
             jobs = {t.job_id: self.scheduler.jobs[t.job_id].spec.job_bytes for t in assign if t.job_id not in held}
-            reply = Work(assign, jobs, worker.cancels, worker.forget, polled)
+            reply = Work(assign, jobs, worker.cancels, worker.forget, polled, interval)
             worker.last_seen = time.monotonic()
             worker.cancels, worker.forget = [], []
             return reply
@@ -651,6 +661,16 @@ def _skipped_records(job: MasterJob) -> list[dict]:
             entries.append({"task": task.name, **place, "index": number, "where": record["where"],
                             "text": record["text"], "error": error["message"], "traceback": error.get("traceback", "")})
     return entries
+
+
+def heartbeat_interval(live_workers: int, worker_timeout: float) -> float:
+    """The workers' heartbeat interval: the default, or longer on a big cluster but well within the
+    worker timeout. A worker whose attempt ends reports at once whatever it is.
+
+    >>> heartbeat_interval(100, 5.0), heartbeat_interval(500, 5.0), heartbeat_interval(2000, 60.0)
+    (0.5, 1.25, 10.0)
+    """
+    return max(HEARTBEAT_SECONDS, min(live_workers / HEARTBEATS_PER_SECOND, worker_timeout / 4))
 
 
 def _task_rows(job: MasterJob, now: float) -> list[TaskRow]:

@@ -67,29 +67,43 @@ def from_wire(frame: dict) -> Any:
 
 def decode(cls: type, data: Any) -> Any:
     """A `cls` (a dataclass of this module) from its wire form."""
-    what = getattr(cls, "type", cls.__name__)
     if not isinstance(data, dict):
-        raise ProtocolError(f"malformed {what!r} message: not a map")
-    hints = _hints(cls)
+        raise ProtocolError(f"malformed {_what(cls)!r} message: not a map")
     values = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            try:
-                values[f.name] = _build(hints[f.name], data[f.name])
-            except ProtocolError:
-                raise
-            except (TypeError, ValueError, AttributeError) as exc:
-                raise ProtocolError(f"malformed {what!r} message: field {f.name!r}: {exc}") from None
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ProtocolError(f"malformed {what!r} message: it lacks {f.name!r}")
+    for name, build, required in _decoding_plan(cls):
+        if name in data:
+            value = data[name]
+            if build is not None and value is not None:
+                try:
+                    value = build(value)
+                except ProtocolError:
+                    raise
+                except (TypeError, ValueError, AttributeError) as exc:
+                    raise ProtocolError(f"malformed {_what(cls)!r} message: field {name!r}: {exc}") from None
+            values[name] = value
+        elif required:
+            raise ProtocolError(f"malformed {_what(cls)!r} message: it lacks {name!r}")
     return cls(**values)
 
 
+def _what(cls: type) -> str:
+    return getattr(cls, "type", cls.__name__)
+
+
+# The codec runs for every heartbeat and its reply, so what it learns from a class's fields and
+# annotations is worked out once per class (docs/PERFORMANCE.md, "The master at scale").
+_ATOMS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (Split, Segment)):
-        return {k: _plain(v) for k, v in value._asdict().items()}
+    cls = type(value)
+    if cls in _ATOMS:
+        return value
+    names = _field_names(cls)
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if cls is Split or cls is Segment:
+        return {k: _plain(v) for k, v in zip(cls._fields, value)}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -98,30 +112,55 @@ def _plain(value: Any) -> Any:
 
 
 @functools.cache
-def _hints(cls: type) -> dict:
-    return typing.get_type_hints(cls)
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass's field names in order; None for any other type."""
+    return tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
 
 
-def _build(hint: Any, data: Any) -> Any:
-    if data is None or hint is Any:
-        return data
+@functools.cache
+def _decoding_plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, builder or None for "as it is", required) for each field of a dataclass."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _builder(hints[f.name]),
+                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                 for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _builder(hint: Any):
+    """The function that rebuilds a (non-None) value of type `hint` from its wire form; None if the
+    wire form is the value itself."""
+    if hint is Any:
+        return None
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _build(options[0], data) if len(options) == 1 else data
+        return _builder(options[0]) if len(options) == 1 else None
     if origin is list:
         (item,) = typing.get_args(hint)
-        if not isinstance(data, (list, tuple)):
-            raise TypeError(f"expected a list, got {type(data).__name__}")
-        return [_build(item, d) for d in data]
+        return functools.partial(_build_list, _builder(item))
     if origin is dict:
         _, item = typing.get_args(hint)
-        return {k: _build(item, d) for k, d in data.items()}
+        return functools.partial(_build_dict, _builder(item))
     if hint in (Split, Segment):
-        return hint(**data)
+        return lambda data: hint(**data)
     if dataclasses.is_dataclass(hint):
-        return decode(hint, data)
-    return data
+        return functools.partial(decode, hint)
+    return None
+
+
+def _build_list(build, data: Any) -> list:
+    if not isinstance(data, (list, tuple)):
+        raise TypeError(f"expected a list, got {type(data).__name__}")
+    if build is None:
+        return list(data)
+    return [d if d is None else build(d) for d in data]
+
+
+def _build_dict(build, data: Any) -> dict:
+    if build is None:
+        return dict(data.items())
+    return {k: d if d is None else build(d) for k, d in data.items()}
 
 
 # ---------------------------------------------------------------- specs: what a runner runs
@@ -174,7 +213,7 @@ class StepSpec:
     job_output: str = ""  # the job's output directory, where every step's skipped records go ("": this step's)
 
 
-@dataclass
+@dataclass(slots=True)  # a reduce's TaskSpec holds one per map task
 class MapSource:
     """Where a reduce attempt fetches one map task's segment for its partition."""
 
@@ -349,6 +388,9 @@ class Heartbeat:
     jobs: list[str] = field(default_factory=list)  # master jobs whose code the worker holds
 
 
+HEARTBEAT_SECONDS = 0.5  # a busy worker's heartbeat interval, unless the master asks for a longer one
+
+
 @message("work")
 @dataclass
 class Work:
@@ -357,6 +399,7 @@ class Work:
     cancel: list[AttemptRef] = field(default_factory=list)
     forget: list[str] = field(default_factory=list)  # master jobs that are over
     polled: bool = False  # the master waited for work to appear
+    heartbeat_seconds: float = HEARTBEAT_SECONDS  # how long a busy worker may wait before its next heartbeat
 
 
 @message("reregister")

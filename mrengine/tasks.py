@@ -68,7 +68,7 @@ TRANSITIONS = {
 MAP, REDUCE = "map", "reduce"
 
 
-@dataclass
+@dataclass(slots=True)  # one per attempt and task of a job: no per-object dict (docs/PERFORMANCE.md)
 class Attempt:
     id: str
     kind: str
@@ -81,14 +81,14 @@ class Attempt:
     skip: tuple = ()  # the numbers of the bad records it passes over
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     kind: str
     index: int
     state: TaskState = TaskState.PENDING
     attempts: list[Attempt] = field(default_factory=list)
     failures: int = 0
-    failed_on: set = field(default_factory=set)
+    failed_on: frozenset = frozenset()  # replaced, not grown: most tasks never fail, and an empty set is 216 bytes
     winner: Attempt | None = None  # the attempt whose output is in use
     result: dict | None = None  # the last winner's result: map output place, or reduce output stats; and counters
     last_error: dict | None = None
@@ -475,7 +475,7 @@ class JobTasks:
         if record is not None:
             return actions + self._failed_on_record(task, record["number"], ev.error)
         task.failures += 1
-        task.failed_on.add(attempt.worker)
+        task.failed_on |= {attempt.worker}
         if ev.final or task.failures >= self.max_attempts:
             self._move(task, TaskState.FAILED)
             return actions + self._fail_job(task, ev.error)
@@ -572,7 +572,7 @@ class JobTasks:
         for task in self.maps:
             if task.state is TaskState.SUCCEEDED and task.winner.worker == worker:
                 if avoid:
-                    task.failed_on.add(worker)
+                    task.failed_on |= {worker}
                 self._move(task, TaskState.PENDING)
                 task.winner = None  # its result stays, for its counters, until a new winner replaces it
 

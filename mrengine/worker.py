@@ -45,12 +45,12 @@ from .messages import (
     AttemptReport, ErrorInfo, Fetch, FetchFailure, Goodbye, Heartbeat, Register, Registered, Reregister, SegmentHeader,
     SlotReply, SlotRequest, TaskSpec, Work, from_wire, to_wire,
 )
+from .messages import HEARTBEAT_SECONDS
 from .procutil import die_with_parent
 from .tasks import MAP
 
 log = logging.getLogger("mrengine.worker")
 
-HEARTBEAT_SECONDS = 0.5
 MASTER_RETRY_SECONDS = 30.0  # to reach the master at start; once registered a worker retries for ever
 RECONNECT_SECONDS = 0.5
 MAX_REMEMBERED_SPLITS = 100_000
@@ -463,11 +463,21 @@ class Worker:
                 continue
             self._apply(reply)
             if self.pool.busy() and not reply.assign:
-                self.finished += [self._collect(task, r) for task, r in self.pool.wait(HEARTBEAT_SECONDS)]
-                self.finished += self.pool.enforce_limits()
+                self._wait_busy(reply.heartbeat_seconds)
             elif not self.pool.busy() and not reply.assign:
                 # Right after reporting, ask again at once (that request long-polls): the next job may be waiting.
-                time.sleep(0.01 if reply.polled or reported else HEARTBEAT_SECONDS)
+                time.sleep(0.01 if reply.polled or reported else reply.heartbeat_seconds)
+
+    def _wait_busy(self, interval: float) -> None:
+        """Until an attempt ends, a stop is asked for, or `interval` (which the master stretches on a big
+        cluster) has passed; the attempts' limits are kept every HEARTBEAT_SECONDS meanwhile."""
+        until = time.monotonic() + interval
+        while True:
+            wait = min(HEARTBEAT_SECONDS, until - time.monotonic())
+            self.finished += [self._collect(task, r) for task, r in self.pool.wait(max(wait, 0.0))]
+            self.finished += self.pool.enforce_limits()
+            if self.finished or self.stop_requests or not self.pool.busy() or time.monotonic() >= until:
+                return
 
     def _heartbeat(self, busy: list[Slot], reported: list[AttemptReport]) -> Heartbeat:
         free = 0 if self.stop_requests else len(self.pool.slots) - len(busy)

@@ -32,6 +32,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -45,9 +46,9 @@ from mrengine.messages import (
     AttemptReport, Heartbeat, JobStatusRequest, MapOutput, PartOutput, Register, Registered, Reregister, StepSpec,
     Submit, Submitted, from_wire, to_wire,
 )
+from mrengine.procutil import die_with_parent
 from mrengine.shuffle.runs import Segment
 from mrengine.tasks import MAP
-from mrengine.worker import HEARTBEAT_SECONDS
 
 LINE = b"x" * 15 + b"\n"  # one split per line: the split size is len(LINE)
 POLL_SECONDS = 0.5  # the driver's status polls, as `mrengine run` makes them
@@ -102,9 +103,9 @@ class SimWorker:
                 self.running[task.attempt_id] = (time.monotonic() + seconds, task)
             if self.running:
                 next_end = min(end for end, _ in self.running.values())
-                stop.wait(max(0.0, min(next_end - time.monotonic(), HEARTBEAT_SECONDS)))
+                stop.wait(max(0.0, min(next_end - time.monotonic(), reply.heartbeat_seconds)))
             elif not reply.assign:
-                stop.wait(0.01 if reply.polled or reports else HEARTBEAT_SECONDS)
+                stop.wait(0.01 if reply.polled or reports else reply.heartbeat_seconds)
 
     @staticmethod
     def _finish(task) -> AttemptReport:
@@ -147,9 +148,13 @@ def run_workers(count: int, first_seed: int, address: str, secret: bytes, slots:
 def start_master(tmp: str, secret_file: str) -> tuple[subprocess.Popen, str]:
     ready = os.path.join(tmp, "master.address")
     log = open(os.path.join(tmp, "master.log"), "wb")
+    # The driver is this process, so it cannot go away: a saturated master, slow to read its status
+    # requests, must not cancel the job for them (--driver-grace).
     proc = subprocess.Popen([sys.executable, "-m", "mrengine", "master", "--bind", "127.0.0.1:0", "--secret-file",
-                             secret_file, "--ready-file", ready, "--worker-timeout", "60", "--backup-after", "0"],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                             secret_file, "--ready-file", ready, "--worker-timeout", "60", "--backup-after", "0",
+                             "--driver-grace", "3600"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: die_with_parent(signal.SIGTERM))  # a killed run leaves no master
     deadline = time.monotonic() + 30
     while not os.path.exists(ready):
         if proc.poll() is not None or time.monotonic() > deadline:
