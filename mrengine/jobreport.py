@@ -71,7 +71,9 @@ def _segments(job) -> list:
 
 
 def _heavy_keys(job) -> list:
-    """Per map task done, its sampled heaviest keys per partition."""
+    """Per map task done, its sampled heaviest keys per partition (none in a map-only job)."""
+    if not job.tasks.reduces:
+        return []
     return [t.result.heavy_keys for t in job.tasks.maps if t.result and t.result.heavy_keys]
 
 

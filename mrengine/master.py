@@ -196,8 +196,13 @@ class Committer:
         def commit() -> None:
             if job.error is not None:
                 return
-            with self.lock:  # a snapshot; written below, off the lock
-                report = {**self._report(job), "state": "succeeded", "finished": round(time.time(), 3)}
+            try:
+                with self.lock:  # a snapshot; written below, off the lock
+                    report = {**self._report(job), "state": "succeeded", "finished": round(time.time(), 3)}
+            except Exception as exc:  # a bug of ours: the job fails, saying so, rather than never ending
+                log.exception("building the report of job %s", job.id)
+                self._abort(job, ErrorInfo(f"internal error building the job's report: {type(exc).__name__}: {exc}"))
+                return
             if job.skipped:
                 try:
                     outputs.write_skipped(job.spec.job_output or job.spec.output, job.spec.step, job.skipped,
