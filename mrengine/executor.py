@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 from . import context, outputs, sorting
 from .sorting import pairs_of as _pairs
 from .cache import SlotCache
+from .combiners import Fold
 from .errors import FetchFailedError, MrEngineError, RecordError, UserCodeError
 from .inputs import Split
 from .job import JobSpec, Step, user_traceback
@@ -134,6 +135,8 @@ def map_to_file(step: Step, split: Split, fmt, blocks: Iterator, params: dict, b
         sort_buffer_bytes,
         attempt_dir,
         engine,
+        fold=step.combiner.op if isinstance(step.combiner, Fold) else None,
+        fold_error=_combiner_error,
     )
     context.activate(ctx)
     try:
@@ -208,6 +211,10 @@ def _guarded_partitioner(partitioner):
     return partition
 
 
+def _combiner_error(exc: Exception, key: Any) -> UserCodeError:
+    return _user_error(exc, "combiner", f"key {key!r}")
+
+
 def _guarded_combiner(combiner):
     if combiner is None:
         return None
@@ -218,7 +225,7 @@ def _guarded_combiner(combiner):
         except MrEngineError:
             raise
         except Exception as exc:
-            raise _user_error(exc, "combiner", f"key {key!r}") from None
+            raise _combiner_error(exc, key) from None
 
     return combine
 

@@ -11,6 +11,9 @@ key of another type on, so that keys equal by == but not the same key (1, 1.0, T
 When the budget is reached, the combiner
 first folds in memory every key's pile of values; only if that does not free half the budget does
 the buffer spill. A sum over a small vocabulary (word count) so never spills, however big the input.
+A combiner declared as a `combiners.Fold` (an associative operation, such as `sum_values`) needs
+no lists at all: each value is folded into its key's running value as it arrives, one dict lookup and
+one operation per pair, and nothing is left to combine at a spill.
 `collect` takes the outputs of many mapper calls at once so that the per-pair work (a dict lookup
 and an append) happens inside one Python frame, with no call per pair.
 
@@ -41,6 +44,7 @@ _OVERSHOOT = 16
 _PAIR_OVERHEAD = 64  # the pair's tuple and its list slot (CPython 3.11, 64-bit)
 _GROUP_OVERHEAD = 160  # a key's dict entry and its value list, with the list's spare room
 _VALUE_OVERHEAD = 8  # a value's slot in its key's list
+_FOLD_OVERHEAD = 100  # a key's dict entry and the running value's own object
 
 _first = itemgetter(0)
 
@@ -54,16 +58,21 @@ class MapOutputBuffer:
         budget_bytes: int,
         spill_dir: str,
         counters: Counter,
+        fold: Callable[[Any, Any], Any] | None = None,
+        fold_error: Callable[[Exception, Any], Exception] | None = None,
     ):
         self.num_partitions = num_partitions
         self.partition = partition
         self.combiner = combiner
+        self._fold_op = fold  # the combiner's associative operation, while values are folded as they come
+        self._fold_error = fold_error  # turns the operation's exception on a key into the one to raise
         self.budget = budget_bytes
         self.spill_dir = spill_dir
         self.counters = counters
         self.spills: list[tuple[str, list[Segment]]] = []
         self._pairs: list = []  # without a combiner: the pairs as they came
         self._groups: dict = {}  # with one: key (or group_key) -> values not yet combined
+        self._folds: dict = {}  # with a fold: key -> its values folded so far
         self._plain_type: type | None = None  # the one type of every key so far, while it is a plain one
         self._keys: dict | None = None  # once grouped by group_key: group_key -> key, where they differ
         self._held = 0  # pairs (or values) in memory
@@ -80,6 +89,8 @@ class MapOutputBuffer:
         """Add the (key, value) pairs of every iterable in `outputs` (typically one per mapper call)."""
         if self.combiner is None:
             self._collect_pairs(outputs)
+        elif self._fold_op is not None:
+            self._collect_folds(outputs)
         else:
             self._collect_groups(outputs)
 
@@ -100,6 +111,66 @@ class MapOutputBuffer:
                         held, check = self._held, self._next_check
         finally:
             self._held = held
+
+    def _collect_folds(self, outputs: Iterable[Iterable[tuple]]) -> None:
+        outputs = iter(outputs)
+        rest = self._fold_plain(outputs)
+        if rest is not None:
+            self._stop_folding()
+            self._collect_groups(chain(rest, outputs))
+
+    def _fold_plain(self, outputs: Iterator[Iterable[tuple]]) -> list | None:
+        """Fold each value into its key's running value while every key is of `_plain_type`; past the
+        first key of another type, returns the rest."""
+        folds = self._folds  # emptied in place by spills
+        get, op, nothing = folds.get, self._fold_op, _NOTHING
+        held, check = self._held, self._next_check
+        plain = self._plain_type
+        check_hits = plain is int  # as in _collect_plain_groups
+        try:
+            for out in outputs:
+                out = iter(out)
+                for key, value in out:
+                    try:
+                        old = get(key, nothing)
+                    except TypeError:  # unhashable
+                        return [[(key, value)], out]
+                    if old is nothing:
+                        if type(key) is not plain:
+                            if plain is not None or type(key) not in PLAIN_TYPES:
+                                return [[(key, value)], out]
+                            plain = self._plain_type = type(key)
+                            check_hits = plain is int
+                        folds[key] = value
+                    elif check_hits and type(key) is not plain:
+                        return [[(key, value)], out]
+                    else:
+                        try:
+                            folds[key] = op(old, value)
+                        except Exception as exc:
+                            raise self._fold_error(exc, key) from None
+                    held += 1
+                    if held >= check:
+                        self._held = held
+                        self._check_budget(key, value)
+                        held, check = self._held, self._next_check
+        finally:
+            self._held = held
+        return None
+
+    def _stop_folding(self) -> None:
+        """From now on, group values for the combiner: each key's running value is its group's first."""
+        self._count_folded()
+        self._groups.update((key, [value]) for key, value in self._folds.items())
+        self._dropped += self._held - len(self._folds)
+        self._held = len(self._folds)
+        self._folds.clear()
+        self._fold_op = None
+
+    def _count_folded(self) -> None:
+        """Count the held pairs as combined into the running values."""
+        self.counters["combine_input_records"] += self._held
+        self.counters["combine_output_records"] += len(self._folds)
 
     def _collect_groups(self, outputs: Iterable[Iterable[tuple]]) -> None:
         outputs = iter(outputs)
@@ -199,6 +270,8 @@ class MapOutputBuffer:
         self._dropped += before - self._held
 
     def _estimate(self) -> float:
+        if self._fold_op is not None:
+            return len(self._folds) * (self._key_bytes + self._value_bytes + _FOLD_OVERHEAD)
         if self.combiner is None:
             return self._held * (self._key_bytes + self._value_bytes + _PAIR_OVERHEAD)
         return (len(self._groups) * (self._key_bytes + _GROUP_OVERHEAD)
@@ -208,7 +281,12 @@ class MapOutputBuffer:
 
     def _sorted_partitions(self) -> tuple[list[list], str]:
         """The held pairs, combined, sorted and cut into partitions, and their key kind; empties the buffer."""
-        if self.combiner is not None:
+        if self._fold_op is not None:
+            self._count_folded()
+            kind = kind_of(self._folds)
+            pairs = sorted(self._folds.items(), key=_first)
+            self._folds.clear()
+        elif self.combiner is not None:
             if self._keys is None:
                 kind = kind_of(self._groups)
                 items = sorted(self._groups.items(), key=_first)
