@@ -12,6 +12,7 @@ import numpy as np
 import psutil
 import pytest
 
+from mrengine.combiners import Fold, max_values, min_values, sum_values
 from mrengine.errors import FetchFailedError, JobDefinitionError, StorageError
 from mrengine.shuffle.buffer import MapOutputBuffer
 from mrengine.shuffle.merge import MERGE_FACTOR, merge_runs
@@ -129,7 +130,9 @@ def test_a_merge_past_factor_squared_takes_two_passes_and_combines_in_between(tm
 
 def buffered(tmp_path, pairs, budget, combiner=sum_combiner, partitions=3):
     counters = Counter()
-    buf = MapOutputBuffer(partitions, checked_partitioner(None, partitions), combiner, budget, str(tmp_path), counters)
+    fold = combiner.op if isinstance(combiner, Fold) else None
+    buf = MapOutputBuffer(partitions, checked_partitioner(None, partitions), combiner, budget, str(tmp_path), counters,
+                          fold=fold, fold_error=lambda exc, key: RuntimeError(f"fold failed on {key!r}: {exc}"))
     buf.collect(([p] for p in pairs))
     path = tmp_path / "map.out"
     segments = buf.close(str(path))
@@ -138,7 +141,7 @@ def buffered(tmp_path, pairs, budget, combiner=sum_combiner, partitions=3):
     return parts, counters
 
 
-@pytest.mark.parametrize("combiner", [sum_combiner, None], ids=["combiner", "no-combiner"])
+@pytest.mark.parametrize("combiner", [sum_combiner, sum_values, None], ids=["combiner", "fold", "no-combiner"])
 def test_a_tiny_budget_spills_often_and_gives_the_in_memory_result(tmp_path, combiner):
     pairs = [(w, 1) for w in WORDS]
     (tmp_path / "big").mkdir()
@@ -165,12 +168,13 @@ def test_a_tiny_budget_spills_often_and_gives_the_in_memory_result(tmp_path, com
         assert sum(map(len, spilled)) < c_tiny["spilled_records"]  # ...and again while merging
 
 
-@pytest.mark.parametrize("combiner", [sum_combiner, None], ids=["combiner", "no-combiner"])
+@pytest.mark.parametrize("combiner", [sum_combiner, sum_values, None], ids=["combiner", "fold", "no-combiner"])
 def test_the_buffer_holds_about_its_budget(tmp_path, combiner):
     budget = 1 << 20
     pairs = ((f"{w}-{i}", i) for i, w in enumerate(WORDS[:60000]))  # all distinct: the combiner cannot help
     counters = Counter()
-    buf = MapOutputBuffer(2, checked_partitioner(None, 2), combiner, budget, str(tmp_path), counters)
+    buf = MapOutputBuffer(2, checked_partitioner(None, 2), combiner, budget, str(tmp_path), counters,
+                          fold=combiner.op if isinstance(combiner, Fold) else None)
     tracemalloc.start()
     try:
         buf.add_all(pairs)
@@ -200,3 +204,37 @@ def test_a_single_value_skips_the_combiner_and_a_key_changing_combiner_is_refuse
     (tmp_path / "b").mkdir()
     with pytest.raises(JobDefinitionError, match="must yield the key it is given"):
         buffered(tmp_path / "b", [("x", 1), ("x", 2)], 1 << 20, renaming, partitions=1)
+
+
+@pytest.mark.parametrize("fold", [sum_values, min_values, max_values], ids=lambda f: f.__name__)
+def test_a_fold_gives_what_its_function_gives_as_a_combiner(tmp_path, fold):
+    pairs = [(w, len(w) * (i % 7 - 3)) for i, w in enumerate(WORDS[:50000])]
+
+    def as_function(key, values):  # the same fold, hidden from the buffer behind a plain function
+        yield from fold(key, values)
+
+    (tmp_path / "fold").mkdir()
+    (tmp_path / "function").mkdir()
+    folded, c_fold = buffered(tmp_path / "fold", pairs, 1 << 30, fold)
+    combined, _ = buffered(tmp_path / "function", pairs, 1 << 30, as_function)
+    assert folded == combined
+    assert c_fold["map_output_records"] == len(pairs) == c_fold["combine_input_records"]
+    assert c_fold["combine_output_records"] == len(set(WORDS[:50000]))
+
+
+def test_a_fold_keeps_keys_that_are_equal_but_not_the_same_apart(tmp_path):
+    # 1, 1.0 and True are equal as dict keys but are three keys; an unhashable key comes last
+    pairs = [(1, 10), (2, 1), (1, 5), (1.0, 100), (True, 1000), (1, 1), ([1], 7), ([1], 8), ("a", 1), ("a", 2)]
+    parts, counters = buffered(tmp_path, pairs, 1 << 30, sum_values, partitions=1)
+    assert sorted(parts[0], key=repr) == sorted([(1, 16), (2, 1), (1.0, 100), (True, 1000), ([1], 15), ("a", 3)], key=repr)
+    assert counters["map_output_records"] == len(pairs)
+
+
+def test_a_folding_error_names_the_key_and_is_not_taken_for_a_new_key(tmp_path):
+    def picky(a, b):
+        if b == 3:
+            raise KeyError("no threes")
+        return a + b
+
+    with pytest.raises(RuntimeError, match="fold failed on 'x': 'no threes'"):
+        buffered(tmp_path, [("x", 1), ("y", 3), ("x", 3)], 1 << 30, Fold(picky), partitions=1)

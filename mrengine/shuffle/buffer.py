@@ -121,39 +121,46 @@ class MapOutputBuffer:
 
     def _fold_plain(self, outputs: Iterator[Iterable[tuple]]) -> list | None:
         """Fold each value into its key's running value while every key is of `_plain_type`; past the
-        first key of another type, returns the rest."""
-        folds = self._folds  # emptied in place by spills
-        get, op, nothing = folds.get, self._fold_op, _NOTHING
+        first key of another type, returns the rest.
+
+        The loop is the per-pair cost of every folding job, so a hit costs one subscript, one call and
+        one store: the budget is looked at when a key is new (only new keys take room) and after each
+        mapper call (a value that grows as it folds), not per pair."""
+        folds, op = self._folds, self._fold_op  # folds is emptied in place by spills
         held, check = self._held, self._next_check
         plain = self._plain_type
         check_hits = plain is int  # as in _collect_plain_groups
+        key = value = None
         try:
             for out in outputs:
                 out = iter(out)
                 for key, value in out:
-                    try:
-                        old = get(key, nothing)
-                    except TypeError:  # unhashable
+                    if check_hits and type(key) is not plain:
                         return [[(key, value)], out]
-                    if old is nothing:
+                    try:
+                        folds[key] = op(folds[key], value)
+                    except KeyError as exc:
+                        if key in folds:  # raised by op
+                            raise self._fold_error(exc, key) from None
                         if type(key) is not plain:
                             if plain is not None or type(key) not in PLAIN_TYPES:
                                 return [[(key, value)], out]
                             plain = self._plain_type = type(key)
                             check_hits = plain is int
                         folds[key] = value
-                    elif check_hits and type(key) is not plain:
-                        return [[(key, value)], out]
-                    else:
-                        try:
-                            folds[key] = op(old, value)
-                        except Exception as exc:
-                            raise self._fold_error(exc, key) from None
+                        if held >= check:
+                            self._held = held
+                            self._check_budget(key, value)
+                            held, check = self._held, self._next_check
+                    except Exception as exc:
+                        if not _hashable(key):
+                            return [[(key, value)], out]
+                        raise self._fold_error(exc, key) from None
                     held += 1
-                    if held >= check:
-                        self._held = held
-                        self._check_budget(key, value)
-                        held, check = self._held, self._next_check
+                if held >= check:
+                    self._held = held
+                    self._check_budget(key, value)
+                    held, check = self._held, self._next_check
         finally:
             self._held = held
         return None
@@ -375,3 +382,11 @@ class MapOutputBuffer:
 
 
 _NOTHING = object()
+
+
+def _hashable(key: Any) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
