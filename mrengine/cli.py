@@ -228,12 +228,15 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
                       skip_bad_records=skip_bad_records)
     inputs, job_args = _job_args(inputs)
     inputs, output = [absolute_url(p) for p in inputs], absolute_url(output)  # as the user meant them, here
-    try:
+    def load():
         job = load_job(job_file, job_args)
         if skip_bad_records and job.main is not None:
             raise UsageError(f"--skip-bad-records applies to jobs of steps; {job_file} defines main(ctx), whose "
                              f"rounds' results it reads back itself: catch a bad record in its code instead")
-        summary = _on_runner(job, inputs, output, opts, runner=runner, master=master, secret_file=secret_file,
+        return job
+
+    try:
+        summary = _on_runner(load, inputs, output, opts, runner=runner, master=master, secret_file=secret_file,
                              workers=workers, encrypt=encrypt, verbose=verbose, spark_master=spark_master,
                              spark_conf=dict(spark_conf), serve_ui=serve_ui, history_dir=history_dir)
     except MrEngineError as exc:
@@ -245,9 +248,10 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
         click.echo(line, err=True)
 
 
-def _on_runner(job, inputs, output: str, opts, *, runner: str, master, secret_file, workers: int, encrypt: bool,
+def _on_runner(load, inputs, output: str, opts, *, runner: str, master, secret_file, workers: int, encrypt: bool,
                verbose: bool, spark_master, spark_conf: dict, serve_ui: bool = False, history_dir: str | None = None):
-    """`Runner.run` of the job on the runner asked for: Spark, a cluster's master, or an embedded cluster."""
+    """`Runner.run` of the job `load()` gives on the runner asked for: Spark, a cluster's master, or an
+    embedded cluster (started first: its processes are forked before the job file is imported)."""
     from . import history
     from .cluster import EmbeddedCluster
     from .driver import Driver
@@ -257,17 +261,20 @@ def _on_runner(job, inputs, output: str, opts, *, runner: str, master, secret_fi
         from .runner import Recorded
         from .spark import SparkRunner
 
+        job = load()
         with SparkRunner(spark_master or "local[*]", spark_conf, opts.max_attempts, f"mrengine {job.name}",
                          verbose) as spark:
             return Recorded(spark, history_dir, "spark").run(job, inputs, output, opts)
     if master:
+        job = load()
         with Driver(master, read_secret(secret_file)) as driver:
             return driver.run(job, inputs, output, opts)
-    with EmbeddedCluster(workers, verbose=verbose, encrypt=encrypt, ui=serve_ui, history_dir=history_dir) as cluster, \
-            Driver(cluster.address, cluster.secret) as driver:
-        if cluster.ui_url:
-            click.echo(f"mrengine: web UI at {cluster.ui_url} while the job runs", err=True)
-        return driver.run(job, inputs, output, opts)
+    with EmbeddedCluster(workers, verbose=verbose, encrypt=encrypt, ui=serve_ui, history_dir=history_dir) as cluster:
+        job = load()
+        with Driver(cluster.address, cluster.secret) as driver:
+            if cluster.ui_url:
+                click.echo(f"mrengine: web UI at {cluster.ui_url} while the job runs", err=True)
+            return driver.run(job, inputs, output, opts)
 
 
 @main.command("streaming", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -297,7 +304,7 @@ def streaming(hadoop_args, workers, split_size, max_attempts, master, secret_fil
         opts = RunOptions(reducers=max(stream.reducers, 1), split_size=split_size, max_attempts=max_attempts,
                           overwrite="-overwrite" in hadoop_args)
         inputs, output = [absolute_url(p) for p in stream.inputs], absolute_url(stream.output)
-        summary = _on_runner(job, inputs, output, opts, runner=runner, master=master,
+        summary = _on_runner(lambda: job, inputs, output, opts, runner=runner, master=master,
                              secret_file=secret_file, workers=workers, encrypt=encrypt, verbose=verbose,
                              spark_master=spark_master, spark_conf={})
     except MrEngineError as exc:

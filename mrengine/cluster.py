@@ -1,19 +1,27 @@
 """The embedded cluster behind `mrengine run`: a master and N workers as local processes on loopback.
 
-They are the same `mrengine master` / `mrengine worker` programs a multi-host cluster runs, started
-in their own session (so a Ctrl-C reaches only the driver, which then stops them in order) with a
-fresh random secret, and stopped and cleaned up when the job ends, succeeds or fails. Should the
-driver itself be killed, they get SIGTERM from the kernel (PR_SET_PDEATHSIG) and stop on their own.
+They are the same `mrengine master` / `mrengine worker` programs a multi-host cluster runs (the CLI's
+own commands, with the same arguments), started in their own session (so a Ctrl-C reaches only the
+driver, which then stops them in order) with a fresh random secret, and stopped and cleaned up when
+the job ends, succeeds or fails. Should the driver itself be killed, they get SIGTERM from the kernel
+(PR_SET_PDEATHSIG) and stop on their own.
+
+They are forked from the driver rather than started as new interpreters: the driver has imported the
+master's and the worker's modules once, before the fork, so a small job does not wait for three more
+processes to import numpy, fsspec and mrengine (most of a 1 KB job's time otherwise). The fork comes
+before the driver loads the job file, so nothing the job's code does at import time reaches them.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import multiprocessing
 import os
 import secrets
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +33,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 STOP_GRACE = 0.1
 PORT_ATTEMPTS = 3  # master ports tried, should other processes take the free ones first
+_PROGRAM_MODULES = ("mrengine.cli", "mrengine.master", "mrengine.worker")  # imported once, before the forks
 
 
 class EmbeddedCluster:
@@ -37,21 +46,17 @@ class EmbeddedCluster:
         self.ui_url = ""
         self.worker_timeout = worker_timeout
         self.verbose = verbose
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[multiprocessing.Process] = []
         self.address = ""
         self.secret = b""
         self.tmp = ""
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = None if self.verbose else open(os.path.join(self.tmp, f"{name}.log"), "wb")
-        try:
-            proc = subprocess.Popen([sys.executable, "-m", "mrengine", *args], stdin=subprocess.DEVNULL,
-                                    stdout=log or None, stderr=subprocess.STDOUT if log else None, start_new_session=True,
-                                    preexec_fn=lambda: die_with_parent(signal.SIGTERM))
-        finally:
-            if log:
-                log.close()
-        proc.name = name
+    def _spawn(self, name: str, args: list[str]) -> multiprocessing.Process:
+        log = None if self.verbose else os.path.join(self.tmp, f"{name}.log")
+        for stream in (sys.stdout, sys.stderr):  # or the child would write what the driver has buffered
+            stream.flush()
+        proc = multiprocessing.get_context("fork").Process(target=_run_program, args=(args, log), name=name)
+        proc.start()
         self.procs.append(proc)
         return proc
 
@@ -65,6 +70,8 @@ class EmbeddedCluster:
         return self
 
     def _start(self) -> None:
+        for module in _PROGRAM_MODULES:
+            importlib.import_module(module)
         self.secret = secrets.token_hex(32).encode()  # as `read_secret` will read it back from the file
         secret_file = os.path.join(self.tmp, "secret")
         with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
@@ -91,12 +98,12 @@ class EmbeddedCluster:
                                         "--work-dir", os.path.join(self.tmp, "work")])
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(ready):
-            if master.poll() is not None:
+            if not master.is_alive():
                 log = self.log_tail("master")
                 if "cannot listen" in log and not last:  # the port went to someone else in the meantime
                     self._stop_processes()
                     return False
-                raise ClusterError(f"the master did not start (exit code {master.returncode}):\n{log}")
+                raise ClusterError(f"the master did not start (exit code {master.exitcode}):\n{log}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"the master did not start within {START_TIMEOUT:.0f}s")
             time.sleep(0.01)
@@ -128,30 +135,44 @@ class EmbeddedCluster:
         # worker still there after a moment (asleep between heartbeats) gets the second SIGTERM of
         # its two-stage shutdown: the job is over, nothing is left for its attempts to finish.
         for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
         _wait_all(self.procs, STOP_GRACE)
         for p in self.procs:
-            if p.poll() is None and p.name != "master":
-                p.send_signal(signal.SIGTERM)
+            if p.is_alive() and p.name != "master":
+                os.kill(p.pid, signal.SIGTERM)
         for p in _wait_all(self.procs, STOP_TIMEOUT):
             os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+            p.join()
         self.procs = []
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[subprocess.Popen]:
+def _run_program(args: list[str], log: str | None) -> None:
+    """A forked child: `mrengine ARGS` in a session of its own, its output in the file `log`."""
+    os.setsid()
+    die_with_parent(signal.SIGTERM)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)  # the driver's handlers are the driver's
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    logging.root.handlers.clear()  # the program configures its own logging
+    from .cli import main
+
+    main.main(args=args, prog_name="mrengine")  # exits with the program's status
+
+
+def _wait_all(procs: list[multiprocessing.Process], timeout: float) -> list[multiprocessing.Process]:
     """Wait up to `timeout` for the processes to end; returns those still running."""
     deadline = time.monotonic() + timeout
     for p in procs:
-        try:
-            p.wait(max(deadline - time.monotonic(), 0))
-        except subprocess.TimeoutExpired:
-            pass
-    return [p for p in procs if p.poll() is None]
+        p.join(max(deadline - time.monotonic(), 0))
+    return [p for p in procs if p.is_alive()]
 
 
 def _free_port() -> int:

@@ -59,9 +59,6 @@ import time
 import uuid
 from typing import Callable
 
-import fsspec
-import numpy as np
-
 from . import comm, protocol
 from .errors import ClusterError, ParameterServerError, UsageError
 from .messages import PsFinish, PsFinished, PsJoin, PsParams, PsPush, from_wire, to_wire
@@ -92,6 +89,8 @@ class ParameterServer:
     def __init__(self, params: dict, host: str, secret: bytes, staleness: int | None = 0,
                  checkpoint_every: int = 0, open_file: Callable | None = None, tasks: int = 0,
                  version: int = 0, clocks: dict | None = None, about: dict | None = None):
+        import numpy as np  # here, not at the top: a text job's processes start faster without it
+
         if staleness is not None and (not isinstance(staleness, int) or staleness < 0):
             raise ValueError(f"staleness must be a non-negative int or None (unbounded), not {staleness!r}")
         self.staleness = staleness
@@ -244,6 +243,8 @@ class ParameterServer:
                 self._clock_record())
 
     def _write_checkpoint(self, version: int, seconds: float, params: dict, clocks: dict) -> None:
+        import numpy as np
+
         buf = io.BytesIO()
         meta = json.dumps({"version": version, "seconds": seconds, "clocks": clocks, "about": self._about})
         np.savez(buf, **params, _meta=np.array(meta))
@@ -271,6 +272,9 @@ def start_for_runner(run_step, params: dict, open_file: Callable, **settings) ->
 def read_checkpoint(url: str) -> tuple[dict, dict]:
     """A checkpoint's parameters and its metadata: `version`, `seconds` since its server started,
     `clocks` (task -> updates applied, keys as str), `about`. `url`: a path or any fsspec URL."""
+    import fsspec
+    import numpy as np
+
     try:
         with fsspec.open(url, "rb") as f, np.load(io.BytesIO(f.read())) as z:
             meta = json.loads(str(z["_meta"]))
