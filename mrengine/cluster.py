@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+import setproctitle
+
 from .errors import ClusterError
 from .procutil import die_with_parent
 
@@ -154,6 +156,7 @@ def _run_program(args: list[str], log: str | None) -> None:
     """A forked child: `mrengine ARGS` in a session of its own, its output in the file `log`."""
     os.setsid()
     die_with_parent(signal.SIGTERM)
+    setproctitle.setproctitle(" ".join([sys.executable, "-m", "mrengine", *args]))  # as `ps` would show it exec'd
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)  # the driver's handlers are the driver's
     if log:
@@ -161,6 +164,9 @@ def _run_program(args: list[str], log: str | None) -> None:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+        # and Python's own streams onto them: the driver's may not be its file descriptors (a test's capture)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
     logging.root.handlers.clear()  # the program configures its own logging
     from .cli import main
 

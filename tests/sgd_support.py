@@ -86,7 +86,7 @@ def worker_processes(driver_pid: int) -> list[psutil.Process]:
     found = []
     for child in psutil.Process(driver_pid).children():
         try:
-            if "worker" in child.cmdline():
+            if "mrengine worker" in " ".join(child.cmdline()):
                 found.append(child)
         except psutil.NoSuchProcess:
             pass

@@ -75,7 +75,7 @@ def test_a_worker_killed_between_rounds_takes_its_cache_with_it(tmp_path):
         winners = json.loads((gate / "between").read_text())[-1]
         victim_pid = winners[0][1]  # a task process that holds splits in its cache
         worker = psutil.Process(victim_pid).parent()
-        assert "worker" in worker.cmdline()
+        assert "mrengine worker" in " ".join(worker.cmdline())
         kill_worker(worker)
         (gate / "go").touch()
         proc.wait(120)
