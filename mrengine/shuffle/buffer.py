@@ -25,6 +25,7 @@ Python objects, not encoded bytes.
 
 from __future__ import annotations
 
+import operator
 import os
 import sys
 from collections import Counter
@@ -127,6 +128,7 @@ class MapOutputBuffer:
         one store: the budget is looked at when a key is new (only new keys take room) and after each
         mapper call (a value that grows as it folds), not per pair."""
         folds, op = self._folds, self._fold_op  # folds is emptied in place by spills
+        adds = op is operator.add
         held, check = self._held, self._next_check
         plain = self._plain_type
         check_hits = plain is int  # as in _collect_plain_groups
@@ -138,7 +140,10 @@ class MapOutputBuffer:
                     if check_hits and type(key) is not plain:
                         return [[(key, value)], out]
                     try:
-                        folds[key] = op(folds[key], value)
+                        if adds:  # `+` itself, without the call: a tenth of the per-pair cost of a sum
+                            folds[key] = folds[key] + value
+                        else:
+                            folds[key] = op(folds[key], value)
                     except KeyError as exc:
                         if key in folds:  # raised by op
                             raise self._fold_error(exc, key) from None
