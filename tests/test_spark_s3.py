@@ -29,7 +29,8 @@ def test_wordcount_from_s3_to_s3(s3_server, s3_bucket, tmp_path):
     run_native(job, tmp_path / "native", "--split-size", "1m")
     native = files_of(tmp_path / "native")
     fs = s3_server.fs()  # a fresh listing
-    assert sorted(p.split("/", 2)[2] for p in fs.find(f"{s3_bucket}/wc")) == sorted(native)  # no _temporary left
+    written = sorted(p.split("/", 2)[2] for p in fs.find(f"{s3_bucket}/wc"))
+    assert written == sorted([*native, "_REPORT.json"])  # no _temporary left; the run's report beside _SUCCESS
     for name, data in native.items():
         assert fs.cat_file(f"{s3_bucket}/wc/{name}") == data, name
     assert any(r.method == "GET" and r.range for r in s3_server.requests())  # splits read as byte ranges
