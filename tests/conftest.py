@@ -18,6 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_TEXT = os.path.join(REPO, "sample_data", "text")
 JOBS = os.path.join(REPO, "jobs")
 TEST_JOBS = os.path.join(REPO, "tests", "jobs")
+PACKAGE = os.path.join(REPO, "mrengine", "")  # a traceback frame of mrengine's own code names a file below this
 
 
 def _spark_unavailable() -> str | None:

@@ -3,7 +3,7 @@ to the code it ships (3.1+ renames every function's file to "<dynamic-code>").""
 
 import textwrap
 
-from conftest import run_cli
+from conftest import PACKAGE, run_cli
 
 # The job deletes its own file before it fails, as on a worker host that never had a copy: the source
 # lines must come from the source the job was loaded from.
@@ -41,4 +41,4 @@ def test_traceback_names_the_job_file_its_lines_and_source_on_a_host_without_it(
     assert (f'  File "{job}", line 11, in check\n'
             '    raise ValueError("no boom here")\n'
             "ValueError: no boom here") in result.stderr, result.stderr
-    assert "<dynamic-code>" not in result.stderr and "mrengine/" not in result.stderr.split("Traceback")[1]
+    assert "<dynamic-code>" not in result.stderr and PACKAGE not in result.stderr.split("Traceback")[1]
