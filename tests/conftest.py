@@ -54,12 +54,30 @@ def mrjob_runner_unavailable() -> str | None:
     return error and f"mrjob's own runner does not run on Python {version} ({error})"
 
 
+# A test's Spark run is seconds long, and most of a short JVM's CPU goes to its optimising JIT
+# compiler and its parallel collector's threads, which the two cores then share with the test's
+# other processes. The quick compiler alone and the serial collector halve a test run's CPU.
+SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1 -XX:CICompilerCount=1 -XX:+UseSerialGC"
+
+
+def _spark_test_defaults() -> str:
+    """A SPARK_CONF_DIR whose spark-defaults.conf starts every Spark JVM of the tests as a short-lived one
+    (spark-submit reads it below every setting a run makes, so no test's own settings are changed)."""
+    conf_dir = tempfile.mkdtemp(prefix="mrengine-test-spark-conf-")
+    with open(os.path.join(conf_dir, "spark-defaults.conf"), "w", encoding="utf-8") as f:
+        f.write(f"spark.driver.extraJavaOptions {SHORT_LIVED_JVM}\n"
+                f"spark.executor.extraJavaOptions {SHORT_LIVED_JVM}\n")
+    return conf_dir
+
+
 def pytest_configure(config):
     # Jobs the tests run leave history records (in the user's state directory by default): keep them out of ~.
     os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="mrengine-test-state-"))
+    os.environ.setdefault("SPARK_CONF_DIR", _spark_test_defaults())
     config.addinivalue_line("markers", "spark: runs jobs on a real Apache Spark (needs pyspark and Java 17+)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection, which must see the slow marker added here
 def pytest_collection_modifyitems(config, items):
     """Spark tests are slow, and skip with the reason where Spark cannot run, unless CI requires them."""
     spark_items = [item for item in items if item.get_closest_marker("spark")]

@@ -200,6 +200,7 @@ def test_one_reducer_writes_every_key_in_the_one_order(tmp_path):
     assert len(nans) == 1 and [math.copysign(1, z) for z in zeros] == [-1, 1]
 
 
+@pytest.mark.spark
 @pytest.mark.parametrize("job", ["top_words", "any_keys"])
 def test_spark_writes_the_native_bytes(tmp_path, job):
     path, text = (TOP_WORDS, BOOK) if job == "top_words" else (_with_combiner(tmp_path), _words_file(tmp_path))

@@ -16,6 +16,7 @@ NOT_RETRIED = ("failed on its first attempt and was not retried, since a record 
                "written fails every attempt alike: ")
 RUNNERS = {"native": ("--workers", "2"),
            "spark": ("--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false")}
+RUNNER_PARAMS = [pytest.param(name, marks=[pytest.mark.spark] if name == "spark" else []) for name in RUNNERS]  # Spark's carry its marker
 
 
 def test_a_final_failure_fails_the_job_at_once():
@@ -56,7 +57,7 @@ def _run(tmp_path, runner, text: bytes, *params):
     return src, _error_line(result)
 
 
-@pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("runner", RUNNER_PARAMS)
 def test_a_value_that_cannot_be_encoded_fails_at_once(tmp_path, runner):
     src, line = _run(tmp_path, runner, b"one two\nthree four\n", "-p", "bad=set")
     assert line == (f"mrengine: error: job bad_records failed: map task 0 (split {src} bytes 0-19) " + NOT_RETRIED +
@@ -64,7 +65,7 @@ def test_a_value_that_cannot_be_encoded_fails_at_once(tmp_path, runner):
                     "bytes, list, tuple, dict and numpy arrays or scalars")
 
 
-@pytest.mark.parametrize("runner", RUNNERS)
+@pytest.mark.parametrize("runner", RUNNER_PARAMS)
 def test_input_that_is_not_utf8_fails_at_once(tmp_path, runner):
     src, line = _run(tmp_path, runner, b"fine words\nbad \xff\xfe bytes\n")
     assert line.startswith(f"mrengine: error: job bad_records failed: map task 0 (split {src} bytes 0-24) "
