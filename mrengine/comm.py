@@ -458,14 +458,14 @@ class Request:
         return self._peer.conn.peer
 
     def reply(self, msg: dict) -> None:
-        conn = self._peer.conn
+        conn, server = self._peer.conn, self._server
         with conn._send_lock:  # sealed and queued in one step, so frames leave in sequence order
             data = conn._sealed_message(msg)
-            self._server._post(lambda: self._server._write(self._peer, data))
+            server._on_loop(lambda: server._write(self._peer, data))
 
     def close(self) -> None:
         """Drop the connection without a reply (its peer has gone elsewhere)."""
-        self._server._post(lambda: self._server._close(self._peer))
+        self._server._on_loop(lambda: self._server._close(self._peer))
 
 
 class _LoopPeer:
@@ -487,18 +487,22 @@ class LoopServer(Server):
     """A `Server` whose authenticated connections all share one thread instead of a thread each.
 
     The handshake runs as in `Server` (its own short-lived thread, at most MAX_HANDSHAKES at once);
-    then a selector loop reads the connection without blocking, buffering partial frames, and hands
-    each whole, opened and decoded request to `handler(request)` on one of `threads` handler threads.
-    The reply (`Request.reply`, from any thread, at once or later) is sealed there and written back
-    by the loop, buffered as far as the peer is slow to read it. A connection's next request is read
-    only once the reply to the last is out, so no peer can stall the loop or queue up work, and a
-    handler may hold a request for later (a long-poll) without holding a thread. Frames are checked
-    and opened by `Connection` exactly as in `Server`; a bad one closes its connection, logged.
+    then a selector loop reads the connection without blocking, buffering partial frames, and calls
+    `handler(request)` with each whole, opened and decoded request, on the loop thread itself: a
+    handler there must not block (the few request types in `threaded`, which wait on storage, go to
+    one of `threads` threads instead). The reply (`Request.reply`, from any thread, at once or later)
+    is written back by the loop, buffered as far as the peer is slow to read it. A connection's next
+    request is read only once the reply to the last is out, so no peer can stall the loop or queue up
+    work, and a handler may hold a request for later (a long-poll) without holding a thread. Frames
+    are checked and opened by `Connection` exactly as in `Server`; a bad one closes its connection,
+    logged. One thread rather than a pool: every thread that runs Python competes for the GIL, and
+    each recv and send of the loop would hand it over and wait to get it back.
     """
 
     def __init__(self, host: str, port: int, secret: bytes, handler: Callable[[Request], None], name: str,
-                 max_frame: int = protocol.DEFAULT_MAX_FRAME, threads: int = 4):
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME, threaded: frozenset[str] = frozenset(), threads: int = 2):
         super().__init__(host, port, secret, handler, name, max_frame)
+        self.threaded = threaded
         self._selector = selectors.DefaultSelector()
         self._posted: collections.deque = collections.deque()  # calls for the loop thread, from other threads
         self._woken = False
@@ -506,7 +510,8 @@ class LoopServer(Server):
         self._wake_read.setblocking(False)
         self._wake_write.setblocking(False)
         self._selector.register(self._wake_read, selectors.EVENT_READ)
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()  # for the handler threads
+        self._loop_thread: int | None = None
         self._threads = [threading.Thread(target=self._loop, name=f"{name}-loop", daemon=True)]
         self._threads += [threading.Thread(target=self._answer, name=f"{name}-handler", daemon=True)
                           for _ in range(threads)]
@@ -538,16 +543,27 @@ class LoopServer(Server):
             except OSError:  # full (the loop is woken anyway) or closed by stop()
                 pass
 
+    def _on_loop(self, call: Callable[[], None]) -> None:
+        """Run `call` on the loop thread: now if this is it."""
+        if threading.get_ident() == self._loop_thread:
+            call()
+        else:
+            self._post(call)
+
     def _answer(self) -> None:
         while (request := self._requests.get()) is not None:
-            try:
-                self.handler(request)
-            except Exception as exc:
-                self._post(lambda peer=request._peer, exc=exc: self._close(peer, exc))
+            self._handle(request)
+
+    def _handle(self, request: Request) -> None:
+        try:
+            self.handler(request)
+        except Exception as exc:
+            self._on_loop(lambda peer=request._peer, exc=exc: self._close(peer, exc))
 
     # ------------------------------------------------------------ the loop thread
 
     def _loop(self) -> None:
+        self._loop_thread = threading.get_ident()
         try:
             while not self._stopped:
                 for key, events in self._selector.select():
@@ -555,8 +571,10 @@ class LoopServer(Server):
                         self._run_posted()
                         continue
                     peer = key.data
+                    if peer.closed:  # by an earlier event of this round
+                        continue
                     try:
-                        if events & selectors.EVENT_WRITE:
+                        if events & selectors.EVENT_WRITE and peer.outbox:
                             self._flush(peer)
                         if events & selectors.EVENT_READ and not peer.closed:
                             self._read(peer)
@@ -600,12 +618,17 @@ class LoopServer(Server):
         self._take_request(peer)
 
     def _take_request(self, peer: _LoopPeer) -> None:
-        if not peer.answering:
+        if not peer.answering and not peer.closed:
             msg = peer.conn.take_message(peer.inbox)
             if msg is not None:
                 peer.answering = True
-                self._requests.put(Request(msg, peer, self))
-        self._want(peer)
+                request = Request(msg, peer, self)
+                if msg["type"] in self.threaded:
+                    self._requests.put(request)
+                else:
+                    self._handle(request)
+        if not peer.closed:
+            self._want(peer)
 
     def _write(self, peer: _LoopPeer, data: bytes) -> None:
         """A reply sealed by a handler thread: out as far as the socket takes it now, the rest when it can."""
@@ -627,9 +650,9 @@ class LoopServer(Server):
         del peer.outbox[:sent]
         if not peer.outbox:
             peer.answering = False
-            self._take_request(peer)  # one that came in meanwhile, already read
-        else:
-            self._want(peer)
+            if peer.inbox:  # a request that came in meanwhile, already read: next round, not from inside a reply
+                self._post(lambda: self._take_request(peer))
+        self._want(peer)
 
     def _want(self, peer: _LoopPeer) -> None:
         """Watch the peer for what it needs now: to read unless a request is being answered and more

@@ -521,7 +521,9 @@ class Master:
         }
         self._polls = LongPolls()
         self._answers: collections.deque = collections.deque()  # (request, reply) decided under the lock, sent off it
-        self.server = comm.LoopServer(host, port, secret, self._serve, "master", max_frame)
+        # Every request is answered on the connections' loop thread but a submit, which lists its input.
+        self.server = comm.LoopServer(host, port, secret, self._serve, "master", max_frame,
+                                      threaded=frozenset({"submit"}))
 
     @property
     def address(self) -> str:
