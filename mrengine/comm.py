@@ -12,10 +12,12 @@ A peer that fails or abandons the handshake, or sends an oversize, undecodable o
 is a `ProtocolError`: a server logs it and closes that one connection. A peer that hangs up between
 frames, or a connection that times out, is a `ConnectionClosed`.
 
-A server stays up whatever its peers do: the whole handshake has a deadline (a peer dribbling it
-byte by byte is dropped), only so many connections may be in their handshake at once (the rest are
-closed at once), and an accept that fails (out of file descriptors, say) is logged and retried
-after a back-off instead of ending the accept loop.
+`Server` serves each connection on a thread of its own (a worker's shuffle server: few peers, large
+transfers); `LoopServer` serves all of them from one selector loop (the master: thousands of workers'
+heartbeats, long-polls held without a thread). Either stays up whatever its peers do: the whole
+handshake has a deadline (a peer dribbling it byte by byte is dropped), only so many connections may
+be in their handshake at once (the rest are closed at once), and an accept that fails (out of file
+descriptors, say) is logged and retried after a back-off instead of ending the accept loop.
 """
 
 from __future__ import annotations
@@ -477,7 +479,7 @@ class _LoopPeer:
     def __init__(self, conn: Connection):
         self.conn = conn
         self.inbox = bytearray()
-        self.outbox = bytearray()
+        self.outbox = memoryview(b"")  # what is left of the reply being written: a view, so each send is O(1)
         self.answering = False
         self.events = 0  # what the selector watches for
         self.closed = False
@@ -634,7 +636,7 @@ class LoopServer(Server):
         """A reply sealed by a handler thread: out as far as the socket takes it now, the rest when it can."""
         if peer.closed:
             return
-        peer.outbox += data
+        peer.outbox = memoryview(peer.outbox.tobytes() + data if peer.outbox else data)
         try:
             self._flush(peer)
         except Exception as exc:
@@ -647,7 +649,7 @@ class LoopServer(Server):
             sent = 0
         except OSError as exc:
             raise ConnectionClosed(f"{peer.conn.peer}: {exc}") from None
-        del peer.outbox[:sent]
+        peer.outbox = peer.outbox[sent:]
         if not peer.outbox:
             peer.answering = False
             if peer.inbox:  # a request that came in meanwhile, already read: next round, not from inside a reply

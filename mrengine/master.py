@@ -665,7 +665,8 @@ class Master:
         while not self._stopped.is_set():
             with self.lock:
                 for poll in self._polls.due(time.monotonic()):
-                    assign = self.scheduler.assign(poll.worker, poll.msg.free_slots) if self.scheduler.has_pending() else []
+                    pending = self.scheduler.has_pending()
+                    assign = self.scheduler.assign(poll.worker, poll.msg.free_slots) if pending else []
                     self._answers.append((poll.request, self._work(poll.worker, poll.msg, assign, True, poll.interval)))
                 if not self._answers:
                     deadline = self._polls.next_deadline()
