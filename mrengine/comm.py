@@ -455,10 +455,6 @@ class Request:
     def __init__(self, msg: dict, peer: "_LoopPeer", server: "LoopServer"):
         self.msg, self._peer, self._server = msg, peer, server
 
-    @property
-    def peer(self) -> str:
-        return self._peer.conn.peer
-
     def reply(self, msg: dict) -> None:
         conn, server = self._peer.conn, self._server
         with conn._send_lock:  # sealed and queued in one step, so frames leave in sequence order
@@ -502,7 +498,8 @@ class LoopServer(Server):
     """
 
     def __init__(self, host: str, port: int, secret: bytes, handler: Callable[[Request], None], name: str,
-                 max_frame: int = protocol.DEFAULT_MAX_FRAME, threaded: frozenset[str] = frozenset(), threads: int = 2):
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME, threaded: frozenset[str] = frozenset(),
+                 threads: int = 2):
         super().__init__(host, port, secret, handler, name, max_frame)
         self.threaded = threaded
         self._selector = selectors.DefaultSelector()
@@ -633,7 +630,7 @@ class LoopServer(Server):
             self._want(peer)
 
     def _write(self, peer: _LoopPeer, data: bytes) -> None:
-        """A reply sealed by a handler thread: out as far as the socket takes it now, the rest when it can."""
+        """A sealed reply: out as far as the socket takes it now, the rest when it can."""
         if peer.closed:
             return
         peer.outbox = memoryview(peer.outbox.tobytes() + data if peer.outbox else data)
