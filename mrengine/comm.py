@@ -12,19 +12,24 @@ A peer that fails or abandons the handshake, or sends an oversize, undecodable o
 is a `ProtocolError`: a server logs it and closes that one connection. A peer that hangs up between
 frames, or a connection that times out, is a `ConnectionClosed`.
 
-A server stays up whatever its peers do: the whole handshake has a deadline (a peer dribbling it
-byte by byte is dropped), only so many connections may be in their handshake at once (the rest are
-closed at once), and an accept that fails (out of file descriptors, say) is logged and retried
-after a back-off instead of ending the accept loop.
+`Server` serves each connection on a thread of its own (a worker's shuffle server: few peers, large
+transfers); `LoopServer` serves all of them from one selector loop (the master: thousands of workers'
+heartbeats, long-polls held without a thread). Either stays up whatever its peers do: the whole
+handshake has a deadline (a peer dribbling it byte by byte is dropped), only so many connections may
+be in their handshake at once (the rest are closed at once), and an accept that fails (out of file
+descriptors, say) is logged and retried after a back-off instead of ending the accept loop.
 """
 
 from __future__ import annotations
 
-import hashlib
+import collections
 import errno
+import hashlib
 import hmac
 import logging
 import os
+import queue
+import selectors
 import socket
 import threading
 import time
@@ -79,10 +84,13 @@ class Connection:
                 raise ConnectionClosed(f"{self.peer}: {exc}") from None
             if not chunk:
                 if buf or not between_frames:
-                    raise ProtocolError(f"{self.peer} closed the connection after {len(buf)} of {n} bytes (truncated)")
+                    raise self._truncated(len(buf), n)
                 raise ConnectionClosed(f"{self.peer} closed the connection")
             buf += chunk
         return bytes(buf)
+
+    def _truncated(self, got: int, wanted: int) -> ProtocolError:
+        return ProtocolError(f"{self.peer} closed the connection after {got} of {wanted} bytes (truncated)")
 
     def _wait_at_most_until_deadline(self) -> None:
         remaining = self._deadline - time.monotonic()
@@ -172,23 +180,51 @@ class Connection:
     # ------------------------------------------------------------ frames
 
     def send(self, msg: dict) -> None:
-        payload = memoryview(protocol.encode(msg, self.max_frame))[protocol.HEADER.size:]
         with self._send_lock:
-            self._send_sealed(payload)
+            self._send_all(self._sealed_message(msg))
 
     def recv(self) -> dict:
         return protocol.decode(self._recv_sealed())
 
-    def _send_sealed(self, body) -> None:
-        """One frame: the length header, then the body sealed with the next sequence number (hold the send lock)."""
+    def _sealed_message(self, msg: dict) -> bytes:
+        """`msg` as the next frame on the wire (hold the send lock: sealing takes the next sequence number)."""
+        return self._sealed(memoryview(protocol.encode(msg, self.max_frame))[protocol.HEADER.size:])
+
+    def _sealed(self, body) -> bytes:
+        """One frame: the length header, then the body sealed with the next sequence number."""
         header = protocol.HEADER.pack(len(body))
-        self._send_all(header + self._out.seal(header, body))
+        return header + self._out.seal(header, body)
+
+    def _send_sealed(self, body) -> None:
+        self._send_all(self._sealed(body))
 
     def _recv_sealed(self) -> bytes:
         """The body of the next frame, once its tag proves it is the frame the peer sent next."""
         header = self._recv_exact(protocol.HEADER.size, between_frames=True)
         length = protocol.frame_length(header, self.max_frame)
         return self._in.open(header, self._recv_exact(length + channel.TAG), self.peer)
+
+    def take_message(self, buf: bytearray) -> dict | None:
+        """The next message from bytes received so far, removed from `buf`; None until all of its frame is
+        there. The same checks as `recv`: an oversize length is refused before its body arrives."""
+        if len(buf) < protocol.HEADER.size:
+            return None
+        header = bytes(buf[:protocol.HEADER.size])
+        end = protocol.HEADER.size + protocol.frame_length(header, self.max_frame) + channel.TAG
+        if len(buf) < end:
+            return None
+        sealed = bytes(buf[protocol.HEADER.size:end])
+        del buf[:end]
+        return protocol.decode(self._in.open(header, sealed, self.peer))
+
+    def hung_up(self, buf: bytearray) -> ProtocolError:
+        """What the peer's hang-up means with `buf` not yet taken: a frame cut short, or a goodbye between frames."""
+        if not buf:
+            return ConnectionClosed(f"{self.peer} closed the connection")
+        if len(buf) < protocol.HEADER.size:
+            return self._truncated(len(buf), protocol.HEADER.size)
+        length = protocol.frame_length(bytes(buf[:protocol.HEADER.size]), self.max_frame)
+        return self._truncated(len(buf) - protocol.HEADER.size, length + channel.TAG)
 
     def request(self, msg: dict) -> dict:
         """Send a request and return its reply; an error reply is raised as the error it names."""
@@ -372,17 +408,31 @@ class Server:
             finally:
                 self._handshakes.release()
             conn.settimeout(None)
+        except Exception as exc:
+            self._drop(conn, exc)
+            return
+        self._serve_authenticated(conn)
+
+    def _serve_authenticated(self, conn: Connection) -> None:
+        """Run the handler on this connection's own thread until the connection ends."""
+        try:
             self.handler(conn)
-        except ConnectionClosed:
+        except Exception as exc:
+            self._drop(conn, exc)
+        else:
+            self._drop(conn)
+
+    def _drop(self, conn: Connection, exc: BaseException | None = None) -> None:
+        """Close `conn`, logging why unless the peer simply went away."""
+        if isinstance(exc, ConnectionClosed) or exc is None:
             pass
-        except ProtocolError as exc:
-            log.warning("%s: refused connection from %s: %s", self.name, peer, exc)
-        except Exception:
-            log.exception("%s: connection from %s failed", self.name, peer)
-        finally:
-            with self._lock:
-                self._conns.discard(conn)
-            conn.close()
+        elif isinstance(exc, ProtocolError):
+            log.warning("%s: refused connection from %s: %s", self.name, conn.peer, exc)
+        else:
+            log.error("%s: connection from %s failed", self.name, conn.peer, exc_info=exc)
+        with self._lock:
+            self._conns.discard(conn)
+        conn.close()
 
     def stop(self) -> None:
         with self._lock:
@@ -395,3 +445,238 @@ class Server:
         self.sock.close()
         for conn in conns:
             conn.close()
+
+
+class Request:
+    """One request that a `LoopServer` read: its message, answered once by `reply` from any thread."""
+
+    __slots__ = ("msg", "_peer", "_server")
+
+    def __init__(self, msg: dict, peer: "_LoopPeer", server: "LoopServer"):
+        self.msg, self._peer, self._server = msg, peer, server
+
+    def reply(self, msg: dict) -> None:
+        conn, server = self._peer.conn, self._server
+        with conn._send_lock:  # sealed and queued in one step, so frames leave in sequence order
+            data = conn._sealed_message(msg)
+            server._on_loop(lambda: server._write(self._peer, data))
+
+    def close(self) -> None:
+        """Drop the connection without a reply (its peer has gone elsewhere)."""
+        self._server._on_loop(lambda: self._server._close(self._peer))
+
+
+class _LoopPeer:
+    """A connection as the loop holds it: bytes read but not yet taken, bytes to write, and whether a
+    request of it is being answered (its next one is taken only once that reply is out)."""
+
+    __slots__ = ("conn", "inbox", "outbox", "answering", "events", "closed")
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.inbox = bytearray()
+        self.outbox = memoryview(b"")  # what is left of the reply being written: a view, so each send is O(1)
+        self.answering = False
+        self.events = 0  # what the selector watches for
+        self.closed = False
+
+
+class LoopServer(Server):
+    """A `Server` whose authenticated connections all share one thread instead of a thread each.
+
+    The handshake runs as in `Server` (its own short-lived thread, at most MAX_HANDSHAKES at once);
+    then a selector loop reads the connection without blocking, buffering partial frames, and calls
+    `handler(request)` with each whole, opened and decoded request, on the loop thread itself: a
+    handler there must not block (the few request types in `threaded`, which wait on storage, go to
+    one of `threads` threads instead). The reply (`Request.reply`, from any thread, at once or later)
+    is written back by the loop, buffered as far as the peer is slow to read it. A connection's next
+    request is read only once the reply to the last is out, so no peer can stall the loop or queue up
+    work, and a handler may hold a request for later (a long-poll) without holding a thread. Frames
+    are checked and opened by `Connection` exactly as in `Server`; a bad one closes its connection,
+    logged. One thread rather than a pool: every thread that runs Python competes for the GIL, and
+    each recv and send of the loop would hand it over and wait to get it back.
+    """
+
+    def __init__(self, host: str, port: int, secret: bytes, handler: Callable[[Request], None], name: str,
+                 max_frame: int = protocol.DEFAULT_MAX_FRAME, threaded: frozenset[str] = frozenset(),
+                 threads: int = 2):
+        super().__init__(host, port, secret, handler, name, max_frame)
+        self.threaded = threaded
+        self._selector = selectors.DefaultSelector()
+        self._posted: collections.deque = collections.deque()  # calls for the loop thread, from other threads
+        self._woken = False
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()  # for the handler threads
+        self._loop_thread: int | None = None
+        self._threads = [threading.Thread(target=self._loop, name=f"{name}-loop", daemon=True)]
+        self._threads += [threading.Thread(target=self._answer, name=f"{name}-handler", daemon=True)
+                          for _ in range(threads)]
+
+    def start(self) -> "LoopServer":
+        for thread in self._threads:
+            thread.start()
+        return super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        for _ in self._threads[1:]:
+            self._requests.put(None)
+        self._post(lambda: None)  # the loop sees it is stopped
+
+    def _serve_authenticated(self, conn: Connection) -> None:
+        conn.sock.setblocking(False)
+        peer = _LoopPeer(conn)
+        self._post(lambda: self._watch(peer))
+
+    # ------------------------------------------------------------ called from other threads
+
+    def _post(self, call: Callable[[], None]) -> None:
+        self._posted.append(call)
+        if not self._woken:  # one wake-up byte for any number of calls posted before the loop runs them
+            self._woken = True
+            try:
+                self._wake_write.send(b"\0")
+            except OSError:  # full (the loop is woken anyway) or closed by stop()
+                pass
+
+    def _on_loop(self, call: Callable[[], None]) -> None:
+        """Run `call` on the loop thread: now if this is it."""
+        if threading.get_ident() == self._loop_thread:
+            call()
+        else:
+            self._post(call)
+
+    def _answer(self) -> None:
+        while (request := self._requests.get()) is not None:
+            self._handle(request)
+
+    def _handle(self, request: Request) -> None:
+        try:
+            self.handler(request)
+        except Exception as exc:
+            self._on_loop(lambda peer=request._peer, exc=exc: self._close(peer, exc))
+
+    # ------------------------------------------------------------ the loop thread
+
+    def _loop(self) -> None:
+        self._loop_thread = threading.get_ident()
+        try:
+            while not self._stopped:
+                for key, events in self._selector.select():
+                    if key.data is None:
+                        self._run_posted()
+                        continue
+                    peer = key.data
+                    if peer.closed:  # by an earlier event of this round
+                        continue
+                    try:
+                        if events & selectors.EVENT_WRITE and peer.outbox:
+                            self._flush(peer)
+                        if events & selectors.EVENT_READ and not peer.closed:
+                            self._read(peer)
+                    except Exception as exc:
+                        self._close(peer, exc)
+        finally:
+            self._selector.close()
+            self._wake_read.close()
+            self._wake_write.close()
+
+    def _run_posted(self) -> None:
+        try:
+            while self._wake_read.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        self._woken = False  # before taking the calls: one posted from now on wakes the loop again
+        while self._posted:
+            call = self._posted.popleft()
+            try:
+                call()
+            except Exception:
+                log.exception("%s: unexpected error in the connection loop", self.name)
+
+    def _watch(self, peer: _LoopPeer) -> None:
+        if self._stopped:
+            self._close(peer)
+        else:
+            self._want(peer)
+
+    def _read(self, peer: _LoopPeer) -> None:
+        try:
+            data = peer.conn.sock.recv(1 << 18)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            raise ConnectionClosed(f"{peer.conn.peer}: {exc}") from None
+        if not data:
+            raise peer.conn.hung_up(peer.inbox)
+        peer.inbox += data
+        self._take_request(peer)
+
+    def _take_request(self, peer: _LoopPeer) -> None:
+        if not peer.answering and not peer.closed:
+            msg = peer.conn.take_message(peer.inbox)
+            if msg is not None:
+                peer.answering = True
+                request = Request(msg, peer, self)
+                if msg["type"] in self.threaded:
+                    self._requests.put(request)
+                else:
+                    self._handle(request)
+        if not peer.closed:
+            self._want(peer)
+
+    def _write(self, peer: _LoopPeer, data: bytes) -> None:
+        """A sealed reply: out as far as the socket takes it now, the rest when it can."""
+        if peer.closed:
+            return
+        peer.outbox = memoryview(peer.outbox.tobytes() + data if peer.outbox else data)
+        try:
+            self._flush(peer)
+        except Exception as exc:
+            self._close(peer, exc)
+
+    def _flush(self, peer: _LoopPeer) -> None:
+        try:
+            sent = peer.conn.sock.send(peer.outbox)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            raise ConnectionClosed(f"{peer.conn.peer}: {exc}") from None
+        peer.outbox = peer.outbox[sent:]
+        if not peer.outbox:
+            peer.answering = False
+            if peer.inbox:  # a request that came in meanwhile, already read: next round, not from inside a reply
+                self._post(lambda: self._take_request(peer))
+        self._want(peer)
+
+    def _want(self, peer: _LoopPeer) -> None:
+        """Watch the peer for what it needs now: to read unless a request is being answered and more
+        has come in already; to write while a reply is not all out."""
+        events = 0 if peer.answering and peer.inbox else selectors.EVENT_READ
+        if peer.outbox:
+            events |= selectors.EVENT_WRITE
+        if events == peer.events:
+            return
+        sock = peer.conn.sock
+        if not peer.events:
+            self._selector.register(sock, events, peer)
+        elif not events:
+            self._selector.unregister(sock)
+        else:
+            self._selector.modify(sock, events, peer)
+        peer.events = events
+
+    def _close(self, peer: _LoopPeer, exc: BaseException | None = None) -> None:
+        if peer.closed:
+            return
+        peer.closed = True
+        if peer.events:
+            try:
+                self._selector.unregister(peer.conn.sock)
+            except (KeyError, ValueError, OSError):  # its socket was closed by stop() already
+                pass
+        self._drop(peer.conn, exc)

@@ -22,6 +22,8 @@ does not mention was lost on the way (a reply cut off with its connection) and r
 
 from __future__ import annotations
 
+import collections
+import heapq
 import itertools
 import logging
 import os
@@ -124,6 +126,54 @@ class WorkerRegistry:
     def rows(self, now: float) -> list[WorkerRow]:
         return [WorkerRow(w.id, w.host, w.pid, w.shuffle, w.slots, w.alive, list(w.running), round(now - w.last_seen, 2))
                 for w in self.workers.values()]
+
+
+@dataclass(slots=True)
+class LongPoll:
+    """An idle worker's heartbeat that found no work, held until work appears or its deadline passes."""
+
+    worker: WorkerInfo
+    msg: Heartbeat
+    request: comm.Request
+    deadline: float  # as time.monotonic()
+    interval: float  # the heartbeat interval its reply tells the worker
+
+
+class LongPolls:
+    """The parked long-polls, one per worker at most, oldest first, and their deadlines in order."""
+
+    def __init__(self):
+        self._by_worker: dict[str, LongPoll] = {}
+        self._deadlines: list[tuple[float, int, LongPoll]] = []  # a heap; polls answered early are skipped
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._by_worker)
+
+    def park(self, poll: LongPoll) -> None:
+        self._by_worker[poll.worker.id] = poll
+        heapq.heappush(self._deadlines, (poll.deadline, next(self._seq), poll))
+
+    def pop(self, worker_id: str) -> LongPoll | None:
+        return self._by_worker.pop(worker_id, None)
+
+    def oldest_first(self) -> list[LongPoll]:
+        return list(self._by_worker.values())
+
+    def due(self, now: float) -> list[LongPoll]:
+        """The polls whose deadline has passed, no longer held."""
+        due = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            poll = heapq.heappop(self._deadlines)[2]
+            if self._by_worker.get(poll.worker.id) is poll:
+                del self._by_worker[poll.worker.id]
+                due.append(poll)
+        return due
+
+    def next_deadline(self) -> float | None:
+        while self._deadlines and self._by_worker.get(self._deadlines[0][2].worker.id) is not self._deadlines[0][2]:
+            heapq.heappop(self._deadlines)  # answered before its deadline
+        return self._deadlines[0][0] if self._deadlines else None
 
 
 # ---------------------------------------------------------------- master jobs
@@ -466,11 +516,14 @@ class Master:
         self.history: history.Writer | None = None  # where finished jobs' reports go, if anywhere
         self._stopped = threading.Event()
         self._handlers = {
-            Register: self._register, Heartbeat: self._heartbeat, Goodbye: self._goodbye,
-            Submit: self._submit, JobStatusRequest: self._job_status, StatusRequest: self._status, Kill: self._kill,
-            LogsRequest: self._logs,
+            Register: self._register, Goodbye: self._goodbye, Submit: self._submit, JobStatusRequest: self._job_status,
+            StatusRequest: self._status, Kill: self._kill, LogsRequest: self._logs,
         }
-        self.server = comm.Server(host, port, secret, self._serve, "master", max_frame)
+        self._polls = LongPolls()
+        self._answers: collections.deque = collections.deque()  # (request, reply) decided under the lock, sent off it
+        # Every request is answered on the connections' loop thread but a submit, which lists its input.
+        self.server = comm.LoopServer(host, port, secret, self._serve, "master", max_frame,
+                                      threaded=frozenset({"submit"}))
 
     @property
     def address(self) -> str:
@@ -479,23 +532,29 @@ class Master:
     def start(self) -> "Master":
         self.server.start()
         threading.Thread(target=self._monitor, name="master-monitor", daemon=True).start()
+        threading.Thread(target=self._expire_polls, name="master-long-polls", daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._stopped.set()
+        with self.lock:
+            self.lock.notify_all()  # the long-polls' thread ends
         self.server.stop()
 
-    def _serve(self, conn: comm.Connection) -> None:
-        while True:
-            msg = from_wire(conn.recv())
-            handler = self._handlers.get(type(msg))
-            if handler is None:
-                raise protocol.ProtocolError(f"a {msg.type!r} message is not for the master")
-            try:
-                reply = to_wire(handler(msg))
-            except MrEngineError as exc:
-                reply = protocol.error_reply(exc)
-            conn.send(reply)
+    def _serve(self, request: comm.Request) -> None:
+        msg = from_wire(request.msg)
+        if isinstance(msg, Heartbeat):
+            self._heartbeat(msg, request)  # answers at once, or parks the request until work or its deadline
+            return
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            raise protocol.ProtocolError(f"a {msg.type!r} message is not for the master")
+        try:
+            reply = to_wire(handler(msg))
+        except MrEngineError as exc:
+            reply = protocol.error_reply(exc)
+        request.reply(reply)
+        self._send_answers()
 
     def report(self, job: MasterJob) -> dict:
         """The job's report (`jobreport`) as of now; call under the lock, render or write it after."""
@@ -505,11 +564,13 @@ class Master:
         self.scheduler.end(job, state)
         if self.history is not None:  # a snapshot; the writer's thread writes it
             self.history.submit(job_report(self.registry.instance, job, job.finished))
-        self.lock.notify_all()
 
     def _lose(self, worker: WorkerInfo) -> None:
         self.scheduler.lose(worker)
-        self.lock.notify_all()
+        poll = self._polls.pop(worker.id)
+        if poll is not None:
+            self._answers.append((poll.request, Reregister()))
+        self._answer_polls()  # its attempts are pending again
 
     # ------------------------------------------------------------ workers
 
@@ -522,7 +583,6 @@ class Master:
                             worker.id)
                 self._lose(previous)
             log.info("worker %s joined from %s (%d slots)", worker.id, msg.shuffle, msg.slots)
-            self.lock.notify_all()
         return Registered(worker.id, self.worker_timeout, self.registry.instance)
 
     def _goodbye(self, msg: Goodbye) -> Ok:
@@ -533,39 +593,94 @@ class Master:
                 self._lose(worker)
         return Ok()
 
-    def _heartbeat(self, msg: Heartbeat) -> Work | Reregister:
+    def _heartbeat(self, msg: Heartbeat, request: comm.Request) -> None:
         arrived = time.monotonic()
         worker = self.registry.live(msg.worker_id, msg.master)
         if worker is not None:
-            worker.last_seen = time.monotonic()  # before the lock: a busy master must not time workers out
+            worker.last_seen = arrived  # before the lock: a busy master must not time workers out
         with self.lock:
-            if worker is None or not worker.alive:  # (it may have died while we waited for the lock)
-                return Reregister()
-            interval = heartbeat_interval(len(self.registry.live_ids()), self.worker_timeout)
-            deadline = arrived + LONG_POLL_SECONDS * interval / HEARTBEAT_SECONDS
-            worker.running = list(msg.running)
-            for report in msg.finished:
-                self.scheduler.finished(worker, report)
-            if msg.finished and self.scheduler.has_pending():
-                self.lock.notify_all()  # the workers long-polling may have work now (waking them all costs)
-            self.scheduler.reconcile(worker, {(r.job_id, r.attempt_id) for r in msg.finished})
-            assign = self.scheduler.assign(worker, msg.free_slots)
-            polled = False
-            while (msg.free_slots and not assign and not msg.finished and time.monotonic() < deadline
-                   and not self._stopped.is_set()):
-                self.lock.wait(max(deadline - time.monotonic(), 0))
-                polled = True
-                if not worker.alive:
-                    return Reregister()
-                assign = self.scheduler.assign(worker, msg.free_slots)
-            # A job's pickled code (with a round's broadcast) goes to a worker once, not with every task:
-            # the heartbeat says which jobs the worker holds.
-            held = set(msg.jobs)
-            jobs = {t.job_id: self.scheduler.jobs[t.job_id].spec.job_bytes for t in assign if t.job_id not in held}
-            reply = Work(assign, jobs, worker.cancels, worker.forget, polled, interval)
-            worker.last_seen = time.monotonic()
-            worker.cancels, worker.forget = [], []
-            return reply
+            reply = self._beat(worker, msg, request, arrived)
+        if reply is not None:
+            request.reply(to_wire(reply))
+        self._send_answers()
+
+    def _beat(self, worker: WorkerInfo | None, msg: Heartbeat, request: comm.Request,
+              arrived: float) -> Work | Reregister | None:
+        """Under the lock: the heartbeat's news in, and its reply; None when it is parked as a long-poll."""
+        if worker is None or not worker.alive:  # (it may have died while we waited for the lock)
+            return Reregister()
+        stale = self._polls.pop(worker.id)
+        if stale is not None:  # parked on a connection the worker has since left for this one
+            stale.request.close()
+        interval = heartbeat_interval(len(self.registry.live_ids()), self.worker_timeout)
+        worker.running = list(msg.running)
+        for report in msg.finished:
+            self.scheduler.finished(worker, report)
+        self.scheduler.reconcile(worker, {(r.job_id, r.attempt_id) for r in msg.finished})
+        assign = self.scheduler.assign(worker, msg.free_slots)
+        deadline = arrived + LONG_POLL_SECONDS * interval / HEARTBEAT_SECONDS
+        if (msg.free_slots and not assign and not msg.finished and time.monotonic() < deadline
+                and not self._stopped.is_set()):
+            self._park(LongPoll(worker, msg, request, deadline, interval))
+            return None
+        self._answer_polls()  # what its reports made pending, once it has had its own pick
+        return self._work(worker, msg, assign, False, interval)
+
+    def _work(self, worker: WorkerInfo, msg: Heartbeat, assign: list[TaskSpec], polled: bool,
+              interval: float) -> Work:
+        """Under the lock: the reply to a heartbeat, carrying what waits to go down to its worker."""
+        # A job's pickled code (with a round's broadcast) goes to a worker once, not with every task:
+        # the heartbeat says which jobs the worker holds.
+        held = set(msg.jobs)
+        jobs = {t.job_id: self.scheduler.jobs[t.job_id].spec.job_bytes for t in assign if t.job_id not in held}
+        reply = Work(assign, jobs, worker.cancels, worker.forget, polled, interval)
+        worker.last_seen = time.monotonic()
+        worker.cancels, worker.forget = [], []
+        return reply
+
+    # ------------------------------------------------------------ long-polls
+
+    def _park(self, poll: LongPoll) -> None:
+        """Under the lock: hold an idle worker's heartbeat, which holds no thread, until work or its deadline."""
+        earliest = self._polls.next_deadline()
+        self._polls.park(poll)
+        if earliest is None or poll.deadline < earliest:
+            self.lock.notify_all()  # the long-polls' thread waits for an earlier deadline now
+
+    def _answer_polls(self) -> None:
+        """Under the lock: give the work that is waiting to the parked long-polls, oldest first."""
+        if not self._polls or not self.scheduler.has_pending():
+            return
+        for poll in self._polls.oldest_first():
+            assign = self.scheduler.assign(poll.worker, poll.msg.free_slots)
+            if assign:
+                self._polls.pop(poll.worker.id)
+                self._answers.append((poll.request, self._work(poll.worker, poll.msg, assign, True, poll.interval)))
+                if not self.scheduler.has_pending():
+                    return
+
+    def _expire_polls(self) -> None:
+        """Answer each parked long-poll at its deadline: with work that may be its now (a map whose
+        preferred worker has had its wait), or none, `polled`."""
+        while not self._stopped.is_set():
+            with self.lock:
+                for poll in self._polls.due(time.monotonic()):
+                    pending = self.scheduler.has_pending()
+                    assign = self.scheduler.assign(poll.worker, poll.msg.free_slots) if pending else []
+                    self._answers.append((poll.request, self._work(poll.worker, poll.msg, assign, True, poll.interval)))
+                if not self._answers:
+                    deadline = self._polls.next_deadline()
+                    self.lock.wait(None if deadline is None else max(deadline - time.monotonic(), 0.001))
+            self._send_answers()
+
+    def _send_answers(self) -> None:
+        """Off the lock: send the replies decided under it (any thread may, each goes once)."""
+        while True:
+            try:
+                request, reply = self._answers.popleft()
+            except IndexError:
+                return
+            request.reply(to_wire(reply))
 
     def _monitor(self) -> None:
         while not self._stopped.wait(min(0.25, self.worker_timeout / 4)):
@@ -575,6 +690,7 @@ class Master:
                                 "outputs still needed will be made again", worker.id, worker.shuffle, silent)
                     self._lose(worker)
                 self.scheduler.cancel_orphans(self.driver_grace)
+            self._send_answers()
 
     # ------------------------------------------------------------ drivers
 
@@ -582,7 +698,7 @@ class Master:
         spec, splits = plan(msg.spec)  # storage calls: before the lock
         with self.lock:
             job = self.scheduler.add(spec, splits)
-            self.lock.notify_all()
+            self._answer_polls()
         return Submitted(job.id, len(splits), spec.num_reducers)
 
     def _job_status(self, msg: JobStatusRequest) -> StepStatus:
@@ -616,7 +732,6 @@ class Master:
                 raise UsageError(f"job {job.id} is ending already: " + (job.error.message if job.error
                                                                         else "its output is being committed"))
             self.scheduler.cancel(job, f"killed by {by}")
-            self.lock.notify_all()
 
     def _logs(self, msg: LogsRequest) -> Logs:
         with self.lock:

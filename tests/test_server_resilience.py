@@ -9,6 +9,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -149,3 +150,33 @@ def test_a_peer_dribbling_its_handshake_is_dropped_at_the_deadline(master, tmp_p
     assert comm.HANDSHAKE_TIMEOUT - 1 < took < comm.HANDSHAKE_TIMEOUT + 5, took
     wait_for(lambda: "the handshake took over 10s" in log.read_text(), 10, "the master to log the slow handshake")
     wordcount_succeeds(address, secret_file, tmp_path / "out")
+
+
+def test_a_peer_that_stops_reading_or_pipelines_holds_up_no_one_on_the_masters_loop():
+    """The master's `LoopServer`: a reply far larger than the socket's buffers waits for its reader
+    without stalling the loop, and requests sent without waiting are answered one by one, in order,
+    whichever thread answers them."""
+    secret = b"s" * 32
+
+    def handler(request):
+        if request.msg["type"] == "big":
+            request.reply({"type": "ok", "blob": os.urandom(20 << 20)})
+        elif request.msg["type"] == "later":  # answered from another thread, after the next request arrived
+            threading.Timer(0.2, request.reply, [{"type": "ok", "n": request.msg["n"]}]).start()
+        else:
+            request.reply({"type": "ok", "n": request.msg["n"]})
+
+    server = comm.LoopServer("127.0.0.1", 0, secret, handler, "test", threaded=frozenset({"later"})).start()
+    stalled, other = comm.connect(server.address, secret), comm.connect(server.address, secret)
+    try:
+        stalled.send({"type": "big"})  # and reads nothing for now
+        for n in range(50):
+            assert other.request({"type": "small", "n": n})["n"] == n
+        for n in range(5):
+            other.send({"type": "later" if n % 2 else "small", "n": n})
+        assert [other.recv()["n"] for _ in range(5)] == list(range(5))
+        assert len(stalled.recv()["blob"]) == 20 << 20
+    finally:
+        stalled.close()
+        other.close()
+        server.stop()
