@@ -20,7 +20,7 @@ STRAGGLER_MIN_SECONDS = 0.5  # a task this much slower than its phase's median i
 LOG_TAIL_CHARS = 2000  # of an attempt's log, quoted in a failure message
 
 
-@dataclass
+@dataclass(slots=True)  # one per finished attempt
 class AttemptNote:
     """What the master hears about a finished attempt beyond the task state machine: when, its log, its error."""
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from array import array
+from collections.abc import Sequence
 from itertools import chain, islice
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
@@ -40,6 +42,25 @@ class Segment(NamedTuple):
     offset: int
     length: int
     records: int
+
+
+class PackedSegments(Sequence):
+    """A map output's segments in one array of integers, as a master keeps them for every map task: 24
+    bytes a partition rather than a `Segment` (and its integers) each."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, segments: Iterable[Segment]):
+        self._values = array("q", [n for segment in segments for n in segment])  # (sized exactly)
+
+    def __len__(self) -> int:
+        return len(self._values) // 3
+
+    def __getitem__(self, partition: int) -> Segment:
+        if not -len(self) <= partition < len(self):
+            raise IndexError("partition out of range")
+        start = 3 * (partition % len(self))
+        return Segment(*self._values[start:start + 3])
 
 
 class Run(NamedTuple):
