@@ -355,11 +355,9 @@ class Scheduler:
             maps, addresses = job.tasks.maps, {}
             hosts = [addresses.setdefault(self.registry.workers[t.winner.worker].shuffle, len(addresses)) for t in maps]
             job.shared_sources = (list(addresses), [t.index for t in maps], hosts, [t.winner.id for t in maps],
-                                  [t.result for t in maps])
-        addresses, indexes, hosts, attempt_ids, results = job.shared_sources
-        segments = [result.segments[partition] for result in results]
-        return MapSources(addresses, indexes, hosts, attempt_ids, [s.length for s in segments],
-                          [s.records for s in segments])
+                                  [t.result.segments for t in maps])
+        addresses, indexes, hosts, attempt_ids, map_segments = job.shared_sources
+        return MapSources(addresses, indexes, hosts, attempt_ids, *PackedSegments.column(map_segments, partition))
 
     def finished(self, worker: WorkerInfo, report: AttemptReport) -> None:
         job = self.jobs.get(report.job_id)

@@ -58,10 +58,23 @@ class PackedSegments(Sequence):
         return len(self._values) // 3
 
     def __getitem__(self, partition: int) -> Segment:
-        if not -len(self) <= partition < len(self):
+        count = len(self._values) // 3
+        if partition < 0:
+            partition += count
+        if not 0 <= partition < count:
             raise IndexError("partition out of range")
-        start = 3 * (partition % len(self))
-        return Segment(*self._values[start:start + 3])
+        values, at = self._values, 3 * partition
+        return Segment(values[at], values[at + 1], values[at + 2])
+
+    def __iter__(self) -> Iterator[Segment]:
+        values = iter(self._values)
+        return map(Segment._make, zip(values, values, values))
+
+    @staticmethod
+    def column(outputs: list["PackedSegments"], partition: int) -> tuple[list[int], list[int]]:
+        """The lengths and the records of partition `partition`'s segment in each of `outputs`."""
+        at = 3 * partition
+        return [p._values[at + 1] for p in outputs], [p._values[at + 2] for p in outputs]
 
 
 class Run(NamedTuple):
