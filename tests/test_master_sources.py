@@ -107,6 +107,15 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
     status = master._job_status(JobStatusRequest(job_id))
     assert status.state == "succeeded", status.error
     assert status.counters == status.manifest["counters"] == [["t", "n", 60], ["t", "r", 2]]
+    with master.lock:
+        report = master.report(master.scheduler.jobs[job_id])
+    assert [(s["bytes"], s["records"]) for s in report["skew"]] == [
+        (sum(10 * m + p for m in range(MAPS)), MAPS) for p in range(REDUCES)]
+    winners = [a for t in report["tasks"] for a in t["attempts"] if "bytes_out" in a]
+    assert [(a["id"], a["records_out"], a["bytes_out"]) for a in winners if a["id"].startswith("m")] == [
+        (f"m{m:05d}.1", REDUCES, sum(10 * m + p for p in range(REDUCES))) for m in range(MAPS)]
+    assert [(a["records_in"], a["bytes_in"]) for a in winners if a["id"].startswith("r")] == [
+        (MAPS, sum(10 * m + p for m in range(MAPS))) for p in range(REDUCES)]
 
 
 def map_sources() -> MapSources:
