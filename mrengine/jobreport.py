@@ -20,7 +20,7 @@ STRAGGLER_MIN_SECONDS = 0.5  # a task this much slower than its phase's median i
 LOG_TAIL_CHARS = 2000  # of an attempt's log, quoted in a failure message
 
 
-@dataclass
+@dataclass(slots=True)  # one per finished attempt
 class AttemptNote:
     """What the master hears about a finished attempt beyond the task state machine: when, its log, its error."""
 
@@ -46,8 +46,8 @@ def job_report(master_id: str, job, now: float) -> dict:
     wall = time.time() - now  # add to a monotonic time to get wall clock
     spec = job.spec
     end = job.finished or now
-    segments = _segments(job)
-    tasks = [_task_row(job, t, now, segments) for t in job.tasks.maps + job.tasks.reduces]
+    sizes = _shuffle_sizes(job)
+    tasks = [_task_row(job, t, now, sizes) for t in job.tasks.maps + job.tasks.reduces]
     flag_stragglers(tasks)
     return {
         "id": job.id, "master": master_id, "name": spec.job_name, "step": spec.step, "state": job.state,
@@ -58,16 +58,27 @@ def job_report(master_id: str, job, now: float) -> dict:
         "elapsed": round(end - job.started, 3),
         "counts": job.tasks.counts(), "counters": job.counters(),
         "error": asdict(job.error) if job.error else None, "manifest": job.manifest,
-        "tasks": tasks, "skew": _skew(job, segments, _heavy_keys(job)),
+        "tasks": tasks, "skew": _skew(job, sizes[1], _heavy_keys(job)),
     }
 
 
-def _segments(job) -> list:
-    """Per map task, the `Segment` of each partition (None for a map not done); none in a map-only job,
-    whose maps write part files."""
-    if not job.tasks.reduces:
-        return []
-    return [t.result.segments if t.result else None for t in job.tasks.maps]
+def _shuffle_sizes(job) -> tuple[dict, list]:
+    """(records, bytes) of each done map task's output, by map index, and of each partition's share of
+    them, by partition; none in a map-only job, whose maps write part files. One pass over the M x R
+    segments, under the master's lock."""
+    partitions = len(job.tasks.reduces)
+    sent, records, lengths = {}, [0] * partitions, [0] * partitions
+    for task in job.tasks.maps if partitions else []:
+        if task.result is None:
+            continue
+        out_records = out_bytes = 0
+        for p, (_, length, count) in enumerate(task.result.segments):
+            records[p] += count
+            lengths[p] += length
+            out_records += count
+            out_bytes += length
+        sent[task.index] = (out_records, out_bytes)
+    return sent, list(zip(records, lengths))
 
 
 def _heavy_keys(job) -> list:
@@ -77,21 +88,20 @@ def _heavy_keys(job) -> list:
     return [t.result.heavy_keys for t in job.tasks.maps if t.result and t.result.heavy_keys]
 
 
-def _skew(job, segments: list, heavy_keys: list) -> list:
+def _skew(job, received: list, heavy_keys: list) -> list:
     """Bytes and records each reducer gets from the maps (shuffle input), the heaviest keys among them
     (sampled), and what it wrote."""
     rows = []
     for task in job.tasks.reduces:
-        got = [s[task.index] for s in segments if s is not None]
-        rows.append({"partition": task.index, "bytes": sum(s.length for s in got),
-                     "records": sum(s.records for s in got),
+        got_records, got_bytes = received[task.index]
+        rows.append({"partition": task.index, "bytes": got_bytes, "records": got_records,
                      "top_keys": heavykeys.merge([m[task.index] for m in heavy_keys if task.index < len(m)]),
                      "output_bytes": task.result.bytes if task.result else None,
                      "output_records": task.result.records if task.result else None})
     return rows
 
 
-def _task_row(job, task, now: float, segments: list) -> dict:
+def _task_row(job, task, now: float, sizes: tuple) -> dict:
     attempts = []
     for n, a in enumerate(task.attempts):
         note = job.notes.get(a.id)
@@ -102,23 +112,23 @@ def _task_row(job, task, now: float, segments: list) -> dict:
         if note and note.error:
             row["error"], row["traceback"] = note.error.message, note.error.traceback
         if a is task.winner and task.result is not None:
-            row.update(_io(job, task, segments))
+            row.update(_io(job, task, sizes))
         attempts.append(row)
     return {"kind": task.kind, "index": task.index, "state": task.state.value, "failures": task.failures,
             "attempts": attempts, "straggler": False}
 
 
-def _io(job, task, segments: list) -> dict:
+def _io(job, task, sizes: tuple) -> dict:
     """Records and bytes in and out of a task's winning attempt."""
     engine = Counter({n: v for g, n, v in task.result.counters if g == "mrengine"})
     if task.kind == MAP:
         result = task.result
         out = ((result.records, result.bytes) if not job.tasks.reduces  # a map-only map's part file
-               else (sum(s.records for s in result.segments), sum(s.length for s in result.segments)))
+               else sizes[0][task.index])
         return {"records_in": engine["map_input_records"], "bytes_in": engine["map_input_bytes"],
                 "records_out": out[0], "bytes_out": out[1]}
-    got = [s[task.index] for s in segments if s is not None]
-    return {"records_in": sum(s.records for s in got), "bytes_in": sum(s.length for s in got),
+    got_records, got_bytes = sizes[1][task.index]
+    return {"records_in": got_records, "bytes_in": got_bytes,
             "records_out": task.result.records, "bytes_out": task.result.bytes}
 
 

@@ -41,11 +41,12 @@ from .inputs import Split
 from .jobreport import AttemptNote, job_report, with_log_tail
 from .messages import (
     HEARTBEAT_SECONDS, AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow,
-    JobStatusRequest, Kill, Logs, LogsRequest, MapSource, Ok, Register, Registered, Reregister, SplitPlace,
+    JobStatusRequest, Kill, Logs, LogsRequest, MapSources, Ok, Register, Registered, Reregister, SplitPlace,
     StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire,
     to_wire,
 )
-from .steps import StepCommit, failed_on_all, manifest, plan, sum_counters
+from .shuffle.runs import PackedSegments
+from .steps import CounterSum, StepCommit, failed_on_all, manifest, plan
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, Attempt, AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit,
     Discard, Exclude, FetchFailed, JobAborted, JobCancelled, JobFailed, JobSucceeded, JobTasks, WorkerLost, WorkerReady,
@@ -196,13 +197,23 @@ class MasterJob:
     notes: dict[str, AttemptNote] = field(default_factory=dict)  # finished attempts' logs and errors, by attempt id
     driver_seen: float = 0.0  # when its driver last asked for its status
     skipped: list[dict] = field(default_factory=list)  # the bad records its winning attempts skipped, once decided
+    counter_sum: CounterSum = field(default_factory=CounterSum)  # its winning attempts' counters, summed as they win
+    shared_sources: tuple | None = None  # the map source columns every reduce shares, until a map's winner changes
 
     def ending(self) -> bool:
         """Whether its end is decided (failed, cancelled, or its `_SUCCESS` on the way) while it still runs."""
         return self.error is not None or self.manifest is not None
 
     def counters(self) -> list:
-        return sum_counters(task.result.counters for task in self.tasks.counted())
+        return self.counter_sum.total()
+
+    def replaced(self, task, before) -> None:
+        """The result in use for `task` (its winner's) replaced `before` (None: its first)."""
+        if before is not None:
+            self.counter_sum.remove(before.counters)
+        self.counter_sum.add(task.result.counters)
+        if task.kind == MAP:
+            self.shared_sources = None
 
     def where(self, task) -> str:
         return f" (split {self.splits[task.index].describe()})" if task.kind == MAP else ""
@@ -381,20 +392,30 @@ class Scheduler:
             task.split, task.input_format, task.sort_buffer_bytes = (job.splits[attempt.index], spec.input_format,
                                                                      spec.sort_buffer_bytes)
         else:
-            for source in job.tasks.maps:
-                segment = source.result.segments[attempt.index]
-                task.sources.append(MapSource(source.index, self.registry.workers[source.winner.worker].shuffle,
-                                              source.winner.id, segment.length, segment.records))
+            task.sources = self._map_sources(job, attempt.index)
         if job.tasks.writes_part(attempt):
             task.output, task.output_format = spec.output, spec.output_format
         task.log_level = spec.log_level
         return task
+
+    def _map_sources(self, job: MasterJob, partition: int) -> MapSources:
+        """Where a reduce fetches its partition from: the columns every reduce shares, made once while the
+        maps' winners stay, and the lengths and records of this partition's segments."""
+        if job.shared_sources is None:
+            maps, addresses = job.tasks.maps, {}
+            hosts = [addresses.setdefault(self.registry.workers[t.winner.worker].shuffle, len(addresses)) for t in maps]
+            job.shared_sources = (list(addresses), [t.index for t in maps], hosts, [t.winner.id for t in maps],
+                                  [t.result.segments for t in maps])
+        addresses, indexes, hosts, attempt_ids, map_segments = job.shared_sources
+        return MapSources(addresses, indexes, hosts, attempt_ids, *PackedSegments.column(map_segments, partition))
 
     def finished(self, worker: WorkerInfo, report: AttemptReport) -> None:
         job = self.jobs.get(report.job_id)
         if job is None:
             return
         job.notes[report.attempt_id] = AttemptNote(time.monotonic(), report.log, report.error)
+        if report.map_output is not None:  # kept for every map task, until the job is forgotten: packed
+            report.map_output.segments = PackedSegments(report.map_output.segments)
         if report.ok:
             event = AttemptSucceeded(report.attempt_id, report.result, time.monotonic())
         elif report.fetch_failed is not None:
@@ -408,7 +429,13 @@ class Scheduler:
             event = AttemptFailed(report.attempt_id, asdict(error), error.final, error.worker_fault, self.registry.live_ids())
             log.warning("job %s: attempt %s failed on %s: %s", job.id, report.attempt_id, worker.id,
                         report.error.message.splitlines()[0])
-        self.carry_out(job, job.tasks.handle(event))
+        attempt = job.tasks.attempts.get(report.attempt_id)
+        task = job.tasks.task_of(attempt) if attempt is not None else None
+        before = task.result if task is not None else None
+        actions = job.tasks.handle(event)
+        if task is not None and task.result is not before:
+            job.replaced(task, before)  # before the actions: the job's success reads its counters
+        self.carry_out(job, actions)
 
     def reconcile(self, worker: WorkerInfo, finished: set) -> None:
         """Attempts launched on `worker` that it neither runs nor reports finished never reached it."""

@@ -25,7 +25,7 @@ import functools
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator, NamedTuple
 
 from .errors import ProtocolError
 from .inputs import Split
@@ -105,6 +105,8 @@ def _plain(value: Any) -> Any:
     if cls is Split or cls is Segment:
         return {k: _plain(v) for k, v in zip(cls._fields, value)}
     if isinstance(value, list):
+        if _ATOMS.issuperset(map(type, value)):
+            return value  # a column of atoms (`MapSources`) is checked at C speed and not copied
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -213,15 +215,54 @@ class StepSpec:
     job_output: str = ""  # the job's output directory, where every step's skipped records go ("": this step's)
 
 
-@dataclass(slots=True)  # a reduce's TaskSpec holds one per map task
-class MapSource:
-    """Where a reduce attempt fetches one map task's segment for its partition."""
+class MapSource(NamedTuple):
+    """Where a reduce attempt fetches one map task's segment for its partition (a row of `MapSources`)."""
 
     map_index: int
     address: str  # the shuffle server of the worker holding it
     attempt_id: str  # the map attempt that wrote it
     length: int
     records: int
+
+
+@dataclass
+class MapSources:
+    """Where a reduce attempt fetches its partition of every map output, as columns (row i: one map task)
+    with each shuffle server listed once: a reduce of M maps gets 5 lists of M atoms, not M objects, and
+    the master shares the columns that are the same for every partition between its reduces
+    (docs/PERFORMANCE.md, "The master at scale").
+
+        >>> sources = MapSources(["10.0.0.5:7001"], [0, 1], [0, 0], ["m00000.0", "m00001.2"], [120, 0], [4, 0])
+        >>> sources.attempt_of(1), list(sources)[0]
+        ('m00001.2', MapSource(map_index=0, address='10.0.0.5:7001', attempt_id='m00000.0', length=120, records=4))
+    """
+
+    addresses: list[str] = field(default_factory=list)  # the shuffle servers (HOST:PORT) holding the outputs
+    maps: list[int] = field(default_factory=list)  # the map task of each row
+    hosts: list[int] = field(default_factory=list)  # its output's shuffle server, as an index into `addresses`
+    attempts: list[str] = field(default_factory=list)  # the map attempt that wrote it
+    lengths: list[int] = field(default_factory=list)  # its segment for this partition: bytes ...
+    records: list[int] = field(default_factory=list)  # ... and records
+
+    def __post_init__(self):
+        rows = len(self.maps)
+        if not len(self.hosts) == len(self.attempts) == len(self.lengths) == len(self.records) == rows:
+            raise ValueError("its columns differ in length")
+        if rows and not 0 <= min(self.hosts) <= max(self.hosts) < len(self.addresses):
+            raise ValueError("a row names a shuffle server it does not list")
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def __iter__(self) -> Iterator[MapSource]:
+        addresses = self.addresses
+        for map_index, host, attempt_id, length, records in zip(self.maps, self.hosts, self.attempts, self.lengths,
+                                                                self.records):
+            yield MapSource(map_index, addresses[host], attempt_id, length, records)
+
+    def attempt_of(self, map_index: int) -> str:
+        """The map attempt whose output this reduce fetches from map task `map_index`."""
+        return self.attempts[self.maps.index(map_index)]
 
 
 @dataclass
@@ -242,7 +283,7 @@ class TaskSpec:
     input_format: str | None = None
     sort_buffer_bytes: int = 0
     # a reduce's (`output` and `output_format` also a map-only step's map's, which writes a part file)
-    sources: list[MapSource] = field(default_factory=list)
+    sources: MapSources = field(default_factory=MapSources)
     output: str = ""
     output_format: str = ""
     log_level: str = DEFAULT_LOG_LEVEL  # of the log records the attempt's log keeps
@@ -296,7 +337,7 @@ class ErrorInfo:
     record: BadRecord | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # a master keeps one per map task and reduce task
 class MapOutput:
     """A map attempt's result: one segment per reduce partition of its output file, its counters, and per
     partition its sampled heaviest keys (`shuffle.heavykeys`: [[key as shown, records, bytes], ...])."""
@@ -306,7 +347,7 @@ class MapOutput:
     heavy_keys: list = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class PartOutput:
     """A reduce attempt's result: its output file's bytes, records and CRC-32 (as `_SUCCESS` lists
     them), and its counters."""

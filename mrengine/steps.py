@@ -142,11 +142,44 @@ def resolve_input_format(name: str | None, job: JobSpec) -> InputFormat:
 
 def sum_counters(counter_lists: Iterable[list]) -> list:
     """[group, name, value] triples summed over the given lists (each a winning attempt's), sorted."""
-    total: Counter = Counter()
+    total = CounterSum()
     for counters in counter_lists:
+        total.add(counters)
+    return total.total()
+
+
+class CounterSum:
+    """The sum of winning attempts' counters, kept as winners come and are replaced (a map whose output
+    was lost has its counters replaced by its new winner's): a master's status poll then costs the same
+    whatever the job's size. A counter goes once no list in the sum names it, as if summed afresh.
+
+        >>> total = CounterSum()
+        >>> total.add([["job", "lines", 3], ["job", "odd", 1]]); total.add([["job", "lines", 4]])
+        >>> total.remove([["job", "lines", 3], ["job", "odd", 1]]); total.total()
+        [['job', 'lines', 4]]
+    """
+
+    def __init__(self):
+        self._sums: Counter = Counter()  # (group, name) -> value
+        self._named: Counter = Counter()  # (group, name) -> how many of the lists in the sum name it
+
+    def add(self, counters: list) -> None:
         for group, name, n in counters:
-            total[group, name] += n
-    return [[g, n, v] for (g, n), v in sorted(total.items())]
+            self._sums[group, name] += n
+            self._named[group, name] += 1
+
+    def remove(self, counters: list) -> None:
+        """Take out a list added before."""
+        for group, name, n in counters:
+            key = (group, name)
+            self._sums[key] -= n
+            self._named[key] -= 1
+            if not self._named[key]:
+                del self._sums[key], self._named[key]
+
+    def total(self) -> list:
+        """[group, name, value] triples, sorted."""
+        return [[g, n, v] for (g, n), v in sorted(self._sums.items())]
 
 
 def manifest(spec: StepSpec, parts: list[PartOutput], maps: int, counters: list) -> dict:

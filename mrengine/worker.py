@@ -96,8 +96,8 @@ def _run_attempt(request: SlotRequest, cache: SlotCache, secret: bytes, work_dir
         else:
             report.part = run_reduce(job, step, task, work_dir, secret, cache)
     except FetchFailedError as exc:
-        source = next(s for s in task.sources if s.map_index == exc.map_index)
-        report.fetch_failed, report.error = FetchFailure(exc.map_index, source.attempt_id), ErrorInfo(str(exc))
+        report.fetch_failed = FetchFailure(exc.map_index, task.sources.attempt_of(exc.map_index))
+        report.error = ErrorInfo(str(exc))
     except SystemExit as exc:
         report.error = ErrorInfo(f"the job's code called sys.exit({exc.code!r})", user_traceback(exc))
     except Exception as exc:

@@ -2,11 +2,13 @@
 """Per-round wall time of jobs/sgd.py on an embedded cluster, next to a single-process numpy
 full-batch gradient over the same data, measured in the same run.
 
-    python scripts/bench_sgd.py                       # 2M rows x 50 features, npy, 2 workers
+    python scripts/bench_sgd.py                       # 2M rows x 50 features, npy, 8 splits, 2 workers
+    python scripts/bench_sgd.py --splits 2            # the same rows as 2 splits: one per worker
     python scripts/bench_sgd.py --data DIR --epochs 10 --workers 2
 
 Without --data it writes the synthetic set (scripts/make_sgd_data.py, float32 .npy) to a temporary
-directory first. The cluster side runs `mrengine run jobs/sgd.py` in gradient mode; each epoch is
+directory first, as --splits files, each read as one split: a round is that many map tasks, whatever
+the number of workers. The cluster side runs `mrengine run jobs/sgd.py` in gradient mode; each epoch is
 one map/reduce round whose maps compute the gradient over their cached splits, and its wall time
 (submit to results back on the driver) comes from the job's log.csv. The numpy side loads the same
 files into one array and times the same computation (margins, log-loss, X'r in the data's float32)
@@ -97,24 +99,31 @@ def main() -> None:
     ap.add_argument("--data", help="a directory of .npy files (label last); default: generate the synthetic set")
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--features", type=int, default=50)
-    ap.add_argument("--files", type=int, default=8)
+    ap.add_argument("--splits", type=int, default=8,
+                    help="map tasks per round: the synthetic set is written as this many files, each one split")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--split-size", default="64MiB")
+    ap.add_argument("--split-size", help="with --data (default 64MiB); the synthetic set's files are one split each")
     ap.add_argument("--worker-blas-threads", type=int, default=1,
                     help="BLAS threads per task process (0: the library's default, one per core each)")
     args = ap.parse_args()
+    if args.splits < 1:
+        ap.error("--splits must be at least 1")
+    if args.data is not None and args.split_size is None:
+        args.split_size = "64MiB"
 
     with tempfile.TemporaryDirectory(prefix="bench-sgd-") as tmp:
         data = args.data
         if data is None:
             data = os.path.join(tmp, "data")
             started = time.perf_counter()
-            make_data(data, args.rows, args.features, args.files)
-            print(f"wrote {args.rows} x {args.features} float32 rows in {args.files} .npy files "
+            make_data(data, args.rows, args.features, args.splits)
+            print(f"wrote {args.rows} x {args.features} float32 rows in {args.splits} .npy files "
                   f"({time.perf_counter() - started:.1f}s)")
         paths = sorted(glob.glob(os.path.join(data, "*.npy")))
         size = sum(os.path.getsize(p) for p in paths)
+        if args.split_size is None:  # each generated file is one split
+            args.split_size = str(max(os.path.getsize(p) for p in paths))
         print(f"data: {len(paths)} files, {size / 2**20:.0f} MiB; cpus: {os.cpu_count()}; BLAS: {blas_info()}")
         print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
               f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}")
@@ -132,7 +141,7 @@ def main() -> None:
           f"whole run {total:.1f}s including cluster start, the statistics round that reads the files, and the final "
           "evaluation):")
     print(f"  per round       {describe(rounds)}")
-    print(f"  ratio of medians (round / numpy iteration): {statistics.median(rounds) / statistics.median(single):.1f}x")
+    print(f"  ratio of medians (round / numpy iteration): {statistics.median(rounds) / statistics.median(single):.2f}x")
     print(f"  final training loss {model['train']['loss']:.6f}, accuracy {model['train']['accuracy']:.4f}")
     print(summary)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from array import array
+from collections.abc import Sequence
 from itertools import chain, islice
 from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
@@ -40,6 +42,39 @@ class Segment(NamedTuple):
     offset: int
     length: int
     records: int
+
+
+class PackedSegments(Sequence):
+    """A map output's segments in one array of integers, as a master keeps them for every map task: 12
+    bytes a partition (24 past 4 GiB) rather than a `Segment` and its integers, ~100 bytes."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, segments: Iterable[Segment]):
+        values = [n for segment in segments for n in segment]
+        self._values = array("I" if max(values, default=0) < 1 << 32 else "q", values)
+
+    def __len__(self) -> int:
+        return len(self._values) // 3
+
+    def __getitem__(self, partition: int) -> Segment:
+        count = len(self._values) // 3
+        if partition < 0:
+            partition += count
+        if not 0 <= partition < count:
+            raise IndexError("partition out of range")
+        values, at = self._values, 3 * partition
+        return Segment(values[at], values[at + 1], values[at + 2])
+
+    def __iter__(self) -> Iterator[Segment]:
+        values = iter(self._values)
+        return map(Segment._make, zip(values, values, values))
+
+    @staticmethod
+    def column(outputs: list["PackedSegments"], partition: int) -> tuple[list[int], list[int]]:
+        """The lengths and the records of partition `partition`'s segment in each of `outputs`."""
+        at = 3 * partition
+        return [p._values[at + 1] for p in outputs], [p._values[at + 2] for p in outputs]
 
 
 class Run(NamedTuple):
