@@ -26,6 +26,25 @@ def over_the_wire(message):
     return from_wire(protocol.decode(frame[protocol.HEADER.size:]))
 
 
+class Request:
+    """A request as the master's connection loop hands it over (`comm.Request`), keeping the reply."""
+
+    def __init__(self, message):
+        self.msg = to_wire(message)
+        self.replies: list[dict] = []
+
+    def reply(self, wire: dict) -> None:
+        self.replies.append(wire)
+
+
+def answer(master: Master, message):
+    """The master's one reply to `message`, as its peer reads it."""
+    request = Request(message)
+    master._serve(request)
+    [wire] = request.replies
+    return over_the_wire(from_wire(wire))
+
+
 class Worker:
     """One worker's side of the heartbeat protocol, its attempts finished by the test."""
 
@@ -39,7 +58,7 @@ class Worker:
         for report in finished:
             del self.running[report.attempt_id]
         refs = [task.ref for task in self.running.values()]
-        reply = over_the_wire(self.master._heartbeat(Heartbeat(self.id, self.instance, free, refs, list(finished))))
+        reply = answer(self.master, Heartbeat(self.id, self.instance, free, refs, list(finished)))
         self.running.update((task.attempt_id, task) for task in reply.assign)
         return reply.assign
 
