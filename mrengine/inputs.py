@@ -61,7 +61,8 @@ class Split(NamedTuple):
 @dataclass
 class Block:
     """Records read in one go: `values[i]` came with key `keys[i]`; `locate(i)` says where it was, and
-    `offset(i)` at which byte of its file, for formats that know (None: they do not)."""
+    `offset(i)` at which byte of its file, for formats that know (None: they do not). A text_blocks
+    block's `values` is one str of `records` lines."""
 
     keys: Any  # a list, or itertools.repeat of one key
     values: list
