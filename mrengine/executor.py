@@ -310,12 +310,13 @@ def _map_split(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Co
 
     def block_values():
         for block in blocks:
-            seen[0] += len(block.values)
-            engine["map_input_records"] += len(block.values)
+            records = block.record_count()
+            seen[0] += records
+            engine["map_input_records"] += records
             yield block.values
 
-    # Numeric formats hand map_split whole arrays; other records reach it through chain at C speed,
-    # not through a generator per record.
+    # Numeric formats hand map_split whole arrays, text_blocks whole str blocks; other records reach it
+    # through chain at C speed, not through a generator per record.
     records = block_values() if whole_blocks else chain.from_iterable(block_values())
     try:
         buffer.add_all(_pairs(step.map_split(records)))

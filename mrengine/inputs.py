@@ -12,6 +12,9 @@ Compressed files (.gz, .bz2, ...) cannot be cut and are one split each.
 Text is UTF-8. Bytes that do not decode stop the task with a `RecordError` naming the file and the
 byte offset: silently replacing them would change counts without anyone noticing. A line ends at
 `\\n`; a `\\r` before it is dropped, so CRLF files read like LF files.
+
+`text_blocks` reads the same lines under the same rule, but hands `map_split` whole blocks of them
+(`TextBlocksInput`) instead of one record per line.
 """
 
 from __future__ import annotations
@@ -58,15 +61,20 @@ class Split(NamedTuple):
 @dataclass
 class Block:
     """Records read in one go: `values[i]` came with key `keys[i]`; `locate(i)` says where it was, and
-    `offset(i)` at which byte of its file, for formats that know (None: they do not)."""
+    `offset(i)` at which byte of its file, for formats that know (None: they do not). A text_blocks
+    block's `values` is one str of `records` lines."""
 
     keys: Any  # a list, or itertools.repeat of one key
     values: list
     locate: Callable[[int], str]
     offset: Callable[[int], int] | None = None
+    records: int | None = None  # the records `values` holds, where that is not len(values): a block of text
 
     def pairs(self) -> Iterator[tuple]:
         return zip(self.keys, self.values)
+
+    def record_count(self) -> int:
+        return len(self.values) if self.records is None else self.records
 
 
 # ---------------------------------------------------------------- listing and splitting
@@ -239,7 +247,8 @@ class InputFormat:
 
     name = "?"
     splittable = False
-    whole_blocks = False  # True: map_split gets each block's `values` whole (a numpy array), not record by record
+    whole_blocks = False  # True: map_split gets each block's `values` whole (a numpy array, a str), not record by record
+    map_split_only = False  # True: blocks are not records a mapper could take one at a time (`TextBlocksInput`)
     cacheable = False  # True: blocks are numpy arrays that iterative jobs may keep between rounds
 
     def read(self, split: Split, storage_options: dict | None) -> Iterator[Block]:
@@ -260,6 +269,34 @@ class TextInput(InputFormat):
         keys = repeat(split.url)
         for offset, chunk, lines in iter_text_lines(split, storage_options):
             yield Block(keys, lines, _line_locator(split.url, offset, chunk), _line_offset(offset, chunk))
+
+
+class TextBlocksInput(InputFormat):
+    """The text format's lines, for `map_split(blocks)` only: each block one `str` of whole lines.
+
+    A split's lines are the ones the text format gives it (the same line rule), in blocks of about
+    1 MiB (more where one line is longer), each line followed by `\\n` (the file's last line too, where the file does not end in one)
+    and `\\r\\n` read as `\\n`: a block is `"".join(line + "\\n" for line in its lines)`. A job
+    that splits a block on whitespace (`block.split()`) gets the words it would get line by line, with
+    one call per block instead of one per line. `map_input_records` counts lines, as for text.
+    There are no records a `mapper(key, value)` could take one at a time: a job with a mapper is
+    refused (use `"text"`).
+    """
+
+    name = "text_blocks"
+    splittable = True
+    whole_blocks = True
+    map_split_only = True
+
+    def read(self, split, storage_options):
+        keys = repeat(split.url)
+        with open_input(split.url, storage_options, split.compression, split.end) as f:
+            for offset, chunk in _read_line_chunks(f, split.start, split.end):
+                text = _decode(chunk, offset, split.url)
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n")
+                yield Block(keys, text, lambda i, o=offset: f"the block at byte offset {o}",
+                            records=chunk.count(b"\n"))
 
 
 class JsonLinesInput(InputFormat):
@@ -507,7 +544,7 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 INPUT_FORMATS: dict[str, type[InputFormat]] = {
-    cls.name: cls for cls in (TextInput, JsonLinesInput, MsgpackInput, CsvInput, TsvInput, NpyInput, NumericInput)
+    cls.name: cls for cls in (TextInput, TextBlocksInput, JsonLinesInput, MsgpackInput, CsvInput, TsvInput, NpyInput, NumericInput)
 }
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from . import outputs
-from .errors import StorageError
+from .errors import JobDefinitionError, StorageError
 from .inputs import DEFAULT_SPLIT_SIZE, InputFormat, Split, input_format, list_inputs, make_splits
 from .job import JobSpec, Step
 from .messages import DEFAULT_LOG_LEVEL, DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT, PartOutput, StepSpec, StepStatus
@@ -98,6 +98,7 @@ def step_spec(job: JobSpec, index: int, inputs: list[str], output: str, opts: Ru
     step = job.steps[index]
     last = index == len(job.steps) - 1
     fmt = job.input_format if index == 0 else "msgpack"
+    _check_reader(job, step, input_format(fmt))
     spec = StepSpec(
         job_bytes=b"", job_name=job.name, step=index,
         inputs=list(inputs), input_format=None if index == 0 else "msgpack",
@@ -114,6 +115,16 @@ def step_spec(job: JobSpec, index: int, inputs: list[str], output: str, opts: Ru
         job = with_range_partitioner(job, index, _splits(spec), resolve_input_format(spec.input_format, job),
                                      spec.num_reducers, opts.params, opts.storage_options)
     return replace(spec, job_bytes=job.dumps())
+
+
+def _check_reader(job: JobSpec, step: Step, fmt: InputFormat) -> None:
+    """A format whose blocks are no records (text_blocks) needs a map_split to read them."""
+    if fmt.map_split_only and step.map_split is None:
+        has = "defines mapper(key, value), which takes" if step.mapper is not None else "has no map_split, so its records would be"
+        raise JobDefinitionError(
+            f"job file {job.path}: input_format {fmt.name!r} hands map_split(blocks) whole blocks of lines, and this "
+            f"step {has} one record at a time; use input_format = 'text' (one line per record) with a mapper, or "
+            "define map_split(blocks) instead (e.g. `for block in blocks: counts.update(block.split())`)")
 
 
 def reducer_count(step: Step, opts: RunOptions) -> int:

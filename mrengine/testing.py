@@ -36,7 +36,8 @@ from . import context, outputs, storage
 from .cache import SlotCache
 from .errors import MrEngineError, TaskFailedError, UserCodeError
 from .executor import error_report, reduce_to_file, run_map, run_map_to_part
-from .inputs import CsvInput, InputFormat, JsonLinesInput, MsgpackInput, NpyInput, NumericInput, Split, TextInput, input_format
+from .inputs import (CsvInput, InputFormat, JsonLinesInput, MsgpackInput, NpyInput, NumericInput, Split, TextBlocksInput,
+                     TextInput, input_format)
 from .job import JobSpec, Step, job_from_module, load_job, prime_linecache
 from .messages import MapOutput, PartOutput, StepSpec, StepStatus, TaskCounts, TaskSpec
 from .runner import Runner
@@ -204,7 +205,7 @@ def _delimited(records: list, fmt: CsvInput) -> bytes:
 
 # The file each format reads records from (a suffix of None: the format's name; TsvInput is a CsvInput).
 _RECORD_FILES = {
-    TextInput: (".txt", _lines), JsonLinesInput: (".jsonl", _json_lines), MsgpackInput: (".msgpack", _msgpack_pairs),
+    TextInput: (".txt", _lines), TextBlocksInput: (".txt", _lines), JsonLinesInput: (".jsonl", _json_lines), MsgpackInput: (".msgpack", _msgpack_pairs),
     NumericInput: (".npy", _npy), NpyInput: (".npy", _npy), CsvInput: (None, _delimited),
 }
 

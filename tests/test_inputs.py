@@ -116,3 +116,69 @@ def test_splits_cover_files_and_keep_compressed_whole(tmp_path):
     assert [(os.path.basename(s.url), s.start, s.end, s.compression) for s in splits] == [
         ("a.txt", 0, 1000, None), ("a.txt", 1000, 2000, None), ("a.txt", 2000, 2500, None), ("b.txt.gz", 0, -1, "gzip"),
     ]
+
+
+# ---------------------------------------------------------------- text_blocks
+
+
+def _blocks(path, start, end):
+    return list(inputs.TextBlocksInput().read(inputs.Split(0, str(path), start, end, None), None))
+
+
+def test_text_blocks_hold_each_splits_own_lines_for_any_cut(tmp_path):
+    rng = random.Random(11)
+    path = tmp_path / "in.txt"
+    for _ in range(300):
+        lines = [rng.choice(["x", "é", "\r", " "]) * rng.randint(0, 9) for _ in range(rng.randint(1, 9))]
+        data = rng.choice(["\n", "\r\n"]).join(lines).encode() + rng.choice([b"", b"\n"])
+        if not data:
+            continue
+        path.write_bytes(data)
+        size = rng.randint(1, 12)
+        for start in range(0, len(data), size):
+            end = min(start + size, len(data))
+            own = [line for _, chunk in inputs._read_line_chunks(io.BytesIO(data), start, end)
+                   for line in inputs._split_lines(chunk.decode())]
+            blocks = _blocks(path, start, end)
+            assert "".join(b.values for b in blocks) == "".join(line + "\n" for line in own)
+            assert sum(b.record_count() for b in blocks) == len(own)
+
+
+def test_text_blocks_at_the_edges(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"one two\r\nthree\nfour five")  # CRLF, then a last line without a newline
+    assert [b.values for b in _blocks(path, 0, 4)] == ["one two\n"]  # the line that straddles the end
+    assert [b.values for b in _blocks(path, 4, 12)] == ["three\n"]  # not the line it starts in
+    assert [(b.values, b.records) for b in _blocks(path, 12, 24)] == [("four five\n", 1)]
+    assert _blocks(path, 16, 20) == []  # inside the last line: owns no line
+    path.write_bytes(b"x" * 30 + b"\n")
+    assert _blocks(path, 10, 20) == []
+
+
+def test_text_blocks_are_about_a_mebibyte_of_whole_lines(tmp_path):
+    path = tmp_path / "big.txt"
+    line = "some words in a line é\n"
+    path.write_text(line * 120_000, encoding="utf-8")  # 2.9 MB
+    blocks = _blocks(path, 0, path.stat().st_size)
+    assert len(blocks) == 3 and all(b.values.endswith("\n") for b in blocks)
+    assert all(len(b.values.encode()) <= inputs._READ_CHUNK + len(line) for b in blocks)
+    assert "".join(b.values for b in blocks) == line * 120_000
+    assert sum(b.records for b in blocks) == 120_000
+
+
+def test_text_blocks_name_the_file_and_offset_of_bad_utf8(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"fine line\nmore fine\nbroken \xff here\n")
+    with pytest.raises(inputs.RecordError, match=f"{path}: bytes at offset 27 are not valid UTF-8"):
+        _blocks(path, 12, path.stat().st_size)
+
+
+def test_a_mapper_job_reading_text_blocks_is_refused(tmp_path):
+    job = tmp_path / "blocks_mapper.py"
+    job.write_text("input_format = 'text_blocks'\n\ndef mapper(key, line):\n    yield line, 1\n")
+    text = tmp_path / "in.txt"
+    text.write_text("a b\n")
+    result = run_cli("run", job, text, "-o", tmp_path / "out", "--workers", "1")
+    assert result.returncode == 2
+    assert "input_format 'text_blocks' hands map_split(blocks) whole blocks of lines" in result.stderr
+    assert "use input_format = 'text'" in result.stderr and "Traceback" not in result.stderr

@@ -206,6 +206,33 @@ def test_a_single_value_skips_the_combiner_and_a_key_changing_combiner_is_refuse
         buffered(tmp_path / "b", [("x", 1), ("x", 2)], 1 << 20, renaming, partitions=1)
 
 
+def map_output(tmp_path, feed, combiner, partitions=3):
+    """The bytes of the map output file a buffer writes after `feed(buffer)`, and its counters."""
+    tmp_path.mkdir()
+    counters = Counter()
+    buf = MapOutputBuffer(partitions, checked_partitioner(None, partitions), combiner, 1 << 30, str(tmp_path), counters)
+    feed(buf)
+    buf.close(str(tmp_path / "map.out"))
+    return (tmp_path / "map.out").read_bytes(), counters
+
+
+@pytest.mark.parametrize("combiner", [sum_combiner, None], ids=["combiner", "no-combiner"])
+@pytest.mark.parametrize("mapping", [Counter(WORDS), {1: 2, "a": 3, (1, 2): 4, 1.5: 5, b"b": 6}], ids=["words", "mixed-keys"])
+def test_a_mapping_is_written_as_its_pairs_are(tmp_path, combiner, mapping):
+    """A map_split's Counter is held as it is, not regrouped, and gives the same map output."""
+    pairs = list(mapping.items())
+    as_pairs = map_output(tmp_path / "pairs", lambda buf: buf.collect([pairs]), combiner)
+    as_mapping = map_output(tmp_path / "mapping", lambda buf: buf.add_all(mapping.items()), combiner)
+    assert as_mapping == as_pairs and as_pairs[1]["map_output_records"] == len(mapping)
+
+    def mapping_then_more(buf):
+        buf.add_all(mapping.items())
+        buf.collect([pairs[:3]])
+
+    more = map_output(tmp_path / "more", mapping_then_more, combiner)
+    assert more == map_output(tmp_path / "all", lambda buf: buf.collect([pairs, pairs[:3]]), combiner)
+
+
 @pytest.mark.parametrize("fold", [sum_values, min_values, max_values], ids=lambda f: f.__name__)
 def test_a_fold_gives_what_its_function_gives_as_a_combiner(tmp_path, fold):
     pairs = [(w, len(w) * (i % 7 - 3)) for i, w in enumerate(WORDS[:50000])]

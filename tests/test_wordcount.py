@@ -54,6 +54,7 @@ def test_same_bytes_in_every_configuration(tmp_path, baseline, job, workers, spl
     result = run_cli("run", os.path.join(JOBS, job), SAMPLE_TEXT, "-o", out, "--workers", workers, "--split-size", split_size)
     assert result.returncode == 0, result.stderr
     assert read_bytes(out) == baseline
+    assert "input: 31102 records, 4404412 bytes" in result.stderr  # text_blocks (wordcount_fast.py) counts lines too
 
 
 def test_reducers_option_sets_part_count(tmp_path, reference):

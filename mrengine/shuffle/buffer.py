@@ -15,7 +15,9 @@ A combiner declared as a `combiners.Fold` (an associative operation, such as `su
 no lists at all: each value is folded into its key's running value as it arrives, one dict lookup and
 one operation per pair, and nothing is left to combine at a spill.
 `collect` takes the outputs of many mapper calls at once so that the per-pair work (a dict lookup
-and an append) happens inside one Python frame, with no call per pair.
+and an append) happens inside one Python frame, with no call per pair. A mapping's items handed to an
+empty buffer (what a `map_split` returning a `Counter` gives) are held as they are, one value per key
+and nothing to group or combine, until they are sorted and written: the mapping is in memory already.
 
 The size estimate multiplies what is held by sizes sampled with `sys.getsizeof` now and then:
 measuring every pair would cost more than the estimate is worth. Samples come often enough that the
@@ -29,6 +31,7 @@ import operator
 import os
 import sys
 from collections import Counter
+from collections.abc import ItemsView
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator
@@ -72,6 +75,7 @@ class MapOutputBuffer:
         self.counters = counters
         self.spills: list[tuple[str, list[Segment]]] = []
         self._pairs: list = []  # without a combiner: the pairs as they came
+        self._distinct: ItemsView | None = None  # a mapping's items, when they are all the buffer holds
         self._groups: dict = {}  # with one: key (or group_key) -> values not yet combined
         self._folds: dict = {}  # with a fold: key -> its values folded so far
         self._plain_type: type | None = None  # the one type of every key so far, while it is a plain one
@@ -88,6 +92,9 @@ class MapOutputBuffer:
 
     def collect(self, outputs: Iterable[Iterable[tuple]]) -> None:
         """Add the (key, value) pairs of every iterable in `outputs` (typically one per mapper call)."""
+        if self._distinct is not None:  # more pairs after a mapping's: collect them all alike
+            outputs = chain((self._distinct,), outputs)
+            self._distinct, self._held = None, 0
         if self.combiner is None:
             self._collect_pairs(outputs)
         elif self._fold_op is not None:
@@ -96,6 +103,10 @@ class MapOutputBuffer:
             self._collect_groups(outputs)
 
     def add_all(self, pairs: Iterable[tuple]) -> None:
+        if isinstance(pairs, ItemsView) and not (self._held or self.spills):
+            self._distinct = pairs
+            self._held = len(pairs)
+            return
         self.collect((pairs,))
 
     def _collect_pairs(self, outputs: Iterable[Iterable[tuple]]) -> None:
@@ -293,7 +304,12 @@ class MapOutputBuffer:
 
     def _sorted_partitions(self) -> tuple[list[list], str]:
         """The held pairs, combined, sorted and cut into partitions, and their key kind; empties the buffer."""
-        if self._fold_op is not None:
+        distinct = self._distinct is not None or self._fold_op is not None  # one pair per key
+        if self._distinct is not None:  # nothing to combine
+            pairs = list(self._distinct)
+            kind = sort_pairs(pairs)
+            self._distinct = None
+        elif self._fold_op is not None:
             self._count_folded()
             kind = kind_of(self._folds)
             pairs = sorted(self._folds.items(), key=_first)
@@ -319,6 +335,10 @@ class MapOutputBuffer:
             return [pairs], kind
         parts: list[list] = [[] for _ in range(self.num_partitions)]
         partition = self.partition
+        if distinct:  # no run of one key to partition once
+            for pair, p in zip(pairs, map(partition, map(_first, pairs))):
+                parts[p].append(pair)
+            return parts, kind
         last_key: Any = _NOTHING
         target: list = parts[0]
         any_kind = kind == ANY  # keys equal by == may still be different keys (1 and 1.0)
