@@ -333,9 +333,9 @@ def write_json(out: str, name: str, value: dict, storage_options: dict | None) -
     """A JSON file `name` in the output directory (the job's `_REPORT.json`)."""
     fs, path = _fs(out, storage_options)
     storage.makedirs(fs, path)
-    text = json.dumps(value, indent=1, sort_keys=True, default=str)  # one write: json.dump writes each token
     with fs.open(join(path, name), "w") as f:
-        f.write(text + "\n")
+        json.dump(value, f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
 
 
 def abort_job(out: str, job_id: str, published: dict, storage_options: dict | None) -> None:
