@@ -35,6 +35,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 STOP_GRACE = 0.1
 PORT_ATTEMPTS = 3  # master ports tried, should other processes take the free ones first
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # how the driver stops its forked master and workers, and how a user stops the driver
 _PROGRAM_MODULES = ("mrengine.cli", "mrengine.master", "mrengine.worker")  # imported once, before the forks
 
 
@@ -58,7 +59,13 @@ class EmbeddedCluster:
         for stream in (sys.stdout, sys.stderr):  # or the child would write what the driver has buffered
             stream.flush()
         proc = multiprocessing.get_context("fork").Process(target=_run_program, args=(args, log), name=name)
-        proc.start()
+        # Blocked across the fork: a stop signal that reached the child before it dropped the driver's
+        # handlers would run them there (a KeyboardInterrupt's traceback on the user's terminal).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         self.procs.append(proc)
         return proc
 
@@ -157,8 +164,9 @@ def _run_program(args: list[str], log: str | None) -> None:
     os.setsid()
     die_with_parent(signal.SIGTERM)
     setproctitle.setproctitle(" ".join([sys.executable, "-m", "mrengine", *args]))  # as `ps` would show it exec'd
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)  # the driver's handlers are the driver's
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # (blocked by _spawn) one sent already ends us now
     if log:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(fd, 1)
