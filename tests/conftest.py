@@ -70,11 +70,25 @@ def _spark_test_defaults() -> str:
     return conf_dir
 
 
+_MADE_DIRS: list[str] = []  # what this process made for the whole run (xdist's workers inherit the controller's)
+
+
+def _dir_for_the_run(variable: str, make) -> None:
+    if variable not in os.environ:
+        os.environ[variable] = make()
+        _MADE_DIRS.append(os.environ[variable])
+
+
 def pytest_configure(config):
     # Jobs the tests run leave history records (in the user's state directory by default): keep them out of ~.
-    os.environ.setdefault("XDG_STATE_HOME", tempfile.mkdtemp(prefix="mrengine-test-state-"))
-    os.environ.setdefault("SPARK_CONF_DIR", _spark_test_defaults())
+    _dir_for_the_run("XDG_STATE_HOME", lambda: tempfile.mkdtemp(prefix="mrengine-test-state-"))
+    _dir_for_the_run("SPARK_CONF_DIR", _spark_test_defaults)
     config.addinivalue_line("markers", "spark: runs jobs on a real Apache Spark (needs pyspark and Java 17+)")
+
+
+def pytest_unconfigure(config):
+    for path in _MADE_DIRS:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection, which must see the slow marker added here
