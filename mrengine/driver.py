@@ -17,7 +17,7 @@ from .messages import (ClusterStatus, JobStatusRequest, Kill, LogsRequest, Statu
 from .runner import Runner
 from .steps import RunOptions, Summary  # noqa: F401  (the driver's options and result, for its callers)
 
-POLL_SECONDS = 0.05
+STATUS_WAIT = 0.2  # the longest a status request waits for the job's end: the progress line's refresh
 SUBMIT_TIMEOUT = 600.0
 
 
@@ -129,11 +129,11 @@ class Driver(Runner):
         conn.settimeout(timeout)
         try:
             while True:
-                status: StepStatus = from_wire(conn.request(to_wire(JobStatusRequest(submitted.job_id))))
+                request = JobStatusRequest(submitted.job_id, wait=STATUS_WAIT)
+                status: StepStatus = from_wire(conn.request(to_wire(request)))
                 self.progress.update(label, status)
                 if status.state != "running":
                     break
-                time.sleep(POLL_SECONDS)
         finally:
             self.progress.done()
         if status.state == "cancelled":

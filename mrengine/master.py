@@ -177,6 +177,36 @@ class LongPolls:
         return self._deadlines[0][0] if self._deadlines else None
 
 
+class StatusWaits:
+    """Drivers' job-status requests held until their job ends or their deadline passes, whichever
+    comes first: a driver learns of the end at once, without polling for it."""
+
+    def __init__(self):
+        self._by_job: dict[str, list[tuple[float, comm.Request, "MasterJob"]]] = {}
+
+    def hold(self, request: comm.Request, job: "MasterJob", deadline: float) -> None:
+        self._by_job.setdefault(job.id, []).append((deadline, request, job))
+
+    def of_job(self, job_id: str) -> list[comm.Request]:
+        """The requests held for that job, no longer held."""
+        return [request for _, request, _ in self._by_job.pop(job_id, [])]
+
+    def due(self, now: float) -> list[tuple[comm.Request, "MasterJob"]]:
+        """The requests whose deadline has passed, no longer held."""
+        due = []
+        for job_id, held in list(self._by_job.items()):
+            due += [(request, job) for deadline, request, job in held if deadline <= now]
+            kept = [h for h in held if h[0] > now]
+            if kept:
+                self._by_job[job_id] = kept
+            else:
+                del self._by_job[job_id]
+        return due
+
+    def next_deadline(self) -> float | None:
+        return min((h[0] for held in self._by_job.values() for h in held), default=None)
+
+
 # ---------------------------------------------------------------- master jobs
 
 
@@ -547,6 +577,7 @@ class Master:
             StatusRequest: self._status, Kill: self._kill, LogsRequest: self._logs,
         }
         self._polls = LongPolls()
+        self._status_waits = StatusWaits()
         self._answers: collections.deque = collections.deque()  # (request, reply) decided under the lock, sent off it
         # Every request is answered on the connections' loop thread but a submit, which lists its input.
         self.server = comm.LoopServer(host, port, secret, self._serve, "master", max_frame,
@@ -573,6 +604,8 @@ class Master:
         if isinstance(msg, Heartbeat):
             self._heartbeat(msg, request)  # answers at once, or parks the request until work or its deadline
             return
+        if isinstance(msg, JobStatusRequest) and msg.wait > 0 and self._hold_status(msg, request):
+            return
         handler = self._handlers.get(type(msg))
         if handler is None:
             raise protocol.ProtocolError(f"a {msg.type!r} message is not for the master")
@@ -589,6 +622,11 @@ class Master:
 
     def _end(self, job: MasterJob, state: str) -> None:
         self.scheduler.end(job, state)
+        held = self._status_waits.of_job(job.id)
+        if held:
+            status = self._status_of(job)
+            self._answers += [(request, status) for request in held]
+            self.lock.notify_all()  # the long-polls' thread sends them
         if self.history is not None:  # a snapshot; the writer's thread writes it
             self.history.submit(job_report(self.registry.instance, job, job.finished))
 
@@ -695,8 +733,10 @@ class Master:
                     pending = self.scheduler.has_pending()
                     assign = self.scheduler.assign(poll.worker, poll.msg.free_slots) if pending else []
                     self._answers.append((poll.request, self._work(poll.worker, poll.msg, assign, True, poll.interval)))
+                self._answers += [(request, self._status_of(job)) for request, job in self._status_waits.due(time.monotonic())]
                 if not self._answers:
-                    deadline = self._polls.next_deadline()
+                    deadline = min(filter(None, (self._polls.next_deadline(), self._status_waits.next_deadline())),
+                                   default=None)
                     self.lock.wait(None if deadline is None else max(deadline - time.monotonic(), 0.001))
             self._send_answers()
 
@@ -728,6 +768,20 @@ class Master:
             self._answer_polls()
         return Submitted(job.id, len(splits), spec.num_reducers)
 
+    def _hold_status(self, msg: JobStatusRequest, request: comm.Request) -> bool:
+        """Hold a status request of a running job until the job ends or `msg.wait` passes (never so
+        long that a waiting driver looks gone, see `--driver-grace`); False for one to answer now."""
+        job = self.scheduler.jobs.get(msg.job_id)
+        if job is None:
+            return False
+        job.driver_seen = time.monotonic()
+        with self.lock:
+            if job.state != "running":
+                return False
+            self._status_waits.hold(request, job, job.driver_seen + min(msg.wait, self.driver_grace / 4))
+            self.lock.notify_all()  # the long-polls' thread may have a later deadline to wait for
+        return True
+
     def _job_status(self, msg: JobStatusRequest) -> StepStatus:
         job = self.scheduler.jobs.get(msg.job_id)
         if job is not None:
@@ -735,13 +789,17 @@ class Master:
         with self.lock:
             if job is None:
                 raise StorageError(f"no job {msg.job_id!r} on this master")
-            end = job.finished if job.state != "running" else time.monotonic()
-            # Where each split's map ran, for a driver whose next job reads the same splits (see `prefer`).
-            map_workers = [SplitPlace(s.url, s.start, s.end, t.winner.worker) for s, t in zip(job.splits, job.tasks.maps)
-                           if t.winner] if job.state == "succeeded" else []
-            return StepStatus(job.state, TaskCounts(**job.tasks.counts()), job.counters(), end - job.started,
-                              job.error, job.manifest if job.state == "succeeded" else None,
-                              len(self.registry.alive()), map_workers, _exclusions(job))
+            return self._status_of(job)
+
+    def _status_of(self, job: MasterJob) -> StepStatus:
+        """Under the lock: where the job stands, as its driver is told."""
+        end = job.finished if job.state != "running" else time.monotonic()
+        # Where each split's map ran, for a driver whose next job reads the same splits (see `prefer`).
+        map_workers = [SplitPlace(s.url, s.start, s.end, t.winner.worker) for s, t in zip(job.splits, job.tasks.maps)
+                       if t.winner] if job.state == "succeeded" else []
+        return StepStatus(job.state, TaskCounts(**job.tasks.counts()), job.counters(), end - job.started,
+                          job.error, job.manifest if job.state == "succeeded" else None,
+                          len(self.registry.alive()), map_workers, _exclusions(job))
 
     def _kill(self, msg: Kill) -> Ok:
         self.kill(msg.job_id, "`mrengine kill`")

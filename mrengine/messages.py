@@ -495,6 +495,7 @@ class TaskCounts:
 @dataclass
 class JobStatusRequest:
     job_id: str
+    wait: float = 0.0  # seconds the master may hold the answer while the job runs: it answers when the job ends
 
 
 @message("job_status")
