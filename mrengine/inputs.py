@@ -20,12 +20,11 @@ byte offset: silently replacing them would change counts without anyone noticing
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
-
-from fsspec.utils import infer_compression
 
 from . import serde, storage
 from .errors import RecordError, StorageError
@@ -36,6 +35,9 @@ if TYPE_CHECKING:
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 _GLOB_CHARS = "*?["
+# Compressed files by name, as fsspec names their codecs (which read them): such a file cannot be
+# cut, and is one split. Known here so that listing local files needs no fsspec import.
+COMPRESSIONS = {"gz": "gzip", "bz2": "bz2", "xz": "xz", "lzma": "lzma", "zip": "zip", "lz4": "lz4", "zst": "zstd"}
 
 
 class InputFile(NamedTuple):
@@ -133,7 +135,7 @@ def make_splits(files: list[InputFile], split_size: int = DEFAULT_SPLIT_SIZE, sp
     for f in files:
         if f.size == 0:
             continue  # holds no records
-        compression = infer_compression(f.url)
+        compression = compression_of(f.url)
         if compression or not splittable:
             splits.append(Split(len(splits), f.url, 0, -1, compression))
             continue
@@ -142,8 +144,17 @@ def make_splits(files: list[InputFile], split_size: int = DEFAULT_SPLIT_SIZE, sp
     return splits
 
 
+def compression_of(url: str) -> str | None:
+    """The codec a file's name says it is compressed with, if any.
+
+    >>> compression_of("s3://b/logs/day.gz"), compression_of("/data/part-00000")
+    ('gzip', None)
+    """
+    return COMPRESSIONS.get(os.path.splitext(url)[1].lstrip(".").lower())
+
+
 def open_input(url: str, storage_options: dict | None, compression: str | None = None, range_end: int = -1):
-    """An fsspec file opened for binary reading; close it with `with`.
+    """A file opened for binary reading (`storage.filesystem`'s); close it with `with`.
 
     `range_end >= 0`: the reader reads a split ending there (plus one line), so a remote object is
     fetched in ranges that stop near it rather than read ahead past it.

@@ -43,16 +43,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import cloudpickle
-import fsspec
 
-from . import context, outputs
+from . import context, outputs, storage
 from .messages import SplitPlace, StepSpec, StepStatus
 from .steps import RunOptions, Summary, counter_lines, step_spec
 from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
 from .paramserver import start_for_runner
-from .storage import absolute_url
 
 ENGINE = "mrengine"
 
@@ -146,14 +144,14 @@ class DriverContext:
         _check_formats(spec, where)
         self.rounds += 1
         so = self._opts.storage_options
-        output = None if collect else absolute_url(output)
+        output = None if collect else storage.absolute_url(output)
         target = outputs.round_dir(self.output, self.session, self.rounds) if collect else output
         if not collect:
             outputs.check_output_dir(output, self._opts.overwrite, so)
         prefer = [SplitPlace(url, start, end, worker) for (url, start, end), worker in self._locality.items()] if locality else []
         label = f"{self._job.name} round {self.rounds}"
         try:
-            round_spec = replace(step_spec(spec, 0, [absolute_url(p) for p in paths], target, self._opts), prefer=prefer,
+            round_spec = replace(step_spec(spec, 0, [storage.absolute_url(p) for p in paths], target, self._opts), prefer=prefer,
                                  job_name=label, session=self.session)
             began = time.monotonic()
             status = self._run_step(round_spec, label)
@@ -199,7 +197,9 @@ class DriverContext:
                              "(names starting with '_' or '.' are mrengine's)")
         path = outputs.staged_path(self.output, self.session, name)
         text = {"encoding": "utf-8", "newline": "\n"} if mode == "w" else {}
-        return fsspec.open(path, mode, auto_mkdir=True, **text, **self._opts.storage_options).open()
+        fs, fs_path = storage.filesystem(path, self._opts.storage_options)
+        with storage.translated(f"file {name!r} of the output directory", fs, fs_path):
+            return storage.create(fs, fs_path, mode, **text)
 
 
 def _read_pairs(directory: str, partitions: int, storage_options: dict) -> list:

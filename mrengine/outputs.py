@@ -166,8 +166,7 @@ class PartWriter:
         self._chunk: list = []
         fs, fs_path = storage.filesystem(path, storage_options)
         with storage.translated(self.what, fs, fs_path):
-            storage.makedirs(fs, fs._parent(fs_path))
-            self._file = fs.open(fs_path, "wb")
+            self._file = storage.create(fs, fs_path)
         self._out = _Counting(self._file, self.what)
 
     def write(self, pairs: Iterable[tuple]) -> None:
@@ -323,8 +322,7 @@ def commit_job(out: str, job_id: str, manifest: dict, storage_options: dict | No
 def write_skipped(out: str, step: int, entries: list[dict], storage_options: dict | None) -> None:
     """The bad records step `step` skipped, one JSON object a line, in `out`'s `skipped_name(step)`."""
     fs, path = _fs(join(out, skipped_name(step)), storage_options)
-    storage.makedirs(fs, fs._parent(path))
-    with fs.open(path, "w") as f:
+    with storage.create(fs, path, "w") as f:
         for entry in entries:
             f.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
 

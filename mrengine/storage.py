@@ -21,10 +21,8 @@ import os
 import sys
 from typing import Iterator
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 from .errors import StorageError
+from .localfiles import LocalFiles, is_local, local_path
 
 # botocore retries connection errors, throttling and 5xx with jittered backoff (standard mode), up
 # to S3_ATTEMPTS attempts; s3fs then tries each call S3_CALL_TRIES times. A refusing endpoint fails
@@ -62,8 +60,16 @@ def absolute_url(url: str) -> str:
     return os.path.abspath(os.path.expanduser(url))
 
 
+_LOCAL = LocalFiles()
+
+
 def filesystem(url: str, storage_options: dict | None = None) -> tuple:
-    """(filesystem, path inside it) for a URL; raises StorageError when the backend is missing."""
+    """(filesystem, path inside it) for a URL; raises StorageError when the backend is missing.
+    Local paths without options are `LocalFiles`: a local job never imports fsspec."""
+    if is_local(url) and not storage_options:
+        return _LOCAL, local_path(url)
+    import fsspec
+
     protocol = fsspec.utils.get_protocol(url)
     try:
         fs, path = fsspec.core.url_to_fs(url, **_with_defaults(protocol, storage_options))
@@ -87,6 +93,12 @@ def makedirs(fs, path: str) -> None:
     create a missing *bucket*, hiding a typo in its name)."""
     if not has_buckets(fs):
         fs.makedirs(path, exist_ok=True)
+
+
+def create(fs, path: str, mode: str = "wb", **text):
+    """`path` opened to write a new file, with the directories above it where directories exist."""
+    makedirs(fs, fs._parent(path))
+    return fs.open(path, mode, **text)
 
 
 def remove_tree(fs, path: str) -> None:
@@ -228,6 +240,6 @@ class RangeReader(io.RawIOBase):
 def open_range(fs, path: str, end: int):
     """`path` opened for reading a split that ends at byte `end`: a RangeReader on remote stores,
     the plain file where reading ahead costs nothing (local disks)."""
-    if isinstance(fs, LocalFileSystem):
+    if isinstance(fs, LocalFiles) or "file" in fs.protocol:
         return fs.open(path, "rb")
     return RangeReader(fs.open(path, "rb", cache_type="none"), end, fs.unstrip_protocol(path), RANGE_BLOCK, RANGE_TAIL)
