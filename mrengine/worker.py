@@ -387,13 +387,15 @@ class Worker:
 
     def _first_connection(self) -> comm.Connection | None:
         deadline = time.monotonic() + MASTER_RETRY_SECONDS
+        pause = 0.01  # doubling to 0.2 s: a worker started with its master (the embedded cluster's) may be first
         while not self.stop_requests:
             try:
                 return self._open()
             except (ClusterError, comm.ConnectionClosed) as exc:
                 if time.monotonic() > deadline:
                     raise ClusterError(f"cannot reach the master at {self.master} within {MASTER_RETRY_SECONDS:.0f}s: {exc}") from None
-                time.sleep(0.2)
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
         return None
 
     def _request_stop(self, signum, frame) -> None:
