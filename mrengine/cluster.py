@@ -115,7 +115,7 @@ class EmbeddedCluster:
                 raise ClusterError(f"the master did not start (exit code {master.exitcode}):\n{log}")
             if time.monotonic() > deadline:
                 raise ClusterError(f"the master did not start within {START_TIMEOUT:.0f}s")
-            time.sleep(0.01)
+            time.sleep(0.001)  # a small job waits for this: the master listens some 20 ms after its fork
         return True
 
     def _ui_args(self) -> list[str]:
