@@ -23,6 +23,7 @@ descriptors, say) is logged and retried after a back-off instead of ending the a
 from __future__ import annotations
 
 import collections
+import encodings.idna  # noqa: F401  (imported by the first address lookup: here, once, before any fork)
 import errno
 import hashlib
 import hmac

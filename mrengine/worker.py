@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.sharedctypes  # noqa: F401  (a slot's RawValue: imported before the fork, not by each worker)
 import os
 import shutil
 import signal
