@@ -4,8 +4,12 @@ Scenarios 1, 6 and 7 of the cluster issue; each compares its output byte for byt
 run of the same job on an embedded cluster.
 """
 
+import json
 import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,6 +18,8 @@ import netns
 from cluster_env import JOB, Cluster, assert_same_output, manifest, record_time, reference_output, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+STATUS_WAIT = str(Path(__file__).parent / "status_wait.py")
+LONG_WAIT = 60.0  # longer than the rest of the job takes, by far
 
 
 def test_wordcount_across_three_hosts(tmp_path, tmp_path_factory):
@@ -37,18 +43,34 @@ def test_wordcount_across_three_hosts(tmp_path, tmp_path_factory):
         assert "left" in cluster.log("master")  # the workers said goodbye
 
 
+def _ask_status(cluster: Cluster, job_id: str, wait: float) -> subprocess.Popen:
+    return cluster.hosts[0].popen([sys.executable, STATUS_WAIT, cluster.address, cluster.secret_file, job_id, str(wait)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _answer(asking: subprocess.Popen) -> dict:
+    out, err = asking.communicate(timeout=60)
+    assert asking.returncode == 0, err
+    return json.loads(out)
+
+
 def test_worker_joining_mid_job_gets_work_at_once(tmp_path, tmp_path_factory):
+    """...and a driver's status request waits while the job runs, and is answered when it ends."""
     reference = reference_output(tmp_path_factory)
     job_file = tmp_path / "submitter-only" / "wc.py"  # the workers run the shipped code, not this file
     job_file.parent.mkdir()
     shutil.copy(JOB, job_file)
     with netns.Hosts(3) as hosts:
         cluster = Cluster(hosts, tmp_path)
-        cluster.start_master()
+        cluster.start_master("--driver-grace", 4 * LONG_WAIT)  # a status request may wait a quarter of it
         cluster.start_worker(hosts[1])
         driver = cluster.submit(["hold_map=a.txt"], job=job_file)  # map task 0 holds the only worker
         cluster.held("map")
         job_file.unlink()
+        job_id = cluster.job()["id"]
+        held = _answer(_ask_status(cluster, job_id, 0.5))
+        assert held["state"] == "running" and held["seconds"] >= 0.45, held  # held its half second: the job runs
+        until_the_end = _ask_status(cluster, job_id, LONG_WAIT)
         late = cluster.start_worker(hosts[2], slots=2)
         late_id = cluster.worker_id(late)
         wait_for(lambda: any(a["worker"] == late_id for a in cluster.attempts(cluster.job())), 30,
@@ -58,6 +80,8 @@ def test_worker_joining_mid_job_gets_work_at_once(tmp_path, tmp_path_factory):
         result = cluster.finish(driver)
         assert result.returncode == 0, result.stderr
         assert_same_output(cluster.out, reference)
+        answer = _answer(until_the_end)
+        assert answer["state"] == "succeeded" and answer["seconds"] < LONG_WAIT, answer  # at the end, not its deadline
         cluster.stop()
 
 
