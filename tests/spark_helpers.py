@@ -18,11 +18,11 @@ def run_native(job: str, out, *args: str, inputs: str = SAMPLE_TEXT):
     return result
 
 
-def run_spark(runner, job: str, out, inputs=SAMPLE_TEXT, *job_args: str, **options):
-    """`mrengine run JOB INPUTS -o OUT --runner spark ... -- JOB_ARGS` on the running Spark session `runner`
-    (the `spark_runner` fixture), as the CLI runs it: `options` are RunOptions' (split_size=, params=, ...)."""
+def run_spark(runner, job: str, out, inputs, **options):
+    """`mrengine run JOB INPUTS -o OUT --runner spark ...` on the running Spark session `runner` (the
+    `spark_runner` fixture), as the CLI runs it: `options` are RunOptions' (split_size=, params=, ...)."""
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
-    return runner.run(load_job(str(job), list(job_args)), [absolute_url(str(p)) for p in inputs], absolute_url(str(out)),
+    return runner.run(load_job(str(job)), [absolute_url(str(p)) for p in inputs], absolute_url(str(out)),
                       RunOptions(**options))
 
 

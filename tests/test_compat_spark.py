@@ -1,8 +1,7 @@
 """mrjob jobs, streaming jobs and the sort orders on the Spark runner: byte for byte the native output.
 
 The jobs of steps run on one Spark session for the module (the `spark_runner` fixture, `SparkRunner.run`
-as the CLI calls it, with the job's arguments as `load_job` takes them from the CLI); the streaming job
-goes through `mrengine streaming --runner spark` end to end."""
+as the CLI calls it); the streaming job goes through `mrengine streaming --runner spark` end to end."""
 
 import importlib.util
 import os
