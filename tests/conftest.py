@@ -140,6 +140,29 @@ def reference_wordcount(paths) -> Counter:
     return counts
 
 
+SPARK_SESSION_ENV = ("PYSPARK_PYTHON", "SPARK_LOCAL_IP")  # what starting Spark in this process sets for its workers
+
+
+@pytest.fixture(scope="module")
+def spark_runner():
+    """One Spark session on local[2] for a module's tests, driven through the `SparkRunner.run` the CLI
+    calls: a JVM's start costs seconds of CPU, a small job on a running one a fraction of that. It
+    stops when the module's last test ends (--dist loadfile keeps a module on one worker), and the
+    environment it set is put back, so later tests' Spark CLI runs start as they would alone."""
+    from mrengine.spark import SparkRunner
+
+    saved = {name: os.environ.get(name) for name in SPARK_SESSION_ENV}
+    try:
+        with SparkRunner("local[2]", {"spark.ui.enabled": "false"}) as runner:
+            yield runner
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture
 def private_tmpdir(tmp_path, monkeypatch):
     """A TMPDIR of this test's own, so leftover temp files of a run can be seen (and other runs' cannot)."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+from mrengine.job import load_job
+from mrengine.steps import RunOptions
+from mrengine.storage import absolute_url
 from conftest import SAMPLE_TEXT, run_cli
 
 RUN_TIMEOUT = 300.0  # one CLI run, Spark's start-up included, on 2 busy cores
@@ -13,6 +16,14 @@ def run_native(job: str, out, *args: str, inputs: str = SAMPLE_TEXT):
     result = run_cli("run", job, inputs, "-o", out, "--workers", "2", *args, timeout=RUN_TIMEOUT)
     assert result.returncode == 0, result.stderr
     return result
+
+
+def run_spark(runner, job: str, out, inputs, **options):
+    """`mrengine run JOB INPUTS -o OUT --runner spark ...` on the running Spark session `runner` (the
+    `spark_runner` fixture), as the CLI runs it: `options` are RunOptions' (split_size=, params=, ...)."""
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs
+    return runner.run(load_job(str(job)), [absolute_url(str(p)) for p in inputs], absolute_url(str(out)),
+                      RunOptions(**options))
 
 
 def files_of(directory) -> dict[str, bytes]:

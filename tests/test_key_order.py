@@ -19,7 +19,7 @@ from mrengine import serde
 from mrengine.job import load_job
 from mrengine.shuffle.order import sort_key
 from mrengine.shuffle.partition import stable_partition
-from spark_helpers import RUN_TIMEOUT, assert_same_output
+from spark_helpers import RUN_TIMEOUT, assert_same_output, run_spark
 
 ANY_KEYS = os.path.join(TEST_JOBS, "any_keys.py")
 TOP_WORDS = os.path.join(TEST_JOBS, "top_words.py")
@@ -202,14 +202,12 @@ def test_one_reducer_writes_every_key_in_the_one_order(tmp_path):
 
 @pytest.mark.spark
 @pytest.mark.parametrize("job", ["top_words", "any_keys"])
-def test_spark_writes_the_native_bytes(tmp_path, job):
+def test_spark_writes_the_native_bytes(spark_runner, tmp_path, job):
     path, text = (TOP_WORDS, BOOK) if job == "top_words" else (_with_combiner(tmp_path), _words_file(tmp_path))
-    args = (path, text, "--split-size", "64k", "--reducers", "3")
-    native = run_cli("run", *args[:2], "-o", tmp_path / "native", *args[2:], "--workers", "2", timeout=RUN_TIMEOUT)
+    native = run_cli("run", path, text, "-o", tmp_path / "native", "--split-size", "64k", "--reducers", "3",
+                     "--workers", "2", timeout=RUN_TIMEOUT)
     assert native.returncode == 0, native.stderr
-    spark = run_cli("run", *args[:2], "-o", tmp_path / "spark", *args[2:], "--runner", "spark", "--spark-master",
-                    "local[2]", "--spark-conf", "spark.ui.enabled=false", timeout=RUN_TIMEOUT)
-    assert spark.returncode == 0, spark.stderr
+    run_spark(spark_runner, path, tmp_path / "spark", text, split_size=64 << 10, reducers=3)
     assert_same_output(tmp_path / "native", tmp_path / "spark")
     if job == "top_words":
         assert len(read_tsv(tmp_path / "spark")) == 10

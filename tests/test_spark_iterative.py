@@ -18,10 +18,9 @@ import pytest
 from mrengine.driver import RunOptions
 from mrengine.iterative import run_main
 from mrengine.job import load_job
-from mrengine.spark import SparkRunner
 from conftest import run_cli
 from sgd_support import BREAST_CANCER, FIXTURE_JOBS, JOBS, mrengine_run
-from spark_helpers import RUN_TIMEOUT
+from spark_helpers import RUN_TIMEOUT, run_spark
 from test_iterative import failing_job, splits_of, write_table
 
 pytestmark = pytest.mark.spark
@@ -31,26 +30,28 @@ TRAIN, TEST = BREAST_CANCER / "train.csv", BREAST_CANCER / "test.csv"
 SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false"]
 
 
-@pytest.fixture(scope="module")
-def spark():
-    with SparkRunner("local[2]", {"spark.ui.enabled": "false"}) as runner:
-        yield runner
-
-
 def summary_of(stderr: str) -> dict[str, str]:
     """The run's summary lines by their first word ("rounds:", "input:", ...), the time left out."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.startswith("  ")]
     return {ln.split()[0]: ln for ln in lines}
 
 
-@pytest.mark.parametrize("mode", ["gradient", "average"])
-def test_sgd_trains_the_native_model(tmp_path, mode):
-    args = ["--split-size", "16k", "-p", f"mode={mode}", "-p", "epochs=12", "-p", "lr=1.0", "-p", f"l2={1 / 455}",
-            "-p", f"test={TEST}"]
+@pytest.mark.parametrize("mode, through_the_cli", [pytest.param("gradient", True, id="gradient-cli"),
+                                                    pytest.param("average", False, id="average-session")])
+def test_sgd_trains_the_native_model(spark_runner, tmp_path, mode, through_the_cli):
+    """Gradient mode through `mrengine run --runner spark` end to end, average mode on the module's session."""
+    params = {"mode": mode, "epochs": 12, "lr": 1.0, "l2": 1 / 455, "test": str(TEST)}
+    args = ["--split-size", "16k", *(arg for name, value in params.items() for arg in ("-p", f"{name}={value}"))]
     native = mrengine_run(SGD, [TRAIN], tmp_path / "native", *args)
     assert native.returncode == 0, native.stderr
-    spark = run_cli("run", SGD, TRAIN, "-o", tmp_path / "spark", *args, *SPARK, timeout=RUN_TIMEOUT)
-    assert spark.returncode == 0, spark.stderr
+    if through_the_cli:
+        spark = run_cli("run", SGD, TRAIN, "-o", tmp_path / "spark", *args, *SPARK, timeout=RUN_TIMEOUT)
+        assert spark.returncode == 0, spark.stderr
+        assert "[sgd round 3] map 6/6  reduce 1/1" in spark.stderr
+        spark_summary = summary_of(spark.stderr)
+    else:
+        summary = run_spark(spark_runner, SGD, tmp_path / "spark", TRAIN, split_size=16 << 10, params=params)
+        spark_summary = summary_of("\n".join(summary.lines()))  # the lines the CLI prints
     assert (tmp_path / "spark" / "model.npy").read_bytes() == (tmp_path / "native" / "model.npy").read_bytes()
     assert (tmp_path / "spark" / "model.json").read_text() == (tmp_path / "native" / "model.json").read_text()
     model = json.loads((tmp_path / "spark" / "model.json").read_text())
@@ -59,15 +60,15 @@ def test_sgd_trains_the_native_model(tmp_path, mode):
     strip = lambda path: [ln.rsplit(",", 1)[0] for ln in path.read_text().splitlines()]  # noqa: E731
     assert strip(tmp_path / "spark" / "log.csv") == strip(tmp_path / "native" / "log.csv")
     # The same rounds and tasks; every split read once, then served from Spark's cache.
-    native_summary, spark_summary = summary_of(native.stderr), summary_of(spark.stderr)
+    native_summary = summary_of(native.stderr)
     assert spark_summary["rounds:"].split(";")[0] == native_summary["rounds:"].split(";")[0]
     assert spark_summary["input:"].split("; broadcast")[0] == native_summary["input:"].split("; broadcast")[0]
     assert spark_summary["files:"] == native_summary["files:"]
-    assert "[sgd round 3] map 6/6  reduce 1/1" in spark.stderr
 
 
 @pytest.mark.parametrize("suffix,split_size", [(".csv", 32 * 1024), (".npy", 16 * 1024)])
-def test_rounds_read_each_split_once_and_load_each_broadcast_once_per_python_worker(spark, tmp_path, suffix, split_size):
+def test_rounds_read_each_split_once_and_load_each_broadcast_once_per_python_worker(spark_runner, tmp_path, suffix,
+                                                                                   split_size):
     data = tmp_path / f"table{suffix}"
     table = write_table(data)
     splits = splits_of(data, split_size)
@@ -75,7 +76,7 @@ def test_rounds_read_each_split_once_and_load_each_broadcast_once_per_python_wor
     # After round 1 the driver overwrites the file: later rounds can only repeat round 1 from Spark's cache.
     opts = RunOptions(split_size=split_size, params={"scramble": True})
     summary = run_main(load_job(str(FIXTURE_JOBS / "iterative_counts.py")), [str(data)], str(tmp_path / "out"), opts,
-                       spark.run_step)
+                       spark_runner.run_step)
     rounds = json.loads((tmp_path / "out" / "rounds.json").read_text())
     assert len(rounds) == summary.rounds == 5
     for rnd in rounds:

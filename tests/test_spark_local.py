@@ -9,27 +9,13 @@ import os
 
 import pytest
 
-from mrengine.driver import RunOptions
-from mrengine.job import load_job
-from mrengine.spark import SparkRunner
 from conftest import JOBS, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
-from spark_helpers import RUN_TIMEOUT, assert_same_output, run_native, summary_without_time
+from spark_helpers import RUN_TIMEOUT, assert_same_output, run_native, run_spark, summary_without_time
 
 pytestmark = pytest.mark.spark
 
 SPLIT = "1m"  # several map tasks per file
 SMALL = os.path.join(TEXT, "kjv-new-testament.txt")  # 1 MB: cut in 256 KiB splits, four map tasks
-
-
-@pytest.fixture(scope="module")
-def spark():
-    with SparkRunner("local[2]", {"spark.ui.enabled": "false"}) as runner:
-        yield runner
-
-
-def run_spark(spark, job: str, out, inputs: str = TEXT, split_size: int = 1 << 20, **params):
-    opts = RunOptions(split_size=split_size, params=params)
-    return spark.run(load_job(job), [inputs], str(out), opts)
 
 
 def test_wordcount_through_the_cli_matches_native(tmp_path):
@@ -69,19 +55,20 @@ def test_wordcount_through_the_cli_matches_native(tmp_path):
     os.path.join(TEST_JOBS, "two_steps.py"),  # values in arrival order: the order must match too
     os.path.join(TEST_JOBS, "counters.py"),
 ], ids=lambda p: os.path.basename(p)[:-3])
-def test_job_matches_native(spark, tmp_path, job):
+def test_job_matches_native(spark_runner, tmp_path, job):
     native = run_native(job, tmp_path / "native", "--split-size", "256k", inputs=SMALL)
-    summary = run_spark(spark, job, tmp_path / "spark", inputs=SMALL, split_size=256 << 10)
+    summary = run_spark(spark_runner, job, tmp_path / "spark", SMALL, split_size=256 << 10)
     assert_same_output(tmp_path / "native", tmp_path / "spark")
     assert summary.lines()[1:] == summary_without_time(native.stderr)[1:]
 
 
-def test_failed_attempts_are_retried_and_counted_once(spark, tmp_path):
+def test_failed_attempts_are_retried_and_counted_once(spark_runner, tmp_path):
     job = os.path.join(TEST_JOBS, "flaky.py")
     for name in ("native-marks", "spark-marks"):
         (tmp_path / name).mkdir()
     native = run_native(job, tmp_path / "native", "--split-size", SPLIT, "-p", f"marks={tmp_path / 'native-marks'}")
-    summary = run_spark(spark, job, tmp_path / "spark", marks=str(tmp_path / "spark-marks"))
+    summary = run_spark(spark_runner, job, tmp_path / "spark", TEXT, split_size=1 << 20,
+                        params={"marks": str(tmp_path / "spark-marks")})
     assert sorted(os.listdir(tmp_path / "spark-marks")) == ["map", "reduce"]  # both first attempts did fail
     assert summary.attempts >= summary.maps + summary.reduces + 2
     assert summary.counters["flaky", "map lines"] == 31102  # the lines of sample_data/text, once each
