@@ -13,13 +13,15 @@ from typing import Any
 from . import serde
 from .errors import ProtocolError
 
-VERSION = 8  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
+VERSION = 9  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
 #             3: a job's pickled code travels once per worker (heartbeat "jobs"), not with every task
 #             4: every message is a `messages` dataclass, its fields by name (no positional lists)
 #             5: every frame after the handshake is sealed (comm, channel); the handshake says if encrypted
 #             6: tasks carry their limits and session (a worker of 5 would ignore them); `kill`
 #             7: tasks carry the records to skip, failures the record and whether the worker is to blame
 #             8: a reduce's map sources travel as columns (`MapSources`), each shuffle server named once
+#             9: a map's segments travel as columns of bytes and records (`MapOutput`); a reduce's sources
+#                name the rows to fetch, and the shuffle server sends each segment's records with it
 HEADER = struct.Struct("!I")
 DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 
