@@ -45,7 +45,7 @@ from .messages import (
     StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire,
     to_wire,
 )
-from .shuffle.kept import KeptMapOutput, PartitionTotals
+from .shuffle.kept import FilledRows, KeptMapOutput, PartitionTotals
 from .steps import CounterSum, StepCommit, failed_on_all, manifest, plan
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, Attempt, AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit,
@@ -411,9 +411,9 @@ class Scheduler:
             maps, addresses = job.tasks.maps, {}
             hosts = [addresses.setdefault(self.registry.workers[t.winner.worker].shuffle, len(addresses)) for t in maps]
             job.shared_sources = (list(addresses), [t.index for t in maps], hosts, [t.winner.id for t in maps],
-                                  [t.result for t in maps])
-        addresses, indexes, hosts, attempt_ids, outputs = job.shared_sources
-        return MapSources(addresses, indexes, hosts, attempt_ids, KeptMapOutput.rows_holding(outputs, partition))
+                                  FilledRows([t.result for t in maps]))
+        addresses, indexes, hosts, attempt_ids, filled = job.shared_sources
+        return MapSources(addresses, indexes, hosts, attempt_ids, filled.of(partition))
 
     def finished(self, worker: WorkerInfo, report: AttemptReport) -> None:
         job = self.jobs.get(report.job_id)

@@ -10,9 +10,11 @@ partition's records and bytes as the maps' outputs win (`PartitionTotals`, O(R))
 
 from __future__ import annotations
 
-from array import array
+from operator import add
 
 from ..messages import MapOutput
+
+_DIGITS = bytes.maketrans(b"\x00\x01", b"01")
 
 
 class KeptMapOutput:
@@ -20,30 +22,48 @@ class KeptMapOutput:
     the output's records and bytes in all; its counters and sampled heavy keys.
 
         >>> kept = KeptMapOutput(MapOutput([120, 0, 7], [4, 0, 1], [["g", "n", 1]]))
-        >>> [kept.holds(p) for p in range(3)], kept.records, kept.bytes
-        ([True, False, True], 5, 127)
+        >>> kept.filled, kept.records, kept.bytes
+        (b'\\x05', 5, 127)
     """
 
     __slots__ = ("filled", "records", "bytes", "counters", "heavy_keys")
 
     def __init__(self, output: MapOutput):
-        filled = bytearray((len(output.lengths) + 7) // 8)
-        for partition, length in enumerate(output.lengths):
-            if length:
-                filled[partition >> 3] |= 1 << (partition & 7)
-        self.filled = bytes(filled)
+        lengths = output.lengths
+        # Partition p is bit p (byte p // 8, bit p % 8), made at C speed: binary digits, the last partition's first.
+        digits = bytes(map(bool, reversed(lengths))).translate(_DIGITS)
+        self.filled = int(digits or b"0", 2).to_bytes((len(lengths) + 7) // 8, "little")
         self.records, self.bytes = sum(output.records), sum(output.lengths)
         self.counters, self.heavy_keys = output.counters, output.heavy_keys
 
-    def holds(self, partition: int) -> bool:
-        """Whether its segment for `partition` holds records."""
-        return bool(self.filled[partition >> 3] & 1 << (partition & 7))
 
-    @staticmethod
-    def rows_holding(outputs: list["KeptMapOutput"], partition: int) -> list[int]:
-        """The indexes into `outputs` of those whose segment for `partition` holds records, ascending."""
+
+class FilledRows:
+    """Per partition, the rows of a list of map outputs whose segment for it holds records: one list of all
+    rows shared by the partitions every output fills (most, in a job of big maps), a list of its own for
+    each other partition.
+
+        >>> rows = FilledRows([KeptMapOutput(MapOutput([1, 0, 5], [1, 0, 2], [])),
+        ...                    KeptMapOutput(MapOutput([3, 2, 0], [1, 1, 0], []))])
+        >>> rows.of(0), rows.of(1), rows.of(2), rows.of(0) is rows.all_rows
+        ([0, 1], [1], [0], True)
+    """
+
+    __slots__ = ("outputs", "everywhere", "all_rows")
+
+    def __init__(self, outputs: list[KeptMapOutput]):
+        self.outputs = outputs
+        self.everywhere = -1  # the partitions every output fills, as bits of one int
+        for output in outputs:
+            self.everywhere &= int.from_bytes(output.filled, "little")
+        self.all_rows = list(range(len(outputs)))
+
+    def of(self, partition: int) -> list[int]:
+        """The rows whose segment for `partition` holds records, ascending."""
+        if self.everywhere >> partition & 1:
+            return self.all_rows
         at, bit = partition >> 3, 1 << (partition & 7)
-        return [row for row, output in enumerate(outputs) if output.filled[at] & bit]
+        return [row for row, output in enumerate(self.outputs) if output.filled[at] & bit]
 
 
 class PartitionTotals:
@@ -53,13 +73,11 @@ class PartitionTotals:
     __slots__ = ("records", "bytes")
 
     def __init__(self, partitions: int):
-        self.records, self.bytes = array("q", bytes(8 * partitions)), array("q", bytes(8 * partitions))
+        self.records, self.bytes = [0] * partitions, [0] * partitions
 
     def add(self, output: MapOutput) -> None:
-        records, lengths = self.records, self.bytes
-        for partition, (length, count) in enumerate(zip(output.lengths, output.records)):
-            lengths[partition] += length
-            records[partition] += count
+        self.records = list(map(add, self.records, output.records))
+        self.bytes = list(map(add, self.bytes, output.lengths))
 
     def of(self, partition: int) -> tuple[int, int]:
         """(records, bytes) of `partition`."""
