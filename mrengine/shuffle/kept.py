@@ -11,8 +11,10 @@ partition's records and bytes as the maps' outputs win (`PartitionTotals`, O(R))
 from __future__ import annotations
 
 from operator import add
+from typing import TYPE_CHECKING
 
-from ..messages import MapOutput
+if TYPE_CHECKING:  # shuffle modules sit below messages (docs/ARCHITECTURE.md)
+    from ..messages import MapOutput
 
 _DIGITS = bytes.maketrans(b"\x00\x01", b"01")
 
@@ -21,6 +23,7 @@ class KeptMapOutput:
     """A map attempt's result as a master keeps it: which partitions' segments hold records, a bit each;
     the output's records and bytes in all; its counters and sampled heavy keys.
 
+        >>> from mrengine.messages import MapOutput
         >>> kept = KeptMapOutput(MapOutput([120, 0, 7], [4, 0, 1], [["g", "n", 1]]))
         >>> kept.filled, kept.records, kept.bytes
         (b'\\x05', 5, 127)
@@ -43,6 +46,7 @@ class FilledRows:
     rows shared by the partitions every output fills (most, in a job of big maps), a list of its own for
     each other partition.
 
+        >>> from mrengine.messages import MapOutput
         >>> rows = FilledRows([KeptMapOutput(MapOutput([1, 0, 5], [1, 0, 2], [])),
         ...                    KeptMapOutput(MapOutput([3, 2, 0], [1, 1, 0], []))])
         >>> rows.of(0), rows.of(1), rows.of(2), rows.of(0) is rows.all_rows
