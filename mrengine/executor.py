@@ -22,7 +22,7 @@ from . import context, outputs, sorting
 from .sorting import pairs_of as _pairs
 from .cache import SlotCache
 from .combiners import Fold
-from .errors import FetchFailedError, MrEngineError, RecordError, UserCodeError
+from .errors import MrEngineError, RecordError, UserCodeError
 from .inputs import Split
 from .job import JobSpec, Step, user_traceback
 from .messages import BadRecord, ErrorInfo, MapOutput, PartOutput, TaskSpec
@@ -96,7 +96,7 @@ def run_map(job: JobSpec, step: Step, task: TaskSpec, work_dir: str,
     path, segments, counters, heavy_keys = map_to_file(step, task.split, fmt, blocks, task.params, broadcast,
                                                        task.num_partitions, task.sort_buffer_bytes, attempt_dir, engine,
                                                        frozenset(task.skip))
-    return path, MapOutput(list(segments), counters, heavy_keys)
+    return path, MapOutput.of(segments, counters, heavy_keys)
 
 
 def run_map_to_part(job: JobSpec, step: Step, task: TaskSpec, cache: SlotCache | None = None,
@@ -380,15 +380,10 @@ def reduce_to_file(step: Step, runs: list[Run], partition: int, out_path: str, o
 def _fetch_all(task: TaskSpec, partition: int, attempt_dir: str, secret: bytes) -> list[Run]:
     runs = []
     for source in task.sources:
-        if not source.length:
-            continue
         path = os.path.join(attempt_dir, f"m{source.map_index:05d}.run")
         with open(path, "wb") as out:
             got = fetch_segment(source.address, secret, task.job_id, source.attempt_id, partition, source.map_index, out)
-        if got != source.length:
-            raise FetchFailedError(f"map output {source.attempt_id} from {source.address} has {got} bytes, expected "
-                                   f"{source.length}", source.map_index)
-        runs.append(Run(path, 0, source.length, source.records, source.map_index))
+        runs.append(Run(path, 0, got.length, got.records, source.map_index))
     return runs
 
 

@@ -46,8 +46,8 @@ def job_report(master_id: str, job, now: float) -> dict:
     wall = time.time() - now  # add to a monotonic time to get wall clock
     spec = job.spec
     end = job.finished or now
-    sizes = _shuffle_sizes(job)
-    tasks = [_task_row(job, t, now, sizes) for t in job.tasks.maps + job.tasks.reduces]
+    received = _received(job)
+    tasks = [_task_row(job, t, now, received) for t in job.tasks.maps + job.tasks.reduces]
     flag_stragglers(tasks)
     return {
         "id": job.id, "master": master_id, "name": spec.job_name, "step": spec.step, "state": job.state,
@@ -58,27 +58,14 @@ def job_report(master_id: str, job, now: float) -> dict:
         "elapsed": round(end - job.started, 3),
         "counts": job.tasks.counts(), "counters": job.counters(),
         "error": asdict(job.error) if job.error else None, "manifest": job.manifest,
-        "tasks": tasks, "skew": _skew(job, sizes[1], _heavy_keys(job)),
+        "tasks": tasks, "skew": _skew(job, received, _heavy_keys(job)),
     }
 
 
-def _shuffle_sizes(job) -> tuple[dict, list]:
-    """(records, bytes) of each done map task's output, by map index, and of each partition's share of
-    them, by partition; none in a map-only job, whose maps write part files. One pass over the M x R
-    segments, under the master's lock."""
-    partitions = len(job.tasks.reduces)
-    sent, records, lengths = {}, [0] * partitions, [0] * partitions
-    for task in job.tasks.maps if partitions else []:
-        if task.result is None:
-            continue
-        out_records = out_bytes = 0
-        for p, (_, length, count) in enumerate(task.result.segments):
-            records[p] += count
-            lengths[p] += length
-            out_records += count
-            out_bytes += length
-        sent[task.index] = (out_records, out_bytes)
-    return sent, list(zip(records, lengths))
+def _received(job) -> list[tuple[int, int]]:
+    """(records, bytes) the maps done so far sent each partition, by partition (the job's running totals)."""
+    totals = job.partition_totals
+    return [totals.of(p) if totals else (0, 0) for p in range(len(job.tasks.reduces))]
 
 
 def _heavy_keys(job) -> list:
@@ -101,7 +88,7 @@ def _skew(job, received: list, heavy_keys: list) -> list:
     return rows
 
 
-def _task_row(job, task, now: float, sizes: tuple) -> dict:
+def _task_row(job, task, now: float, received: list) -> dict:
     attempts = []
     for n, a in enumerate(task.attempts):
         note = job.notes.get(a.id)
@@ -112,22 +99,20 @@ def _task_row(job, task, now: float, sizes: tuple) -> dict:
         if note and note.error:
             row["error"], row["traceback"] = note.error.message, note.error.traceback
         if a is task.winner and task.result is not None:
-            row.update(_io(job, task, sizes))
+            row.update(_io(task, received))
         attempts.append(row)
     return {"kind": task.kind, "index": task.index, "state": task.state.value, "failures": task.failures,
             "attempts": attempts, "straggler": False}
 
 
-def _io(job, task, sizes: tuple) -> dict:
-    """Records and bytes in and out of a task's winning attempt."""
-    engine = Counter({n: v for g, n, v in task.result.counters if g == "mrengine"})
+def _io(task, received: list) -> dict:
+    """Records and bytes in and out of a task's winning attempt (a map's out: its output file's, or a
+    map-only map's part file's)."""
     if task.kind == MAP:
-        result = task.result
-        out = ((result.records, result.bytes) if not job.tasks.reduces  # a map-only map's part file
-               else sizes[0][task.index])
-        return {"records_in": engine["map_input_records"], "bytes_in": engine["map_input_bytes"],
-                "records_out": out[0], "bytes_out": out[1]}
-    got_records, got_bytes = sizes[1][task.index]
+        engine = Counter({n: v for g, n, v in task.result.counters if g == "mrengine"})
+        got_records, got_bytes = engine["map_input_records"], engine["map_input_bytes"]
+    else:
+        got_records, got_bytes = received[task.index]
     return {"records_in": got_records, "bytes_in": got_bytes,
             "records_out": task.result.records, "bytes_out": task.result.bytes}
 

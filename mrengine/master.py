@@ -41,11 +41,11 @@ from .inputs import Split
 from .jobreport import AttemptNote, job_report, with_log_tail
 from .messages import (
     HEARTBEAT_SECONDS, AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow,
-    JobStatusRequest, Kill, Logs, LogsRequest, MapSources, Ok, Register, Registered, Reregister, SplitPlace,
+    JobStatusRequest, Kill, Logs, LogsRequest, MapOutput, MapSources, Ok, Register, Registered, Reregister, SplitPlace,
     StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire,
     to_wire,
 )
-from .shuffle.runs import PackedSegments
+from .shuffle.kept import FilledRows, KeptMapOutput, PartitionTotals
 from .steps import CounterSum, StepCommit, failed_on_all, manifest, plan
 from .tasks import (
     DEFAULT_BACKUP_AFTER, MAP, Attempt, AttemptFailed, AttemptLost, AttemptState, AttemptSucceeded, Cancel, Commit,
@@ -229,6 +229,7 @@ class MasterJob:
     skipped: list[dict] = field(default_factory=list)  # the bad records its winning attempts skipped, once decided
     counter_sum: CounterSum = field(default_factory=CounterSum)  # its winning attempts' counters, summed as they win
     shared_sources: tuple | None = None  # the map source columns every reduce shares, until a map's winner changes
+    partition_totals: PartitionTotals | None = None  # its maps' outputs' records and bytes per partition, as they win
 
     def ending(self) -> bool:
         """Whether its end is decided (failed, cancelled, or its `_SUCCESS` on the way) while it still runs."""
@@ -237,10 +238,15 @@ class MasterJob:
     def counters(self) -> list:
         return self.counter_sum.total()
 
-    def replaced(self, task, before) -> None:
-        """The result in use for `task` (its winner's) replaced `before` (None: its first)."""
+    def replaced(self, task, before, output: MapOutput | None) -> None:
+        """The result in use for `task` (its winner's) replaced `before` (None: its first); a map's is kept
+        from `output`, as its worker reported it."""
         if before is not None:
             self.counter_sum.remove(before.counters)
+        elif output is not None:
+            if self.partition_totals is None:
+                self.partition_totals = PartitionTotals(len(self.tasks.reduces))
+            self.partition_totals.add(output)
         self.counter_sum.add(task.result.counters)
         if task.kind == MAP:
             self.shared_sources = None
@@ -430,24 +436,23 @@ class Scheduler:
 
     def _map_sources(self, job: MasterJob, partition: int) -> MapSources:
         """Where a reduce fetches its partition from: the columns every reduce shares, made once while the
-        maps' winners stay, and the lengths and records of this partition's segments."""
+        maps' winners stay, and the rows whose segment for this partition holds records."""
         if job.shared_sources is None:
             maps, addresses = job.tasks.maps, {}
             hosts = [addresses.setdefault(self.registry.workers[t.winner.worker].shuffle, len(addresses)) for t in maps]
             job.shared_sources = (list(addresses), [t.index for t in maps], hosts, [t.winner.id for t in maps],
-                                  [t.result.segments for t in maps])
-        addresses, indexes, hosts, attempt_ids, map_segments = job.shared_sources
-        return MapSources(addresses, indexes, hosts, attempt_ids, *PackedSegments.column(map_segments, partition))
+                                  FilledRows([t.result for t in maps]))
+        addresses, indexes, hosts, attempt_ids, filled = job.shared_sources
+        return MapSources(addresses, indexes, hosts, attempt_ids, filled.of(partition))
 
     def finished(self, worker: WorkerInfo, report: AttemptReport) -> None:
         job = self.jobs.get(report.job_id)
         if job is None:
             return
         job.notes[report.attempt_id] = AttemptNote(time.monotonic(), report.log, report.error)
-        if report.map_output is not None:  # kept for every map task, until the job is forgotten: packed
-            report.map_output.segments = PackedSegments(report.map_output.segments)
-        if report.ok:
-            event = AttemptSucceeded(report.attempt_id, report.result, time.monotonic())
+        if report.ok:  # a map's result is kept for every map task until the job is forgotten: a bit a segment
+            result = report.part if report.map_output is None else KeptMapOutput(report.map_output)
+            event = AttemptSucceeded(report.attempt_id, result, time.monotonic())
         elif report.fetch_failed is not None:
             event = FetchFailed(report.attempt_id, report.fetch_failed.map_index, report.fetch_failed.map_attempt,
                                 asdict(report.error))
@@ -464,7 +469,7 @@ class Scheduler:
         before = task.result if task is not None else None
         actions = job.tasks.handle(event)
         if task is not None and task.result is not before:
-            job.replaced(task, before)  # before the actions: the job's success reads its counters
+            job.replaced(task, before, report.map_output)  # before the actions: the job's success reads its counters
         self.carry_out(job, actions)
 
     def reconcile(self, worker: WorkerInfo, finished: set) -> None:

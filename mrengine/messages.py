@@ -25,6 +25,7 @@ import functools
 import types
 import typing
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Iterator, NamedTuple
 
 from .errors import ProtocolError
@@ -102,7 +103,7 @@ def _plain(value: Any) -> Any:
     names = _field_names(cls)
     if names is not None:
         return {name: _plain(getattr(value, name)) for name in names}
-    if cls is Split or cls is Segment:
+    if cls is Split:
         return {k: _plain(v) for k, v in zip(cls._fields, value)}
     if isinstance(value, list):
         if _ATOMS.issuperset(map(type, value)):
@@ -144,7 +145,7 @@ def _builder(hint: Any):
     if origin is dict:
         _, item = typing.get_args(hint)
         return functools.partial(_build_dict, _builder(item))
-    if hint in (Split, Segment):
+    if hint is Split:
         return lambda data: hint(**data)
     if dataclasses.is_dataclass(hint):
         return functools.partial(decode, hint)
@@ -221,44 +222,43 @@ class MapSource(NamedTuple):
     map_index: int
     address: str  # the shuffle server of the worker holding it
     attempt_id: str  # the map attempt that wrote it
-    length: int
-    records: int
 
 
 @dataclass
 class MapSources:
     """Where a reduce attempt fetches its partition of every map output, as columns (row i: one map task)
-    with each shuffle server listed once: a reduce of M maps gets 5 lists of M atoms, not M objects, and
-    the master shares the columns that are the same for every partition between its reduces
-    (docs/PERFORMANCE.md, "The master at scale").
+    with each shuffle server listed once: a reduce of M maps gets 4 lists of M atoms, not M objects, and
+    the master shares them between its reduces (docs/PERFORMANCE.md, "The master at scale"). `fetch`
+    names the rows whose segment for this partition holds records, in map order; the others are not
+    fetched. A segment's bytes and records come with it from the shuffle server.
 
-        >>> sources = MapSources(["10.0.0.5:7001"], [0, 1], [0, 0], ["m00000.0", "m00001.2"], [120, 0], [4, 0])
-        >>> sources.attempt_of(1), list(sources)[0]
-        ('m00001.2', MapSource(map_index=0, address='10.0.0.5:7001', attempt_id='m00000.0', length=120, records=4))
+        >>> sources = MapSources(["10.0.0.5:7001"], [0, 1], [0, 0], ["m00000.0", "m00001.2"], fetch=[1])
+        >>> sources.attempt_of(0), list(sources)
+        ('m00000.0', [MapSource(map_index=1, address='10.0.0.5:7001', attempt_id='m00001.2')])
     """
 
     addresses: list[str] = field(default_factory=list)  # the shuffle servers (HOST:PORT) holding the outputs
     maps: list[int] = field(default_factory=list)  # the map task of each row
     hosts: list[int] = field(default_factory=list)  # its output's shuffle server, as an index into `addresses`
     attempts: list[str] = field(default_factory=list)  # the map attempt that wrote it
-    lengths: list[int] = field(default_factory=list)  # its segment for this partition: bytes ...
-    records: list[int] = field(default_factory=list)  # ... and records
+    fetch: list[int] = field(default_factory=list)  # the rows to fetch, ascending
 
     def __post_init__(self):
         rows = len(self.maps)
-        if not len(self.hosts) == len(self.attempts) == len(self.lengths) == len(self.records) == rows:
+        if not len(self.hosts) == len(self.attempts) == rows:
             raise ValueError("its columns differ in length")
         if rows and not 0 <= min(self.hosts) <= max(self.hosts) < len(self.addresses):
             raise ValueError("a row names a shuffle server it does not list")
+        if self.fetch and not 0 <= min(self.fetch) <= max(self.fetch) < rows:
+            raise ValueError("it fetches a row it does not have")
 
     def __len__(self) -> int:
-        return len(self.maps)
+        return len(self.fetch)
 
     def __iter__(self) -> Iterator[MapSource]:
-        addresses = self.addresses
-        for map_index, host, attempt_id, length, records in zip(self.maps, self.hosts, self.attempts, self.lengths,
-                                                                self.records):
-            yield MapSource(map_index, addresses[host], attempt_id, length, records)
+        addresses, maps, hosts, attempts = self.addresses, self.maps, self.hosts, self.attempts
+        for row in self.fetch:
+            yield MapSource(maps[row], addresses[hosts[row]], attempts[row])
 
     def attempt_of(self, map_index: int) -> str:
         """The map attempt whose output this reduce fetches from map task `map_index`."""
@@ -337,14 +337,38 @@ class ErrorInfo:
     record: BadRecord | None = None
 
 
-@dataclass(slots=True)  # a master keeps one per map task and reduce task
+@dataclass(slots=True)
 class MapOutput:
-    """A map attempt's result: one segment per reduce partition of its output file, its counters, and per
-    partition its sampled heaviest keys (`shuffle.heavykeys`: [[key as shown, records, bytes], ...])."""
+    """A map attempt's result: its output file's segments, one per reduce partition, side by side from the
+    file's start, as columns of their bytes and records; its counters; and per partition its sampled
+    heaviest keys (`shuffle.heavykeys`: [[key as shown, records, bytes], ...]). The master keeps of the
+    segments a bit each (`shuffle.kept`), the worker that holds the file all of them.
 
-    segments: list[Segment]
+        >>> output = MapOutput.of([Segment(0, 120, 4), Segment(120, 0, 0), Segment(120, 30, 1)], [])
+        >>> output.lengths, output.records, output.segments()[2]
+        ([120, 0, 30], [4, 0, 1], Segment(offset=120, length=30, records=1))
+    """
+
+    lengths: list[int]
+    records: list[int]
     counters: list  # [group, name, value] triples
     heavy_keys: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if len(self.lengths) != len(self.records):
+            raise ValueError("its columns differ in length")
+
+    @classmethod
+    def of(cls, segments: list[Segment], counters: list, heavy_keys: list | None = None) -> "MapOutput":
+        """The result of a map whose output file holds `segments`, which must lie side by side from its start."""
+        starts = accumulate((s.length for s in segments), initial=0)
+        if any(s.offset != start for s, start in zip(segments, starts)):
+            raise ValueError("the segments do not lie side by side from the file's start")
+        return cls([s.length for s in segments], [s.records for s in segments], counters, heavy_keys or [])
+
+    def segments(self) -> list[Segment]:
+        """Where each partition's segment lies in the output file."""
+        return list(map(Segment._make, zip(accumulate(self.lengths, initial=0), self.lengths, self.records)))
 
 
 @dataclass(slots=True)
@@ -612,6 +636,7 @@ class Fetch:
 @dataclass
 class SegmentHeader:
     length: int  # the segment's bytes follow the frame
+    records: int
 
 
 # ---------------------------------------------------------------- worker <-> slot process (a pipe)

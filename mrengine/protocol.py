@@ -20,7 +20,9 @@ VERSION = 9  # 2: heartbeats name attempts by (job, attempt); fetch failures nam
 #             6: tasks carry their limits and session (a worker of 5 would ignore them); `kill`
 #             7: tasks carry the records to skip, failures the record and whether the worker is to blame
 #             8: a reduce's map sources travel as columns (`MapSources`), each shuffle server named once
-#             9: a driver's status request may wait for its job's end (`JobStatusRequest.wait`)
+#             9: a map's segments travel as columns of bytes and records (`MapOutput`); a reduce's sources
+#                name the rows to fetch, and the shuffle server sends each segment's records with it;
+#                and a driver's status request may wait for its job's end (`JobStatusRequest.wait`)
 HEADER = struct.Struct("!I")
 DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 

@@ -276,7 +276,7 @@ class InProcessRunner(Runner):
                 label: str) -> PartOutput:
         runs = []  # each map's segment for this partition, read in place, in map order as fetched runs are
         for map_index, (path, output) in enumerate(maps):
-            segment = output.segments[partition]
+            segment = output.segments()[partition]
             if segment.length:
                 runs.append(Run(path, segment.offset, segment.length, segment.records, map_index))
         attempt_id = _reduce_attempt(partition)

@@ -43,11 +43,12 @@ from .executor import error_report, run_map, run_map_to_part, run_reduce
 from .job import prime_linecache, user_traceback
 from .limits import Watch, default_task_memory_mb, died_message, is_disk_full, sample_progress
 from .messages import (
-    AttemptReport, ErrorInfo, Fetch, FetchFailure, Goodbye, Heartbeat, Register, Registered, Reregister, SegmentHeader,
-    SlotReply, SlotRequest, TaskSpec, Work, from_wire, to_wire,
+    AttemptReport, ErrorInfo, Fetch, FetchFailure, Goodbye, Heartbeat, MapOutput, Register, Registered, Reregister,
+    SegmentHeader, SlotReply, SlotRequest, TaskSpec, Work, from_wire, to_wire,
 )
 from .messages import HEARTBEAT_SECONDS
 from .procutil import die_with_parent
+from .shuffle.runs import PackedSegments
 from .tasks import MAP
 
 log = logging.getLogger("mrengine.worker")
@@ -276,7 +277,7 @@ class ShuffleServer:
 
     def __init__(self, bind_host: str, secret: bytes, work_dir: str):
         self.work_dir = work_dir
-        self.outputs: dict[tuple[str, str], tuple[str, list]] = {}  # (job, attempt) -> (file, segments)
+        self.outputs: dict[tuple[str, str], tuple[str, PackedSegments]] = {}  # (job, attempt) -> (file, segments)
         self.lock = threading.Lock()
         self.server = comm.Server(bind_host, 0, secret, self._serve, "shuffle").start()
 
@@ -284,7 +285,8 @@ class ShuffleServer:
     def port(self) -> int:
         return self.server.port
 
-    def add(self, job_id: str, attempt_id: str, path: str, segments: list) -> None:
+    def add(self, job_id: str, attempt_id: str, path: str, output: MapOutput) -> None:
+        segments = PackedSegments(output.segments())
         with self.lock:
             self.outputs[(job_id, attempt_id)] = (path, segments)
 
@@ -315,7 +317,7 @@ class ShuffleServer:
             segment = segments[partition]
             try:
                 with open(path, "rb") as f:
-                    conn.send(to_wire(SegmentHeader(segment.length)))
+                    conn.send(to_wire(SegmentHeader(segment.length, segment.records)))
                     conn.send_file_range(f, segment.offset, segment.length)
             except FileNotFoundError:
                 conn.send(protocol.error_reply(FetchFailedError("map output file is gone", -1)))
@@ -517,7 +519,7 @@ class Worker:
     def _collect(self, task: TaskSpec, reply: SlotReply) -> tuple[TaskSpec, AttemptReport]:
         report = reply.report
         if report.ok and report.map_output is not None:
-            self.shuffle.add(report.job_id, report.attempt_id, reply.map_file, report.map_output.segments)
+            self.shuffle.add(report.job_id, report.attempt_id, reply.map_file, report.map_output)
         return task, report
 
 

@@ -5,7 +5,8 @@
 starts `mrengine master` as its own process and W simulated workers (threads, spread over a few
 processes) that speak the real protocol: they register, heartbeat, take attempts, and report each one
 finished after a drawn duration (uniform in [0.5, 1.5] × --task-seconds). A map's output is only
-metadata (one empty segment per reducer); a reduce writes an empty part file in its attempt's place,
+metadata (a segment of 100 bytes and 1 record per reducer, so every reduce is told to fetch from every
+map; nothing is fetched); a reduce writes an empty part file in its attempt's place,
 so the master's commit and `_SUCCESS` are the real ones. The job has --tasks map tasks (one split each,
 of a generated input file) and --reducers reduce tasks.
 
@@ -47,7 +48,6 @@ from mrengine.messages import (
     Submit, Submitted, from_wire, to_wire,
 )
 from mrengine.procutil import die_with_parent
-from mrengine.shuffle.runs import Segment
 from mrengine.tasks import MAP
 
 LINE = b"x" * 15 + b"\n"  # one split per line: the split size is len(LINE)
@@ -111,7 +111,7 @@ class SimWorker:
     def _finish(task) -> AttemptReport:
         report = AttemptReport(task.job_id, task.attempt_id)
         if task.kind == MAP:
-            report.map_output = MapOutput([Segment(0, 0, 0)] * task.num_partitions, [])
+            report.map_output = MapOutput([100] * task.num_partitions, [1] * task.num_partitions, [])
         else:
             path = outputs.attempt_path(task.output, task.job_id, task.attempt_id, task.index)
             report.part = PartOutput(**outputs.write_pairs(path, task.output_format, [], task.storage_options),

@@ -9,7 +9,7 @@ from conftest import REPO
 
 # Modules whose docstrings hold examples (`python -m pytest --doctest-modules` would import
 # mrengine.__main__ and trip over the `ctx` proxy's attribute lookups).
-MODULES = ["mrengine.job", "mrengine.master", "mrengine.messages", "mrengine.serde", "mrengine.shuffle.partition",
+MODULES = ["mrengine.job", "mrengine.master", "mrengine.messages", "mrengine.serde", "mrengine.shuffle.kept", "mrengine.shuffle.partition",
            "mrengine.sorting", "mrengine.steps", "mrengine.streaming", "mrengine.mrjob.compat", "mrengine.testing"]
 
 

@@ -13,7 +13,6 @@ from mrengine.messages import (
     AttemptReport, FetchFailure, ErrorInfo, Goodbye, Heartbeat, JobStatusRequest, MapOutput, MapSources, PartOutput,
     Register, StepSpec, Submit, TaskSpec, Work, from_wire, to_wire,
 )
-from mrengine.shuffle.runs import Segment
 from mrengine.steps import CounterSum, sum_counters
 
 LINE = b"line\n"  # one split per line
@@ -63,10 +62,11 @@ class Worker:
         return reply.assign
 
     def finish_maps(self, counter: int) -> None:
-        """Each map's output: partition p of map m holds 10 * m + p bytes; counter `t/n` is `counter` * (m + 1)."""
+        """Each map's output: partition p of map m holds 10 * m + p bytes (map 0's partition 0 none) in as many
+        records; counter `t/n` is `counter` * (m + 1)."""
         self.heartbeat(finished=[AttemptReport(t.job_id, t.attempt_id, map_output=MapOutput(
-            [Segment(0, 10 * t.index + p, 1) for p in range(REDUCES)], [["t", "n", counter * (t.index + 1)]]))
-            for t in self.running.values()])
+            [10 * t.index + p for p in range(REDUCES)], [10 * t.index + p for p in range(REDUCES)],
+            [["t", "n", counter * (t.index + 1)]])) for t in self.running.values()])
 
     def part(self, task: TaskSpec) -> AttemptReport:
         path = outputs.attempt_path(task.output, task.job_id, task.attempt_id, task.index)
@@ -100,7 +100,7 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
     for r in reduces:
         assert list(r.sources.maps) == [0, 1, 2] and r.sources.addresses == ["10.0.0.1:7001"]
         assert r.sources.attempts == ["m00000.0", "m00001.0", "m00002.0"]
-        assert [s.length for s in r.sources] == [10 * m + r.index for m in range(MAPS)]
+        assert [s.map_index for s in r.sources] == [m for m in range(MAPS) if 10 * m + r.index]  # not the empty one
 
     # The maps' worker goes: its outputs are made again, on a new worker, and replace the old ones' counters.
     master._goodbye(Goodbye(first.id, first.instance))
@@ -116,7 +116,7 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
                                              fetch_failed=FetchFailure(0, lost.sources.attempt_of(0)))])
     (again,) = second.heartbeat(free=1)
     assert again.index == 0 and again.sources.addresses == ["10.0.0.3:7003"]
-    assert again.sources.attempts == ["m00000.1", "m00001.1", "m00002.1"]
+    assert again.sources.attempts == ["m00000.1", "m00001.1", "m00002.1"] and again.sources.fetch == [1, 2]
 
     second.heartbeat(finished=[second.part(t) for t in list(second.running.values())])
     for _ in range(200):  # the committer thread writes _SUCCESS
@@ -128,18 +128,16 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
     assert status.counters == status.manifest["counters"] == [["t", "n", 60], ["t", "r", 2]]
     with master.lock:
         report = master.report(master.scheduler.jobs[job_id])
-    assert [(s["bytes"], s["records"]) for s in report["skew"]] == [
-        (sum(10 * m + p for m in range(MAPS)), MAPS) for p in range(REDUCES)]
+    received = [sum(10 * m + p for m in range(MAPS)) for p in range(REDUCES)]  # each map counted once
+    assert [(s["bytes"], s["records"]) for s in report["skew"]] == [(n, n) for n in received]
     winners = [a for t in report["tasks"] for a in t["attempts"] if "bytes_out" in a]
     assert [(a["id"], a["records_out"], a["bytes_out"]) for a in winners if a["id"].startswith("m")] == [
-        (f"m{m:05d}.1", REDUCES, sum(10 * m + p for p in range(REDUCES))) for m in range(MAPS)]
-    assert [(a["records_in"], a["bytes_in"]) for a in winners if a["id"].startswith("r")] == [
-        (MAPS, sum(10 * m + p for m in range(MAPS))) for p in range(REDUCES)]
+        (f"m{m:05d}.1", *[sum(10 * m + p for p in range(REDUCES))] * 2) for m in range(MAPS)]
+    assert [(a["records_in"], a["bytes_in"]) for a in winners if a["id"].startswith("r")] == [(n, n) for n in received]
 
 
 def map_sources() -> MapSources:
-    return MapSources(["a:1", "b:2"], [0, 1, 2], [1, 0, 1], ["m00000.0", "m00001.3", "m00002.0"], [5, 0, 70000],
-                      [1, 0, 9000])
+    return MapSources(["a:1", "b:2"], [0, 1, 2], [1, 0, 1], ["m00000.0", "m00001.3", "m00002.0"], [0, 2])
 
 
 def reduce_spec(sources: MapSources) -> TaskSpec:
@@ -151,20 +149,33 @@ def test_map_sources_cross_the_wire_as_columns():
     assert over_the_wire(work) == work
     assert to_wire(work)["assign"][0]["sources"] == {
         "addresses": ["a:1", "b:2"], "maps": [0, 1, 2], "hosts": [1, 0, 1],
-        "attempts": ["m00000.0", "m00001.3", "m00002.0"], "lengths": [5, 0, 70000], "records": [1, 0, 9000]}
+        "attempts": ["m00000.0", "m00001.3", "m00002.0"], "fetch": [0, 2]}
     sources = over_the_wire(work).assign[0].sources
-    assert [(s.map_index, s.address, s.attempt_id, s.length) for s in sources] == [
-        (0, "b:2", "m00000.0", 5), (1, "a:1", "m00001.3", 0), (2, "b:2", "m00002.0", 70000)]
+    assert list(sources) == [(0, "b:2", "m00000.0"), (2, "b:2", "m00002.0")]
     assert sources.attempt_of(1) == "m00001.3"
 
 
-@pytest.mark.parametrize("change, why", [({"records": [1, 0]}, "columns differ in length"),
+@pytest.mark.parametrize("change, why", [({"attempts": ["m00000.0"]}, "columns differ in length"),
                                          ({"hosts": [1, 0, 2]}, "shuffle server it does not list"),
-                                         ({"lengths": "5,0,7"}, "expected a list")])
+                                         ({"fetch": [0, 3]}, "fetches a row it does not have"),
+                                         ({"fetch": "0,2"}, "expected a list")])
 def test_malformed_map_sources_are_a_protocol_error(change, why):
     frame = to_wire(Work(assign=[reduce_spec(map_sources())]))
     frame["assign"][0]["sources"] = {**frame["assign"][0]["sources"], **change}
     with pytest.raises(ProtocolError, match=f"malformed '(TaskSpec|MapSources)' message: .*{why}"):
+        from_wire(frame)
+
+
+def test_a_map_output_crosses_the_wire_as_columns_and_its_worker_finds_each_segment_from_them():
+    report = AttemptReport("job0001", "m00000.0", map_output=MapOutput([120, 0, 30], [4, 0, 1], [["g", "n", 1]]))
+    heartbeat = Heartbeat("w1", "master", 0, [], [report])
+    assert over_the_wire(heartbeat) == heartbeat
+    frame = to_wire(heartbeat)
+    assert frame["finished"][0]["map_output"] == {"lengths": [120, 0, 30], "records": [4, 0, 1],
+                                                  "counters": [["g", "n", 1]], "heavy_keys": []}
+    assert [tuple(s) for s in report.map_output.segments()] == [(0, 120, 4), (120, 0, 0), (120, 30, 1)]
+    frame["finished"][0]["map_output"]["records"] = [4, 0]
+    with pytest.raises(ProtocolError, match="malformed 'AttemptReport' message: field 'map_output': its columns differ in length"):
         from_wire(frame)
 
 

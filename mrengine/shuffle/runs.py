@@ -45,8 +45,9 @@ class Segment(NamedTuple):
 
 
 class PackedSegments(Sequence):
-    """A map output's segments in one array of integers, as a master keeps them for every map task: 12
-    bytes a partition (24 past 4 GiB) rather than a `Segment` and its integers, ~100 bytes."""
+    """A map output's segments in one array of integers, as a worker's shuffle server keeps them for every
+    map attempt it holds: 12 bytes a partition (24 past 4 GiB) rather than a `Segment` and its integers,
+    ~100 bytes."""
 
     __slots__ = ("_values",)
 
@@ -69,12 +70,6 @@ class PackedSegments(Sequence):
     def __iter__(self) -> Iterator[Segment]:
         values = iter(self._values)
         return map(Segment._make, zip(values, values, values))
-
-    @staticmethod
-    def column(outputs: list["PackedSegments"], partition: int) -> tuple[list[int], list[int]]:
-        """The lengths and the records of partition `partition`'s segment in each of `outputs`."""
-        at = 3 * partition
-        return [p._values[at + 1] for p in outputs], [p._values[at + 2] for p in outputs]
 
 
 class Run(NamedTuple):

@@ -1,0 +1,88 @@
+"""What a master keeps of the map outputs: a bit per (map, reduce) pair, and sums per map and per partition.
+
+A job of M maps and R reduces has M·R segments. The master needs of each only whether it holds records
+(a reducer fetches those, and no others): where a segment starts, its bytes and its records, the
+worker's shuffle server that has the file knows, and sends them with the segment. So a map's result is
+kept with a bit a segment (`KeptMapOutput`, R/8 bytes: at Google's 2004 job of 200,000 × 5,000 pairs
+125 MB, where 12 bytes a pair were 12 GB) and its records and bytes in all, and the job adds up each
+partition's records and bytes as the maps' outputs win (`PartitionTotals`, O(R)), for its report.
+"""
+
+from __future__ import annotations
+
+from operator import add
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # shuffle modules sit below messages (docs/ARCHITECTURE.md)
+    from ..messages import MapOutput
+
+_DIGITS = bytes.maketrans(b"\x00\x01", b"01")
+
+
+class KeptMapOutput:
+    """A map attempt's result as a master keeps it: which partitions' segments hold records, a bit each;
+    the output's records and bytes in all; its counters and sampled heavy keys.
+
+        >>> from mrengine.messages import MapOutput
+        >>> kept = KeptMapOutput(MapOutput([120, 0, 7], [4, 0, 1], [["g", "n", 1]]))
+        >>> kept.filled, kept.records, kept.bytes
+        (b'\\x05', 5, 127)
+    """
+
+    __slots__ = ("filled", "records", "bytes", "counters", "heavy_keys")
+
+    def __init__(self, output: MapOutput):
+        lengths = output.lengths
+        # Partition p is bit p (byte p // 8, bit p % 8), made at C speed: binary digits, the last partition's first.
+        digits = bytes(map(bool, reversed(lengths))).translate(_DIGITS)
+        self.filled = int(digits or b"0", 2).to_bytes((len(lengths) + 7) // 8, "little")
+        self.records, self.bytes = sum(output.records), sum(output.lengths)
+        self.counters, self.heavy_keys = output.counters, output.heavy_keys
+
+
+
+class FilledRows:
+    """Per partition, the rows of a list of map outputs whose segment for it holds records: one list of all
+    rows shared by the partitions every output fills (most, in a job of big maps), a list of its own for
+    each other partition.
+
+        >>> from mrengine.messages import MapOutput
+        >>> rows = FilledRows([KeptMapOutput(MapOutput([1, 0, 5], [1, 0, 2], [])),
+        ...                    KeptMapOutput(MapOutput([3, 2, 0], [1, 1, 0], []))])
+        >>> rows.of(0), rows.of(1), rows.of(2), rows.of(0) is rows.all_rows
+        ([0, 1], [1], [0], True)
+    """
+
+    __slots__ = ("outputs", "everywhere", "all_rows")
+
+    def __init__(self, outputs: list[KeptMapOutput]):
+        self.outputs = outputs
+        self.everywhere = -1  # the partitions every output fills, as bits of one int
+        for output in outputs:
+            self.everywhere &= int.from_bytes(output.filled, "little")
+        self.all_rows = list(range(len(outputs)))
+
+    def of(self, partition: int) -> list[int]:
+        """The rows whose segment for `partition` holds records, ascending."""
+        if self.everywhere >> partition & 1:
+            return self.all_rows
+        at, bit = partition >> 3, 1 << (partition & 7)
+        return [row for row, output in enumerate(self.outputs) if output.filled[at] & bit]
+
+
+class PartitionTotals:
+    """Each partition's records and bytes over the map outputs added so far: each map task's first winning
+    output (one re-made after its worker was lost makes the same records from the same split)."""
+
+    __slots__ = ("records", "bytes")
+
+    def __init__(self, partitions: int):
+        self.records, self.bytes = [0] * partitions, [0] * partitions
+
+    def add(self, output: MapOutput) -> None:
+        self.records = list(map(add, self.records, output.records))
+        self.bytes = list(map(add, self.bytes, output.lengths))
+
+    def of(self, partition: int) -> tuple[int, int]:
+        """(records, bytes) of `partition`."""
+        return self.records[partition], self.bytes[partition]
