@@ -13,7 +13,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from .messages import ErrorInfo
-from .shuffle import heavykeys
 from .tasks import BACKUP_FACTOR, MAP, AttemptState
 
 STRAGGLER_MIN_SECONDS = 0.5  # a task this much slower than its phase's median is worth a flag at all
@@ -58,7 +57,7 @@ def job_report(master_id: str, job, now: float) -> dict:
         "elapsed": round(end - job.started, 3),
         "counts": job.tasks.counts(), "counters": job.counters(),
         "error": asdict(job.error) if job.error else None, "manifest": job.manifest,
-        "tasks": tasks, "skew": _skew(job, received, _heavy_keys(job)),
+        "tasks": tasks, "skew": _skew(job, received),
     }
 
 
@@ -68,21 +67,14 @@ def _received(job) -> list[tuple[int, int]]:
     return [totals.of(p) if totals else (0, 0) for p in range(len(job.tasks.reduces))]
 
 
-def _heavy_keys(job) -> list:
-    """Per map task done, its sampled heaviest keys per partition (none in a map-only job)."""
-    if not job.tasks.reduces:
-        return []
-    return [t.result.heavy_keys for t in job.tasks.maps if t.result and t.result.heavy_keys]
-
-
-def _skew(job, received: list, heavy_keys: list) -> list:
+def _skew(job, received: list) -> list:
     """Bytes and records each reducer gets from the maps (shuffle input), the heaviest keys among them
     (sampled), and what it wrote."""
     rows = []
     for task in job.tasks.reduces:
         got_records, got_bytes = received[task.index]
         rows.append({"partition": task.index, "bytes": got_bytes, "records": got_records,
-                     "top_keys": heavykeys.merge([m[task.index] for m in heavy_keys if task.index < len(m)]),
+                     "top_keys": job.heavy_keys.top(task.index) if job.heavy_keys else [],
                      "output_bytes": task.result.bytes if task.result else None,
                      "output_records": task.result.records if task.result else None})
     return rows

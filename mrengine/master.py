@@ -45,6 +45,7 @@ from .messages import (
     StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire,
     to_wire,
 )
+from .shuffle.heavykeys import RunningTop
 from .shuffle.kept import FilledRows, KeptMapOutput, PartitionTotals
 from .steps import CounterSum, StepCommit, failed_on_all, manifest, plan
 from .tasks import (
@@ -230,6 +231,7 @@ class MasterJob:
     counter_sum: CounterSum = field(default_factory=CounterSum)  # its winning attempts' counters, summed as they win
     shared_sources: tuple | None = None  # the map source columns every reduce shares, until a map's winner changes
     partition_totals: PartitionTotals | None = None  # its maps' outputs' records and bytes per partition, as they win
+    heavy_keys: RunningTop | None = None  # its maps' outputs' sampled heaviest keys per partition, summed as they win
 
     def ending(self) -> bool:
         """Whether its end is decided (failed, cancelled, or its `_SUCCESS` on the way) while it still runs."""
@@ -246,7 +248,9 @@ class MasterJob:
         elif output is not None:
             if self.partition_totals is None:
                 self.partition_totals = PartitionTotals(len(self.tasks.reduces))
+                self.heavy_keys = RunningTop(len(self.tasks.reduces))
             self.partition_totals.add(output)
+            self.heavy_keys.add(output.heavy_keys)
         self.counter_sum.add(task.result.counters)
         if task.kind == MAP:
             self.shared_sources = None

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mrengine.shuffle.buffer import MapOutputBuffer
-from mrengine.shuffle.heavykeys import DISPLAY_CHARS, STRIDE, TOP, KeySampler, display, merge
+from mrengine.shuffle.heavykeys import DISPLAY_CHARS, KEPT, STRIDE, TOP, KeySampler, RunningTop, display, merge
 from mrengine.shuffle.partition import checked_partitioner
 from mrengine.shuffle.runs import write_segment
 
@@ -39,6 +39,22 @@ def test_a_reducers_keys_add_up_over_the_maps():
     one = sampled([("a", 0)] * 160 + [("b", 0)] * 64)
     two = sampled([("b", 0)] * 320)
     assert [(row["key"], row["records"]) for row in merge([one, two])] == [("'b'", 384), ("'a'", 160)]
+
+
+def test_a_masters_running_tables_sum_as_merge_does_and_stay_bounded():
+    one = sampled([("a", 0)] * 160 + [("b", 0)] * 64)
+    two = sampled([("b", 0)] * 320)
+    running = RunningTop(2)
+    running.add([one, []])
+    running.add([two, one])
+    assert running.top(0) == merge([one, two]) and running.top(1) == merge([one])
+    # Many maps, each with a long tail of its own and the same hot key: the tables stay small, and the
+    # hot key is counted in full.
+    many = RunningTop(1)
+    for m in range(200):
+        many.add([[["'hot'", 100, 1000]] + [[f"'tail{m}-{i}'", 32, 50] for i in range(2 * TOP)]])
+    assert len(many._tables[0]) <= KEPT
+    assert many.top(0)[0] == {"key": "'hot'", "records": 200 * 100, "bytes": 200 * 1000}
 
 
 def test_a_map_output_merged_from_many_spills_is_sampled_once_per_partition(tmp_path):

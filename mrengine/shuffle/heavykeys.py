@@ -7,7 +7,9 @@ block's compression) its bytes. A key sampled only once is left out (it may have
 Only the `TOP` heaviest runs by records and the `TOP` heaviest by bytes are kept, so a partition's
 summary is bounded whatever its size, and the work is a slice and an encoding per sample. Keys are
 user data of any type: they leave the map as short display strings (`display`), never decoded or
-compared again; the master adds up the same strings from every map (`merge`).
+compared again; the master adds up the same strings from every map as its outputs win
+(`RunningTop`, a bounded table per partition, not every map's summaries), Spark's report at the end
+(`merge`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .. import serde
 STRIDE = 16
 MIN_SAMPLES = 2  # a key sampled once may have 1 record as well as 31: too unsure to name; 32 are sure to be seen twice
 TOP = 5
+KEPT = 32 * TOP  # keys a partition's running table may hold; past it, it keeps its 4 * TOP heaviest of each kind
 DISPLAY_CHARS = 80
 
 
@@ -74,10 +77,43 @@ def merge(summaries: list[list[list]]) -> list[dict]:
     """One reducer's heaviest keys from the summaries of every map's segment for it."""
     totals: dict[str, list[int]] = {}
     for summary in summaries:
-        for key, records, nbytes in summary:
-            total = totals.setdefault(key, [0, 0])
-            total[0] += records
-            total[1] += nbytes
+        _add(totals, summary)
+    return _rows(totals)
+
+
+class RunningTop:
+    """Per partition, the sampled keys of the map outputs added so far, summed: a master's running
+    `merge`, in tables of at most KEPT keys (so O(R), where keeping every map's summaries was O(M·R)).
+    A table past KEPT keeps its 4 * TOP heaviest by records and by bytes: a key light in the maps so far
+    and heavy later may be counted short, never one heavy throughout."""
+
+    __slots__ = ("_tables",)
+
+    def __init__(self, partitions: int):
+        self._tables: list[dict[str, list[int]]] = [{} for _ in range(partitions)]
+
+    def add(self, summaries: list[list[list]]) -> None:
+        """A map output's summaries, one a partition (`KeySampler.top`)."""
+        for p, summary in enumerate(summaries):
+            table = self._tables[p]
+            _add(table, summary)
+            if len(table) > KEPT:
+                by_records = heapq.nlargest(4 * TOP, table.items(), key=lambda item: item[1][0])
+                by_bytes = heapq.nlargest(4 * TOP, table.items(), key=lambda item: item[1][1])
+                self._tables[p] = dict(by_records + by_bytes)
+
+    def top(self, partition: int) -> list[dict]:
+        return _rows(self._tables[partition])
+
+
+def _add(totals: dict[str, list[int]], summary: list[list]) -> None:
+    for key, records, nbytes in summary:
+        total = totals.setdefault(key, [0, 0])
+        total[0] += records
+        total[1] += nbytes
+
+
+def _rows(totals: dict[str, list[int]]) -> list[dict]:
     rows = [(key, r, b) for key, (r, b) in totals.items()]
     return [{"key": k, "records": r, "bytes": b} for k, r, b in _heaviest(rows)]
 

@@ -21,7 +21,8 @@ _DIGITS = bytes.maketrans(b"\x00\x01", b"01")
 
 class KeptMapOutput:
     """A map attempt's result as a master keeps it: which partitions' segments hold records, a bit each;
-    the output's records and bytes in all; its counters and sampled heavy keys.
+    the output's records and bytes in all; its counters. (Its sampled heavy keys go into the job's
+    `heavykeys.RunningTop` as it wins, and are not kept.)
 
         >>> from mrengine.messages import MapOutput
         >>> kept = KeptMapOutput(MapOutput([120, 0, 7], [4, 0, 1], [["g", "n", 1]]))
@@ -29,7 +30,7 @@ class KeptMapOutput:
         (b'\\x05', 5, 127)
     """
 
-    __slots__ = ("filled", "records", "bytes", "counters", "heavy_keys")
+    __slots__ = ("filled", "records", "bytes", "counters")
 
     def __init__(self, output: MapOutput):
         lengths = output.lengths
@@ -37,7 +38,7 @@ class KeptMapOutput:
         digits = bytes(map(bool, reversed(lengths))).translate(_DIGITS)
         self.filled = int(digits or b"0", 2).to_bytes((len(lengths) + 7) // 8, "little")
         self.records, self.bytes = sum(output.records), sum(output.lengths)
-        self.counters, self.heavy_keys = output.counters, output.heavy_keys
+        self.counters = output.counters
 
 
 
