@@ -23,6 +23,7 @@ does not mention was lost on the way (a reply cut off with its connection) and r
 from __future__ import annotations
 
 import collections
+import gc
 import heapq
 import itertools
 import logging
@@ -62,6 +63,7 @@ LONG_POLL_SECONDS = 0.25  # at HEARTBEAT_SECONDS; stretched with the interval
 HEARTBEATS_PER_SECOND = 200
 KEEP_FINISHED_JOBS = 100  # finished master jobs the master remembers, for `mrengine status`
 LOCALITY_WAIT_SECONDS = 3.0  # how long a map waits for the worker its spec prefers
+FREEZE_SECONDS = 5.0  # how often the GC's survivors are frozen out of its full collections (`HeapFreezer`)
 DEFAULT_DRIVER_GRACE = 10.0  # a running master job whose driver has not asked for its status this long is cancelled
 
 
@@ -556,7 +558,8 @@ class Scheduler:
             what = f"{name} {message}"
         return ErrorInfo(what, error.get("traceback", ""))
 
-    def end(self, job: MasterJob, state: str) -> None:
+    def end(self, job: MasterJob, state: str) -> bool:
+        """The job ended; True when an older finished job was forgotten for it (KEEP_FINISHED_JOBS)."""
         job.state, job.finished = state, time.monotonic()
         log.info("job %s %s in %.2fs", job.id, state, job.finished - job.started)
         for worker in self.registry.alive():
@@ -564,6 +567,30 @@ class Scheduler:
         finished = [j.id for j in self.jobs.values() if j.state != "running"]
         for job_id in finished[:-KEEP_FINISHED_JOBS]:
             del self.jobs[job_id]
+        return len(finished) > KEEP_FINISHED_JOBS
+
+
+class HeapFreezer:
+    """Keeps the cyclic GC's full collections short while big jobs run. Every FREEZE_SECONDS the objects
+    that survived the young collections (jobs' tasks, attempts and results, which live as long as their
+    job is kept) are moved out of the collector's reach (`gc.freeze`), so a full collection walks what
+    came since, not the whole heap: at 50,000 tasks those took up to half a second each, the master's
+    connections stalled meanwhile. Frozen objects are still freed by reference counting; cycles among
+    them wait for `thaw` (when a job is forgotten), which hands them back to the collector."""
+
+    def __init__(self):
+        self._frozen_at = time.monotonic()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._frozen_at >= FREEZE_SECONDS:
+            gc.collect(1)  # the young garbage first (a short pause): only survivors are frozen
+            gc.freeze()
+            self._frozen_at = now
+
+    @staticmethod
+    def thaw() -> None:
+        gc.unfreeze()
 
 
 # ---------------------------------------------------------------- the master
@@ -587,6 +614,7 @@ class Master:
         }
         self._polls = LongPolls()
         self._status_waits = StatusWaits()
+        self._heap = HeapFreezer()
         self._answers: collections.deque = collections.deque()  # (request, reply) decided under the lock, sent off it
         # Every request is answered on the connections' loop thread but a submit, which lists its input.
         self.server = comm.LoopServer(host, port, secret, self._serve, "master", max_frame,
@@ -630,7 +658,8 @@ class Master:
         return job_report(self.registry.instance, job, time.monotonic())
 
     def _end(self, job: MasterJob, state: str) -> None:
-        self.scheduler.end(job, state)
+        if self.scheduler.end(job, state):
+            self._heap.thaw()  # the forgotten job's cycles, if any, are the collector's again
         held = self._status_waits.of_job(job.id)
         if held:
             status = self._status_of(job)
@@ -760,6 +789,7 @@ class Master:
 
     def _monitor(self) -> None:
         while not self._stopped.wait(min(0.25, self.worker_timeout / 4)):
+            self._heap.tick()
             with self.lock:
                 for worker, silent in self.registry.silent(self.worker_timeout):
                     log.warning("worker %s (%s) silent for %.1fs: declared dead; its running attempts and the map "
