@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import importlib.util
@@ -143,17 +144,15 @@ def reference_wordcount(paths) -> Counter:
 SPARK_SESSION_ENV = ("PYSPARK_PYTHON", "SPARK_LOCAL_IP")  # what starting Spark in this process sets for its workers
 
 
-@pytest.fixture(scope="module")
-def spark_runner():
-    """One Spark session on local[2] for a module's tests, driven through the `SparkRunner.run` the CLI
-    calls: a JVM's start costs seconds of CPU, a small job on a running one a fraction of that. It
-    stops when the module's last test ends (--dist loadfile keeps a module on one worker), and the
-    environment it set is put back, so later tests' Spark CLI runs start as they would alone."""
+@contextlib.contextmanager
+def spark_session(master: str, conf: dict):
+    """A `SparkRunner` on `master` in this process, the environment it set put back when it stops, so
+    later tests' Spark CLI runs start as they would alone."""
     from mrengine.spark import SparkRunner
 
     saved = {name: os.environ.get(name) for name in SPARK_SESSION_ENV}
     try:
-        with SparkRunner("local[2]", {"spark.ui.enabled": "false"}) as runner:
+        with SparkRunner(master, conf) as runner:
             yield runner
     finally:
         for name, value in saved.items():
@@ -161,6 +160,15 @@ def spark_runner():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def spark_runner():
+    """One Spark session on local[2] for a module's tests, driven through the `SparkRunner.run` the CLI
+    calls: a JVM's start costs seconds of CPU, a small job on a running one a fraction of that. It
+    stops when the module's last test ends (--dist loadfile keeps a module on one worker)."""
+    with spark_session("local[2]", {"spark.ui.enabled": "false"}) as runner:
+        yield runner
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import psutil
 import pytest
 
 from spark_cluster import StandaloneCluster, loopback_env
-from conftest import JOBS, REPO, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
+from conftest import JOBS, REPO, SAMPLE_TEXT as TEXT, TEST_JOBS, spark_session
 from sgd_support import FIXTURE_JOBS, wait_for
-from spark_helpers import RUN_TIMEOUT, files_of, run_native
+from spark_helpers import RUN_TIMEOUT, files_of, run_native, run_spark
 from test_iterative import splits_of, write_table
 
 pytestmark = pytest.mark.spark
@@ -51,26 +51,28 @@ def spark_args(cluster) -> list[str]:
     return ["--runner", "spark", "--spark-master", cluster.url, "--spark-conf", "spark.ui.enabled=false"]
 
 
-def test_wordcount_on_a_standalone_cluster(cluster, native_wordcount, tmp_path):
-    result = run_cli("run", WORDCOUNT, TEXT, "-o", tmp_path / "wc", "--split-size", "1m", *spark_args(cluster),
-                     env=loopback_env(), timeout=RUN_TIMEOUT)
-    assert result.returncode == 0, result.stderr
-    assert parts_of(tmp_path / "wc") == parts_of(native_wordcount)
+SPECULATION = {"spark.speculation": "true", "spark.speculation.interval": "100ms", "spark.speculation.quantile": "0.5",
+               "spark.speculation.multiplier": "1.5", "spark.speculation.minTaskRuntime": "500ms"}
 
 
-def test_a_speculative_copy_overtakes_a_straggler_and_leaves_no_strays(cluster, native_wordcount, tmp_path):
+def test_wordcount_and_a_speculative_copy_that_overtakes_a_straggler_on_one_session(cluster, native_wordcount,
+                                                                                    tmp_path, monkeypatch):
+    """Both jobs on one Spark session on the cluster (one driver and its two executors, not two of each),
+    speculation on: the word count gives the native bytes, and of the straggler job's reduce tasks the copy
+    of the stalled one wins and leaves no stray files. `mrengine run --spark-master spark://...` end to
+    end is the two tests below, which give the native bytes too."""
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")  # the driver on loopback, as loopback_env() for the CLI
     marks = tmp_path / "marks"
     marks.mkdir()
-    speculation = ["spark.speculation=true", "spark.speculation.interval=100ms", "spark.speculation.quantile=0.5",
-                   "spark.speculation.multiplier=1.5", "spark.speculation.minTaskRuntime=500ms"]
-    result = run_cli("run", os.path.join(TEST_JOBS, "straggler.py"), TEXT, "-o", tmp_path / "wc",
-                     "-p", f"marks={marks}", "-p", f"stall_seconds={STALL_SECONDS}", *spark_args(cluster),
-                     *[arg for conf in speculation for arg in ("--spark-conf", conf)], env=loopback_env(), timeout=RUN_TIMEOUT)
-    assert result.returncode == 0, result.stderr
+    with spark_session(cluster.url, {"spark.ui.enabled": "false", **SPECULATION}) as runner:
+        run_spark(runner, WORDCOUNT, tmp_path / "wc", TEXT, split_size=1 << 20)
+        assert parts_of(tmp_path / "wc") == parts_of(native_wordcount)
+        summary = run_spark(runner, os.path.join(TEST_JOBS, "straggler.py"), tmp_path / "straggled", TEXT,
+                            params={"marks": str(marks), "stall_seconds": STALL_SECONDS})
     # Two reduce tasks got past "s", and a third attempt did: the copy of the stalled one, which won.
     assert len([m for m in os.listdir(marks) if m.startswith("reached-")]) == 3
-    assert "straggler/past s = 2" in result.stderr  # counted once per partition
-    assert parts_of(tmp_path / "wc") == parts_of(native_wordcount)  # and nothing else: no stray attempt files
+    assert "straggler/past s = 2" in "\n".join(summary.lines())  # counted once per partition, as the CLI prints it
+    assert parts_of(tmp_path / "straggled") == parts_of(native_wordcount)  # and nothing else: no stray attempt files
 
 
 def test_a_lost_executor_takes_its_cached_splits_with_it_and_they_are_read_again(cluster, tmp_path):

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from mrengine.driver import RunOptions
+from mrengine.errors import MrEngineError, TaskFailedError
 from mrengine.iterative import run_main
 from mrengine.job import load_job
+from mrengine.tasks import DEFAULT_MAX_ATTEMPTS
 from conftest import run_cli
 from sgd_support import BREAST_CANCER, FIXTURE_JOBS, JOBS, mrengine_run
 from spark_helpers import RUN_TIMEOUT, run_spark
@@ -89,27 +91,47 @@ def test_rounds_read_each_split_once_and_load_each_broadcast_once_per_python_wor
     assert sorted(os.listdir(tmp_path / "out")) == ["_SUCCESS", "rounds.json"]
 
 
-@pytest.mark.parametrize("what,expected", [
-    ("task", ["mrengine: error: job failing round 2 failed: map task 0", "failed on all 1 attempts",
-              "ValueError: a huge first value", "(ctx.map_reduce at", "failing.py line 27)", 'failing.py", line 7, in rows']),
-    ("main", ["mrengine: error: main raised RuntimeError: the driver gave up", "line 19, in main"]),
+def cli_error_of(spark_runner, job, out, inputs, **options) -> str:
+    """What `mrengine run --runner spark` prints for the error the module's Spark session raises: the
+    CLI's "mrengine: error: " line and, for a failed task, the user's traceback below it."""
+    with pytest.raises(MrEngineError) as failed:
+        run_spark(spark_runner, job, out, inputs, **options)
+    traceback = failed.value.traceback if isinstance(failed.value, TaskFailedError) else ""
+    assert failed.value.exit_code == 5, failed.value
+    return "\n".join(filter(None, [f"mrengine: error: {failed.value.message}", traceback]))
+
+
+@pytest.mark.parametrize("what,through_the_cli,expected", [
+    ("task", True, ["mrengine: error: job failing round 2 failed: map task 0", "failed on all 1 attempts",
+                    "ValueError: a huge first value", "(ctx.map_reduce at", "failing.py line 27)",
+                    'failing.py", line 7, in rows']),
+    ("main", False, ["mrengine: error: main raised RuntimeError: the driver gave up", "line 19, in main"]),
 ])
-def test_a_failing_round_names_the_users_line_and_leaves_no_result(tmp_path, what, expected):
+def test_a_failing_round_names_the_users_line_and_leaves_no_result(spark_runner, tmp_path, what, through_the_cli,
+                                                                   expected):
+    """A failed task through the CLI end to end (no Spark traceback before mrengine's message), a failing
+    main(ctx) on the module's session."""
     job, good, bad = failing_job(tmp_path)
     out = tmp_path / "out"
-    proc = run_cli("run", job, good, "-o", out, "-p", f"what={what}", "-p", f"bad={bad}", "--max-attempts", "1", *SPARK,
-                   timeout=RUN_TIMEOUT)
-    assert proc.returncode == 5, proc.stderr
+    if through_the_cli:
+        proc = run_cli("run", job, good, "-o", out, "-p", f"what={what}", "-p", f"bad={bad}", "--max-attempts", "1",
+                       *SPARK, timeout=RUN_TIMEOUT)
+        assert proc.returncode == 5, proc.stderr
+        assert "Traceback" not in proc.stderr.split("mrengine: error:")[0]  # nothing from Spark before our message
+        printed = proc.stderr
+    else:
+        printed = cli_error_of(spark_runner, job, out, good, params={"what": what, "bad": str(bad)})
     for text in expected:
-        assert text in proc.stderr
-    assert "Traceback" not in proc.stderr.split("mrengine: error:")[0]  # nothing from Spark before our message
+        assert text in printed
     assert not out.exists() or os.listdir(out) == []
 
 
-def test_a_split_that_does_not_parse_is_named(tmp_path):
+def test_a_split_that_does_not_parse_is_named(spark_runner, tmp_path):
+    """On the module's session, whose tasks have the default attempts (Spark takes them when the session
+    starts; --max-attempts reaching it is the failed task's case above)."""
     data = tmp_path / "table.csv"
     data.write_text("a,b,label\n1,2,0\n3,x,1\n")
-    proc = run_cli("run", SGD, data, "-o", tmp_path / "out", "--max-attempts", "1", *SPARK, timeout=RUN_TIMEOUT)
-    assert proc.returncode == 5, proc.stderr
-    assert f"job sgd round 1 failed: map task 0 (split {data} bytes 0-22) failed on all 1 attempts" in proc.stderr
-    assert "the line at byte offset 16 is not a row of numbers separated by ','" in proc.stderr
+    printed = cli_error_of(spark_runner, SGD, tmp_path / "out", data)
+    assert (f"job sgd round 1 failed: map task 0 (split {data} bytes 0-22) failed on all {DEFAULT_MAX_ATTEMPTS} "
+            "attempts") in printed
+    assert "the line at byte offset 16 is not a row of numbers separated by ','" in printed

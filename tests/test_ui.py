@@ -162,7 +162,7 @@ def test_pages_in_chromium_during_and_after_a_skewed_job_with_a_straggler(tmp_pa
         cluster.start_workers()
         run = subprocess.Popen([sys.executable, "-m", "mrengine", "run", JOB, tmp_path / "in", "-o", out,
                                 "--master", cluster.address, "--secret-file", cluster.secret, "-p", "slow=f2.txt",
-                                "-p", "sleep=40", "--counters"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                "-p", "sleep=120", "-p", f"release={tmp_path / 'release'}", "--counters"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
         # During the job: the straggling map is the one task still running.
         job = wait_for("three maps done", lambda: next((j for j in get(cluster.http + "/api/jobs")
@@ -174,6 +174,7 @@ def test_pages_in_chromium_during_and_after_a_skewed_job_with_a_straggler(tmp_pa
         cluster_dom = text_of(chromium(cluster.http + "/cluster", shots / "cluster.png", browser_dir))
         assert "2 of 2 workers alive" in cluster_dom and f"{job['id']} m00002.0" in cluster_dom  # the straggler runs
         assert "running" in text_of(chromium(cluster.http + "/jobs", shots / "jobs-running.png", browser_dir))
+        (tmp_path / "release").touch()  # the straggler has been seen running: let it end
         _, stderr = run.communicate(timeout=120)
         assert run.returncode == 0, stderr
 

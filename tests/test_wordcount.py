@@ -43,7 +43,7 @@ def test_summary_and_layout(tmp_path, reference):
     [
         ("wordcount.py", 1, "64MiB"),
         ("wordcount.py", 4, "64MiB"),
-        pytest.param("wordcount.py", 2, "1k", marks=pytest.mark.slow),  # 4,000 splits
+        pytest.param("wordcount.py", 2, "4k", marks=pytest.mark.slow),  # 1,080 splits; edge cases: test_inputs.py
         ("wordcount.py", 2, "64k"),
         ("wordcount_fast.py", 2, "1MiB"),
         pytest.param("wordcount_fast.py", 4, "3000", marks=pytest.mark.slow),
