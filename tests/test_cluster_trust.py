@@ -5,6 +5,7 @@ driver's directory, and stuck, exiting, memory-hungry or disk-filling tasks fail
 """
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -180,7 +181,10 @@ def test_a_stuck_task_fails_in_bounded_time_while_another_job_completes(tmp_path
         result = cluster.finish(stuck, timeout=90)
         assert time.monotonic() - started < 90
         assert result.returncode == 5, result.stderr
-        assert "a.txt" in result.stderr and "made no progress (no record read or written) for 3s" in result.stderr
+        assert "a.txt" in result.stderr
+        # The idle time is the one measured when the task was killed: on busy cores a check may come a second late.
+        assert re.search(r"made no progress \(no record read or written\) for \d+s, past the task timeout of 3s",
+                         result.stderr), result.stderr
         assert "failed on all 2 attempts" in result.stderr
         cluster.stop()
 
