@@ -41,10 +41,10 @@ from .errors import ClusterError, MrEngineError, RecordError, StorageError, Usag
 from .inputs import Split
 from .jobreport import AttemptNote, job_report, with_log_tail
 from .messages import (
-    HEARTBEAT_SECONDS, AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, Goodbye, Heartbeat, JobRow,
-    JobStatusRequest, Kill, Logs, LogsRequest, MapOutput, MapSources, Ok, Register, Registered, Reregister, SplitPlace,
-    StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work, WorkerRow, from_wire,
-    to_wire,
+    HEARTBEAT_SECONDS, AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, FetchRows, Goodbye, Heartbeat,
+    JobRow, JobStatusRequest, Kill, Logs, LogsRequest, MapOutput, Ok, Register, Registered, Reregister, SharedSources,
+    SourcesRef, SplitPlace, StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work,
+    WorkerRow, from_wire, to_wire,
 )
 from .shuffle.heavykeys import RunningTop
 from .shuffle.kept import FilledRows, KeptMapOutput, PartitionTotals
@@ -231,7 +231,8 @@ class MasterJob:
     driver_seen: float = 0.0  # when its driver last asked for its status
     skipped: list[dict] = field(default_factory=list)  # the bad records its winning attempts skipped, once decided
     counter_sum: CounterSum = field(default_factory=CounterSum)  # its winning attempts' counters, summed as they win
-    shared_sources: tuple | None = None  # the map source columns every reduce shares, until a map's winner changes
+    shared_sources: tuple | None = None  # (SharedSources, FilledRows) every reduce shares, until a map's winner changes
+    sources_generation: int = 0  # of the last SharedSources made
     partition_totals: PartitionTotals | None = None  # its maps' outputs' records and bytes per partition, as they win
     heavy_keys: RunningTop | None = None  # its maps' outputs' sampled heaviest keys per partition, summed as they win
 
@@ -434,22 +435,34 @@ class Scheduler:
             task.split, task.input_format, task.sort_buffer_bytes = (job.splits[attempt.index], spec.input_format,
                                                                      spec.sort_buffer_bytes)
         else:
-            task.sources = self._map_sources(job, attempt.index)
+            task.sources_ref = self._sources_ref(job, attempt.index)
         if job.tasks.writes_part(attempt):
             task.output, task.output_format = spec.output, spec.output_format
         task.log_level = spec.log_level
         return task
 
-    def _map_sources(self, job: MasterJob, partition: int) -> MapSources:
-        """Where a reduce fetches its partition from: the columns every reduce shares, made once while the
-        maps' winners stay, and the rows whose segment for this partition holds records."""
+    def _sources_ref(self, job: MasterJob, partition: int) -> SourcesRef:
+        """Where a reduce fetches its partition from: a generation of the columns every reduce shares, made
+        once while the maps' winners stay, and the rows whose segment for this partition holds records."""
         if job.shared_sources is None:
             maps, addresses = job.tasks.maps, {}
             hosts = [addresses.setdefault(self.registry.workers[t.winner.worker].shuffle, len(addresses)) for t in maps]
-            job.shared_sources = (list(addresses), [t.index for t in maps], hosts, [t.winner.id for t in maps],
-                                  FilledRows([t.result for t in maps]))
-        addresses, indexes, hosts, attempt_ids, filled = job.shared_sources
-        return MapSources(addresses, indexes, hosts, attempt_ids, filled.of(partition))
+            job.sources_generation += 1
+            job.shared_sources = (SharedSources(job.sources_generation, list(addresses), [t.index for t in maps], hosts,
+                                                [t.winner.id for t in maps]), FilledRows([t.result for t in maps]))
+        shared, filled = job.shared_sources
+        return SourcesRef(shared.generation, FetchRows.of(filled.of(partition), len(shared.maps)))
+
+    def sources_lacking(self, assign: list[TaskSpec], held: dict[str, int]) -> dict[str, SharedSources]:
+        """The shared sources of the assigned reduces' jobs, where the worker holds another generation than they
+        name (under the lock, right after `assign`: the generation they name is their job's current one; were
+        it not, the worker would not run them, and they would be launched again)."""
+        lacking = {}
+        for task in assign:
+            ref = task.sources_ref
+            if ref is not None and held.get(task.job_id) != ref.generation:
+                lacking[task.job_id] = self.jobs[task.job_id].shared_sources[0]
+        return lacking
 
     def finished(self, worker: WorkerInfo, report: AttemptReport) -> None:
         job = self.jobs.get(report.job_id)
@@ -736,7 +749,9 @@ class Master:
         # the heartbeat says which jobs the worker holds.
         held = set(msg.jobs)
         jobs = {t.job_id: self.scheduler.jobs[t.job_id].spec.job_bytes for t in assign if t.job_id not in held}
-        reply = Work(assign, jobs, worker.cancels, worker.forget, polled, interval)
+        # So do the map source columns a job's reduces share, once per generation (docs/PERFORMANCE.md, "Large R").
+        reply = Work(assign, jobs, worker.cancels, worker.forget, polled, interval,
+                     sources=self.scheduler.sources_lacking(assign, msg.sources))
         worker.last_seen = time.monotonic()
         worker.cancels, worker.forget = [], []
         return reply

@@ -30,6 +30,7 @@ from typing import Any, Iterator, NamedTuple
 
 from .errors import ProtocolError
 from .inputs import Split
+from .shuffle.kept import bitmap, set_bits
 from .shuffle.runs import Segment
 from .tasklogs import DEFAULT_LEVEL as DEFAULT_LOG_LEVEL
 from .tasks import DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT
@@ -244,12 +245,8 @@ class MapSources:
     fetch: list[int] = field(default_factory=list)  # the rows to fetch, ascending
 
     def __post_init__(self):
-        rows = len(self.maps)
-        if not len(self.hosts) == len(self.attempts) == rows:
-            raise ValueError("its columns differ in length")
-        if rows and not 0 <= min(self.hosts) <= max(self.hosts) < len(self.addresses):
-            raise ValueError("a row names a shuffle server it does not list")
-        if self.fetch and not 0 <= min(self.fetch) <= max(self.fetch) < rows:
+        _check_columns(self)
+        if self.fetch and not 0 <= min(self.fetch) <= max(self.fetch) < len(self.maps):
             raise ValueError("it fetches a row it does not have")
 
     def __len__(self) -> int:
@@ -263,6 +260,84 @@ class MapSources:
     def attempt_of(self, map_index: int) -> str:
         """The map attempt whose output this reduce fetches from map task `map_index`."""
         return self.attempts[self.maps.index(map_index)]
+
+
+def _check_columns(sources: MapSources | SharedSources) -> None:
+    rows = len(sources.maps)
+    if not len(sources.hosts) == len(sources.attempts) == rows:
+        raise ValueError("its columns differ in length")
+    if rows and not 0 <= min(sources.hosts) <= max(sources.hosts) < len(sources.addresses):
+        raise ValueError("a row names a shuffle server it does not list")
+
+
+@dataclass
+class SharedSources:
+    """The columns of `MapSources` that every reduce of a job shares (all but `fetch`), as they travel to a
+    worker: once per `generation`, not with every reduce (a reduce's spec names the generation, `SourcesRef`).
+    The master makes a new generation when a map's winning attempt changes (its worker was lost, or a
+    reducer could not fetch its output), and sends it to each worker a reduce of it goes to next.
+
+        >>> shared = SharedSources(2, ["10.0.0.5:7001"], [0, 1, 2], [0, 0, 0], ["m00000.0", "m00001.1", "m00002.0"])
+        >>> shared.for_reduce(FetchRows.of([1, 2], count=3)).fetch, shared.for_reduce(FetchRows(every=True)).fetch
+        ([1, 2], [0, 1, 2])
+    """
+
+    generation: int
+    addresses: list[str] = field(default_factory=list)
+    maps: list[int] = field(default_factory=list)
+    hosts: list[int] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        _check_columns(self)
+
+    def for_reduce(self, fetch: FetchRows) -> MapSources:
+        """A reduce's full sources, fetching `fetch` (the columns are shared, not copied)."""
+        return MapSources(self.addresses, self.maps, self.hosts, self.attempts, fetch.rows(len(self.maps)))
+
+
+@dataclass
+class FetchRows:
+    """Which rows of its job's `SharedSources` a reduce fetches (those whose segment for its partition holds
+    records): every row (`every`, the usual case: every map filled the partition, and nothing else travels),
+    else the rows whose bit is set in `bitmap` (row i: byte i // 8, bit i % 8), M/8 bytes.
+
+        >>> FetchRows.of([0, 1, 2], count=3), FetchRows.of([0, 9], count=10)
+        (FetchRows(every=True, bitmap=b''), FetchRows(every=False, bitmap=b'\\x01\\x02'))
+        >>> FetchRows.of([0, 9], count=10).rows(10), FetchRows(every=True).rows(3)
+        ([0, 9], [0, 1, 2])
+    """
+
+    every: bool = False
+    bitmap: bytes = b""
+
+    @classmethod
+    def of(cls, rows: list[int], count: int) -> FetchRows:
+        """The rows `rows` (ascending, each below `count`) of `count`."""
+        if len(rows) == count:
+            return cls(every=True)
+        flags = bytearray(count)
+        for row in rows:
+            flags[row] = 1
+        return cls(bitmap=bitmap(flags))
+
+    def rows(self, count: int) -> list[int]:
+        """The rows to fetch of `count`, ascending; a bitmap that is not one of `count` rows is a ValueError."""
+        if self.every:
+            return list(range(count))
+        if len(self.bitmap) != (count + 7) // 8 or int.from_bytes(self.bitmap, "little") >> count:
+            raise ValueError(f"its bitmap is not one of {count} rows")
+        return set_bits(self.bitmap, count)
+
+
+@dataclass
+class SourcesRef:
+    """A reduce's map sources in its spec as it travels: generation `generation` of its job's `SharedSources`
+    (which its worker holds, or gets in the same reply) and the rows it fetches. The worker makes the full
+    `MapSources` from them before the attempt starts, and never from another generation."""
+
+    generation: int
+    fetch: FetchRows = field(default_factory=FetchRows)
 
 
 @dataclass
@@ -283,7 +358,8 @@ class TaskSpec:
     input_format: str | None = None
     sort_buffer_bytes: int = 0
     # a reduce's (`output` and `output_format` also a map-only step's map's, which writes a part file)
-    sources: MapSources = field(default_factory=MapSources)
+    sources_ref: SourcesRef | None = None  # as its sources travel; the worker makes `sources` from it
+    sources: MapSources = field(default_factory=MapSources)  # as the attempt runs
     output: str = ""
     output_format: str = ""
     log_level: str = DEFAULT_LOG_LEVEL  # of the log records the attempt's log keeps
@@ -451,6 +527,7 @@ class Heartbeat:
     running: list[AttemptRef] = field(default_factory=list)
     finished: list[AttemptReport] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)  # master jobs whose code the worker holds
+    sources: dict[str, int] = field(default_factory=dict)  # master job -> the generation of its SharedSources held
 
 
 HEARTBEAT_SECONDS = 0.5  # a busy worker's heartbeat interval, unless the master asks for a longer one
@@ -465,6 +542,7 @@ class Work:
     forget: list[str] = field(default_factory=list)  # master jobs that are over
     polled: bool = False  # the master waited for work to appear
     heartbeat_seconds: float = HEARTBEAT_SECONDS  # how long a busy worker may wait before its next heartbeat
+    sources: dict[str, SharedSources] = field(default_factory=dict)  # of assigned reduces' jobs, if it lacks them
 
 
 @message("reregister")

@@ -13,7 +13,7 @@ from typing import Any
 from . import serde
 from .errors import ProtocolError
 
-VERSION = 9  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
+VERSION = 10  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
 #             3: a job's pickled code travels once per worker (heartbeat "jobs"), not with every task
 #             4: every message is a `messages` dataclass, its fields by name (no positional lists)
 #             5: every frame after the handshake is sealed (comm, channel); the handshake says if encrypted
@@ -23,6 +23,8 @@ VERSION = 9  # 2: heartbeats name attempts by (job, attempt); fetch failures nam
 #             9: a map's segments travel as columns of bytes and records (`MapOutput`); a reduce's sources
 #                name the rows to fetch, and the shuffle server sends each segment's records with it;
 #                and a driver's status request may wait for its job's end (`JobStatusRequest.wait`)
+#            10: the map source columns a job's reduces share travel once per worker and generation
+#                (`SharedSources`, heartbeat and reply "sources"); a reduce's spec names one (`SourcesRef`)
 HEADER = struct.Struct("!I")
 DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 

@@ -44,7 +44,7 @@ from .job import prime_linecache, user_traceback
 from .limits import Watch, default_task_memory_mb, died_message, is_disk_full, sample_progress
 from .messages import (
     AttemptReport, ErrorInfo, Fetch, FetchFailure, Goodbye, Heartbeat, MapOutput, Register, Registered, Reregister,
-    SegmentHeader, SlotReply, SlotRequest, TaskSpec, Work, from_wire, to_wire,
+    SegmentHeader, SharedSources, SlotReply, SlotRequest, TaskSpec, Work, from_wire, to_wire,
 )
 from .messages import HEARTBEAT_SECONDS
 from .procutil import die_with_parent
@@ -326,6 +326,48 @@ class ShuffleServer:
 # ---------------------------------------------------------------- the worker
 
 
+class HeldSources:
+    """The map source columns a worker holds for its reduces, per master job the newest generation the master
+    sent (`SharedSources`), from which each reduce's spec gets its full `MapSources` before it starts.
+    A reduce whose spec names a generation not held (or rows it does not have) gets none, and must not
+    run: with other columns it could fetch a map attempt's output that is no longer the winner."""
+
+    def __init__(self):
+        self.by_job: dict[str, SharedSources] = {}
+
+    def generations(self) -> dict[str, int]:
+        """What the heartbeat says it holds: master job -> generation."""
+        return {job_id: shared.generation for job_id, shared in self.by_job.items()}
+
+    def update(self, sent: dict[str, SharedSources]) -> None:
+        self.by_job.update(sent)
+
+    def forget(self, job_id: str | None = None) -> None:
+        if job_id is None:
+            self.by_job.clear()
+        else:
+            self.by_job.pop(job_id, None)
+
+    def resolve(self, task: TaskSpec) -> bool:
+        """Give a reduce `task` its `sources` from its `sources_ref` (a map has none); False if they cannot be made."""
+        ref = task.sources_ref
+        if ref is None:
+            return True
+        shared = self.by_job.get(task.job_id)
+        if shared is None or shared.generation != ref.generation:
+            held = "none" if shared is None else f"generation {shared.generation}"
+            log.warning("not starting %s of job %s: it fetches from generation %d of its map sources, and this worker "
+                        "holds %s; the master will launch it again", task.attempt_id, task.job_id, ref.generation, held)
+            return False
+        try:
+            task.sources = shared.for_reduce(ref.fetch)
+        except ValueError as exc:
+            log.warning("not starting %s of job %s: its rows to fetch do not fit its map sources (%s); the master "
+                        "will launch it again", task.attempt_id, task.job_id, exc)
+            return False
+        return True
+
+
 class Worker:
     """The heartbeat loop: reports finished attempts, takes assignments, cancellations and clean-ups."""
 
@@ -343,6 +385,7 @@ class Worker:
         self.worker_timeout = 0.0  # the master's, learnt on registering
         self.finished: list[tuple[TaskSpec, AttemptReport]] = []  # not yet delivered to the master
         self.jobs: OrderedDict[str, bytes] = OrderedDict()  # master job id -> its pickled code, as the master sent it
+        self.sources = HeldSources()
 
     # ------------------------------------------------------------ ending attempts
 
@@ -351,6 +394,7 @@ class Worker:
             self.jobs.clear()
         else:
             self.jobs.pop(job_id, None)
+        self.sources.forget(job_id)
         self.shuffle.forget(job_id)
 
     def _drop_all(self) -> None:
@@ -487,7 +531,7 @@ class Worker:
     def _heartbeat(self, busy: list[Slot], reported: list[AttemptReport]) -> Heartbeat:
         free = 0 if self.stop_requests else len(self.pool.slots) - len(busy)
         return Heartbeat(self.worker_id, self.master_instance, free, [s.task.ref for s in busy], reported,
-                         list(self.jobs))
+                         list(self.jobs), self.sources.generations())
 
     def _goodbye(self, conn: comm.Connection) -> None:
         try:
@@ -508,13 +552,16 @@ class Worker:
             self._forget(job_id)
         self.pool.renew_idle(ended)
         self.jobs.update(reply.jobs)
+        self.sources.update(reply.sources)  # before the reduces that name them
         for task in reply.assign:
             self.jobs.move_to_end(task.job_id)
-        self.pool.start(reply.assign, self.jobs.__getitem__)
+        # A reduce not started is neither running nor finished in the next heartbeat: the master launches it again.
+        self.pool.start([task for task in reply.assign if self.sources.resolve(task)], self.jobs.__getitem__)
         # Jobs whose end this worker missed (the reply saying so was lost) stay until there are too many.
         in_use = {s.task.job_id for s in self.pool.busy()}
         for job_id in [j for j in self.jobs if j not in in_use][:max(len(self.jobs) - MAX_HELD_JOBS, 0)]:
             del self.jobs[job_id]
+            self.sources.forget(job_id)
 
     def _collect(self, task: TaskSpec, reply: SlotReply) -> tuple[TaskSpec, AttemptReport]:
         report = reply.report

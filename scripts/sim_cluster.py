@@ -49,6 +49,7 @@ from mrengine.messages import (
 )
 from mrengine.procutil import die_with_parent
 from mrengine.tasks import MAP
+from mrengine.worker import HeldSources
 
 LINE = b"x" * 15 + b"\n"  # one split per line: the split size is len(LINE)
 POLL_SECONDS = 0.5  # the driver's status polls, as `mrengine run` makes them
@@ -78,12 +79,14 @@ class SimWorker:
 
     def run(self, measuring: threading.Event, stop: threading.Event) -> None:
         jobs: set[str] = set()
+        sources = HeldSources()  # as a worker holds its reduces' map sources, and checks them
         while not stop.is_set():
             now = time.monotonic()
             done = [a for a, (end, _) in self.running.items() if end <= now]
             reports = [self._finish(self.running.pop(a)[1]) for a in done]
             refs = [task.ref for _, task in self.running.values()]
-            beat = Heartbeat(self.worker_id, self.master, self.slots - len(self.running), refs, reports, sorted(jobs))
+            beat = Heartbeat(self.worker_id, self.master, self.slots - len(self.running), refs, reports, sorted(jobs),
+                             sources.generations())
             sent = time.monotonic()
             reply = from_wire(self.conn.request(to_wire(beat)))
             took = time.monotonic() - sent
@@ -95,9 +98,12 @@ class SimWorker:
                     self.rtts.append(took)
             jobs.update(reply.jobs)
             jobs.difference_update(reply.forget)
+            sources.update(reply.sources)
+            for job_id in reply.forget:
+                sources.forget(job_id)
             for ref in reply.cancel:
                 self.running.pop(ref.attempt_id, None)
-            for task in reply.assign:
+            for task in filter(sources.resolve, reply.assign):
                 seconds = self.task_seconds * self.random.uniform(0.5, 1.5)
                 self.busy_seconds += seconds
                 self.running[task.attempt_id] = (time.monotonic() + seconds, task)

@@ -83,6 +83,9 @@ def test_worker_killed_after_maps_while_reducers_fetch(tmp_path, tmp_path_factor
         assert_same_output(cluster.out, reference)
         master_log = cluster.log("master")
         assert "could not fetch its input" in master_log, master_log
+        # The maps made again are a new generation of the reduces' map sources, which went to the worker of the
+        # retried reduce beside it, though that worker held the first: no reduce was turned away for lack of it.
+        assert "not starting" not in "".join(cluster.log(f"worker-{i}") for i in range(len(workers)))
         job = cluster.job()
         for i in made_there:  # made again elsewhere, and the new output is the one used
             attempts = map_winners(job)[i]

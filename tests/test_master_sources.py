@@ -10,10 +10,11 @@ from mrengine import outputs, protocol
 from mrengine.errors import ProtocolError
 from mrengine.master import Master
 from mrengine.messages import (
-    AttemptReport, FetchFailure, ErrorInfo, Goodbye, Heartbeat, JobStatusRequest, MapOutput, MapSources, PartOutput,
-    Register, StepSpec, Submit, TaskSpec, Work, from_wire, to_wire,
+    AttemptReport, FetchFailure, FetchRows, ErrorInfo, Goodbye, Heartbeat, JobStatusRequest, MapOutput, MapSources,
+    PartOutput, Register, SharedSources, SourcesRef, StepSpec, Submit, TaskSpec, Work, from_wire, to_wire,
 )
 from mrengine.steps import CounterSum, sum_counters
+from mrengine.worker import HeldSources
 
 LINE = b"line\n"  # one split per line
 MAPS, REDUCES = 3, 2
@@ -52,12 +53,18 @@ class Worker:
         reply = master._register(Register("host", shuffle, slots=REDUCES))
         self.id, self.instance = reply.worker_id, reply.master
         self.running: dict[str, TaskSpec] = {}
+        self.sources = HeldSources()  # the reduces' map source columns, as a worker holds them
+        self.sent: dict[str, SharedSources] = {}  # the columns the last reply carried
 
     def heartbeat(self, free: int = 0, finished=()) -> list[TaskSpec]:
         for report in finished:
             del self.running[report.attempt_id]
         refs = [task.ref for task in self.running.values()]
-        reply = answer(self.master, Heartbeat(self.id, self.instance, free, refs, list(finished)))
+        reply = answer(self.master, Heartbeat(self.id, self.instance, free, refs, list(finished),
+                                              sources=self.sources.generations()))
+        self.sent = reply.sources
+        self.sources.update(reply.sources)
+        assert all(map(self.sources.resolve, reply.assign))
         self.running.update((task.attempt_id, task) for task in reply.assign)
         return reply.assign
 
@@ -97,6 +104,11 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
 
     reduces = second.heartbeat(free=REDUCES)
     assert [r.index for r in reduces] == [0, 1]
+    # The columns travel once, beside the reduces; each reduce names their generation and its rows (all of
+    # partition 1's; partition 0's but map 0's, which holds none).
+    assert list(second.sent) == [job_id] and second.sent[job_id].generation == 1
+    assert [r.sources_ref for r in reduces] == [SourcesRef(1, FetchRows(bitmap=b"\x06")),
+                                                SourcesRef(1, FetchRows(every=True))]
     for r in reduces:
         assert list(r.sources.maps) == [0, 1, 2] and r.sources.addresses == ["10.0.0.1:7001"]
         assert r.sources.attempts == ["m00000.0", "m00001.0", "m00002.0"]
@@ -115,6 +127,7 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
     second.heartbeat(finished=[AttemptReport(job_id, lost.attempt_id, error=ErrorInfo("no route"),
                                              fetch_failed=FetchFailure(0, lost.sources.attempt_of(0)))])
     (again,) = second.heartbeat(free=1)
+    assert second.sent[job_id].generation == 2 and again.sources_ref.generation == 2  # new winners, new columns
     assert again.index == 0 and again.sources.addresses == ["10.0.0.3:7003"]
     assert again.sources.attempts == ["m00000.1", "m00001.1", "m00002.1"] and again.sources.fetch == [1, 2]
 
@@ -136,33 +149,59 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
     assert [(a["records_in"], a["bytes_in"]) for a in winners if a["id"].startswith("r")] == [(n, n) for n in received]
 
 
-def map_sources() -> MapSources:
-    return MapSources(["a:1", "b:2"], [0, 1, 2], [1, 0, 1], ["m00000.0", "m00001.3", "m00002.0"], [0, 2])
+def shared_sources(generation: int = 3, attempt_1: str = "m00001.3") -> SharedSources:
+    return SharedSources(generation, ["a:1", "b:2"], [0, 1, 2], [1, 0, 1], ["m00000.0", attempt_1, "m00002.0"])
 
 
-def reduce_spec(sources: MapSources) -> TaskSpec:
-    return TaskSpec("job0001", "r00001.0", "reduce", 1, 0, {}, {}, 2, sources=sources)
+def reduce_spec(ref: SourcesRef) -> TaskSpec:
+    return TaskSpec("job0001", "r00001.0", "reduce", 1, 0, {}, {}, 2, sources_ref=ref)
 
 
-def test_map_sources_cross_the_wire_as_columns():
-    work = Work(assign=[reduce_spec(map_sources())])
+def test_map_sources_cross_the_wire_as_a_jobs_shared_columns_and_each_reduces_reference():
+    work = Work(assign=[reduce_spec(SourcesRef(3, FetchRows.of([0, 2], count=3)))],
+                sources={"job0001": shared_sources()})
     assert over_the_wire(work) == work
-    assert to_wire(work)["assign"][0]["sources"] == {
-        "addresses": ["a:1", "b:2"], "maps": [0, 1, 2], "hosts": [1, 0, 1],
-        "attempts": ["m00000.0", "m00001.3", "m00002.0"], "fetch": [0, 2]}
-    sources = over_the_wire(work).assign[0].sources
-    assert list(sources) == [(0, "b:2", "m00000.0"), (2, "b:2", "m00002.0")]
-    assert sources.attempt_of(1) == "m00001.3"
+    frame = to_wire(work)
+    assert frame["sources"]["job0001"] == {"generation": 3, "addresses": ["a:1", "b:2"], "maps": [0, 1, 2],
+                                           "hosts": [1, 0, 1], "attempts": ["m00000.0", "m00001.3", "m00002.0"]}
+    assert frame["assign"][0]["sources_ref"] == {"generation": 3, "fetch": {"every": False, "bitmap": b"\x05"}}
+    received, held = over_the_wire(work), HeldSources()
+    held.update(received.sources)
+    (task,) = received.assign
+    assert held.resolve(task)
+    assert list(task.sources) == [(0, "b:2", "m00000.0"), (2, "b:2", "m00002.0")]
+    assert task.sources.attempt_of(1) == "m00001.3"
+
+
+@pytest.mark.parametrize("rows, count", [([], 0), ([], 5), (list(range(10_000)), 10_000), ([0, 7, 8, 9_999], 10_000),
+                                         (list(range(1, 17)), 17)])
+def test_the_rows_a_reduce_fetches_travel_as_all_or_a_bit_each(rows, count):
+    fetch = FetchRows.of(rows, count)
+    assert fetch.rows(count) == rows
+    assert (fetch.every, len(fetch.bitmap)) == ((True, 0) if len(rows) == count else (False, (count + 7) // 8))
+
+
+def test_a_worker_runs_a_reduce_only_on_the_generation_of_map_sources_its_spec_names():
+    held = HeldSources()
+    held.update({"job0001": shared_sources(generation=3)})
+    newer = reduce_spec(SourcesRef(4, FetchRows(every=True)))
+    assert not held.resolve(newer) and newer.sources == MapSources()  # not on generation 3's attempts
+    assert not held.resolve(reduce_spec(SourcesRef(3, FetchRows(bitmap=b"\x09"))))  # row 3 of 3 rows
+    assert not held.resolve(reduce_spec(SourcesRef(3, FetchRows(bitmap=b"\x01\x00"))))  # a bitmap of 16 rows
+    held.update({"job0001": shared_sources(generation=4, attempt_1="m00001.4")})
+    assert held.generations() == {"job0001": 4}
+    assert held.resolve(newer) and newer.sources.fetch == [0, 1, 2] and newer.sources.attempt_of(1) == "m00001.4"
+    held.forget("job0001")
+    assert held.generations() == {}
 
 
 @pytest.mark.parametrize("change, why", [({"attempts": ["m00000.0"]}, "columns differ in length"),
                                          ({"hosts": [1, 0, 2]}, "shuffle server it does not list"),
-                                         ({"fetch": [0, 3]}, "fetches a row it does not have"),
-                                         ({"fetch": "0,2"}, "expected a list")])
-def test_malformed_map_sources_are_a_protocol_error(change, why):
-    frame = to_wire(Work(assign=[reduce_spec(map_sources())]))
-    frame["assign"][0]["sources"] = {**frame["assign"][0]["sources"], **change}
-    with pytest.raises(ProtocolError, match=f"malformed '(TaskSpec|MapSources)' message: .*{why}"):
+                                         ({"maps": "0,1,2"}, "expected a list")])
+def test_malformed_shared_sources_are_a_protocol_error(change, why):
+    frame = to_wire(Work(sources={"job0001": shared_sources()}))
+    frame["sources"]["job0001"] = {**frame["sources"]["job0001"], **change}
+    with pytest.raises(ProtocolError, match=f"malformed '(work|SharedSources)' message: .*{why}"):
         from_wire(frame)
 
 

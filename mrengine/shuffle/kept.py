@@ -10,6 +10,7 @@ partition's records and bytes as the maps' outputs win (`PartitionTotals`, O(R))
 
 from __future__ import annotations
 
+from itertools import compress
 from operator import add
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,23 @@ if TYPE_CHECKING:  # shuffle modules sit below messages (docs/ARCHITECTURE.md)
     from ..messages import MapOutput
 
 _DIGITS = bytes.maketrans(b"\x00\x01", b"01")
+_FLAGS = bytes.maketrans(b"01", b"\x00\x01")
+
+
+def bitmap(flags: bytes) -> bytes:
+    """Bit i (byte i // 8, bit i % 8) set where `flags[i]` is 1 (each flag 0 or 1), made at C speed from
+    binary digits, the last flag's first.
+
+        >>> bitmap(bytes([1, 0, 1, 0, 0, 0, 0, 0, 1])), set_bits(b"\\x05\\x01", 9)
+        (b'\\x05\\x01', [0, 2, 8])
+    """
+    return int(flags[::-1].translate(_DIGITS) or b"0", 2).to_bytes((len(flags) + 7) // 8, "little")
+
+
+def set_bits(bits: bytes, count: int) -> list[int]:
+    """The positions below `count` whose bit is set in `bits` (as `bitmap` makes them), ascending."""
+    digits = format(int.from_bytes(bits, "little"), f"0{count}b")[::-1]  # position i is digit i
+    return list(compress(range(count), digits.encode().translate(_FLAGS)))
 
 
 class KeptMapOutput:
@@ -34,9 +52,7 @@ class KeptMapOutput:
 
     def __init__(self, output: MapOutput):
         lengths = output.lengths
-        # Partition p is bit p (byte p // 8, bit p % 8), made at C speed: binary digits, the last partition's first.
-        digits = bytes(map(bool, reversed(lengths))).translate(_DIGITS)
-        self.filled = int(digits or b"0", 2).to_bytes((len(lengths) + 7) // 8, "little")
+        self.filled = bitmap(bytes(map(bool, lengths)))  # partition p is bit p
         self.records, self.bytes = sum(output.records), sum(output.lengths)
         self.counters = output.counters
 
