@@ -72,8 +72,6 @@ def render(x: Any) -> str:
     """How a key or value appears in text output: strings as they are, everything else as JSON."""
     if isinstance(x, str):
         return x
-    if type(x) is int:  # a count, the commonest value: its JSON is its repr, without json's machinery per value
-        return repr(x)
     return json.dumps(x, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
