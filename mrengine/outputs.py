@@ -72,7 +72,9 @@ def render(x: Any) -> str:
     """How a key or value appears in text output: strings as they are, everything else as JSON."""
     if isinstance(x, str):
         return x
-    return json.dumps(x, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    if type(x) is int:  # JSON's text of an int is its repr (a bool is not one); counts are most values
+        return int.__repr__(x)
+    return _JSON.encode(x)
 
 
 def _json_default(x: Any) -> Any:
@@ -82,6 +84,10 @@ def _json_default(x: Any) -> Any:
     if isinstance(x, bytes):
         return x.decode("utf-8", "backslashreplace")
     raise RecordError(f"cannot write a value of type {type(x).__module__}.{type(x).__qualname__} as text")
+
+
+# One encoder for every value: json.dumps with any argument builds a new one per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
 class _Counting:
@@ -124,10 +130,8 @@ class JsonLinesOutput(OutputFormat):
     name = "jsonlines"
 
     def encode(self, pairs):
-        return "".join(
-            json.dumps([k, v], ensure_ascii=False, separators=(",", ":"), default=_json_default) + "\n"
-            for k, v in pairs
-        ).encode("utf-8")
+        encode = _JSON.encode
+        return "".join(encode([k, v]) + "\n" for k, v in pairs).encode("utf-8")
 
 
 class MsgpackOutput(OutputFormat):

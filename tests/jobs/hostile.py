@@ -1,8 +1,9 @@
 """Word count whose mapper misbehaves as `-p what=...` says, on the lines of the file named by `-p on=NAME`
 (every file without it).
 
-- patch: leaves state behind in its process: replaces json.dumps (text output renders numbers with
-  it), sets an environment variable, changes directory, plants a module and a global.
+- patch: leaves state behind in its process: replaces json.dumps and mrengine's own text rendering
+  of values that are not strings, sets an environment variable, changes directory, plants a module
+  and a global.
 - probe: counts, as the key "leaked", every sign of what `patch` leaves behind that it finds.
 - loop: loops for ever on the first line, reading and writing nothing.
 - exit / os_exit: calls sys.exit(3) / os._exit(4).
@@ -15,7 +16,7 @@ import os
 import sys
 import time
 
-from mrengine import ctx
+from mrengine import ctx, outputs
 
 _touched = []
 
@@ -33,12 +34,13 @@ def mapper(path, line):
 def _misbehave(what):
     if what == "patch":
         json.dumps = lambda *args, **kwargs: "PATCHED"
+        outputs.render = lambda x: x if isinstance(x, str) else "PATCHED"
         os.environ["MRENGINE_TEST_LEAK"] = "1"
         os.chdir("/")
         sys.modules["mrengine_test_leak"] = sys
         _touched.append(1)
     elif what == "probe":
-        signs = [json.dumps(1) != "1", "MRENGINE_TEST_LEAK" in os.environ, os.getcwd() == "/",
+        signs = [json.dumps(1) != "1", outputs.render(1) != "1", "MRENGINE_TEST_LEAK" in os.environ, os.getcwd() == "/",
                  "mrengine_test_leak" in sys.modules]
         _touched.append(sum(signs))
     elif what == "loop":
