@@ -7,6 +7,7 @@ clock (seconds since the epoch) and durations are seconds.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections import Counter
@@ -42,12 +43,35 @@ def _indent(text: str) -> str:
 
 def job_report(master_id: str, job, now: float) -> dict:
     """The report of master job `job` (a master.MasterJob) as of monotonic time `now`."""
-    wall = time.time() - now  # add to a monotonic time to get wall clock
-    spec = job.spec
-    end = job.finished or now
     received = _received(job)
     tasks = [_task_row(job, t, now, received) for t in job.tasks.maps + job.tasks.reduces]
     flag_stragglers(tasks)
+    return {**_summary(master_id, job, now, received), "tasks": tasks}
+
+
+def report_json(master_id: str, job, now: float, **changes) -> str:
+    """`job_report` with `changes`, as the JSON text of `_REPORT.json`. Its task rows are made and encoded one
+    at a time, twice (the first pass finds each phase's median for the straggler flags), so that a job of
+    many tasks never holds them all as objects: at 15,000 tasks that was the master's peak memory
+    (docs/PERFORMANCE.md, "Large R")."""
+    received = _received(job)
+    tasks = job.tasks.maps + job.tasks.reduces
+    seconds = [task_seconds(_task_row(job, t, now, received)) for t in tasks]
+    medians = phase_medians(zip((t.kind for t in tasks), seconds))
+    rows = []
+    for task, took in zip(tasks, seconds):
+        row = _task_row(job, task, now, received)
+        flag_straggler(row, took, medians.get(task.kind))
+        rows.append(json.dumps(row, sort_keys=True, default=str))
+    head = json.dumps({**_summary(master_id, job, now, received), **changes}, indent=1, sort_keys=True, default=str)
+    return head[:-2] + ',\n "tasks": [\n  ' + ",\n  ".join(rows) + "\n ]\n}\n"  # head ends "\n}"
+
+
+def _summary(master_id: str, job, now: float, received: list) -> dict:
+    """All of the report but its task rows."""
+    wall = time.time() - now  # add to a monotonic time to get wall clock
+    spec = job.spec
+    end = job.finished or now
     return {
         "id": job.id, "master": master_id, "name": spec.job_name, "step": spec.step, "state": job.state,
         "user": spec.user, "job_file": spec.job_file, "inputs": list(spec.inputs), "output": spec.output,
@@ -57,7 +81,7 @@ def job_report(master_id: str, job, now: float) -> dict:
         "elapsed": round(end - job.started, 3),
         "counts": job.tasks.counts(), "counters": job.counters(),
         "error": asdict(job.error) if job.error else None, "manifest": job.manifest,
-        "tasks": tasks, "skew": _skew(job, received),
+        "skew": _skew(job, received),
     }
 
 
@@ -118,13 +142,23 @@ def task_seconds(row: dict) -> float | None:
 
 def flag_stragglers(rows: list) -> None:
     """Flag tasks that took over BACKUP_FACTOR times their phase's median (the backup rule's own yardstick)."""
-    for kind in {r["kind"] for r in rows}:
-        phase = [(r, task_seconds(r)) for r in rows if r["kind"] == kind]
-        took = [s for _, s in phase if s is not None]
-        if len(took) < 2:
-            continue
-        median = statistics.median(took)
-        for row, seconds in phase:
-            if seconds is not None and seconds > BACKUP_FACTOR * median and seconds - median > STRAGGLER_MIN_SECONDS:
-                row["straggler"] = True
-                row["median"] = round(median, 3)
+    seconds = [task_seconds(r) for r in rows]
+    medians = phase_medians(zip((r["kind"] for r in rows), seconds))
+    for row, took in zip(rows, seconds):
+        flag_straggler(row, took, medians.get(row["kind"]))
+
+
+def phase_medians(kinds_and_seconds) -> dict[str, float]:
+    """The median seconds of each kind of task, from (kind, seconds or None) pairs; only of kinds with two timed tasks."""
+    took: dict[str, list] = {}
+    for kind, seconds in kinds_and_seconds:
+        if seconds is not None:
+            took.setdefault(kind, []).append(seconds)
+    return {kind: statistics.median(times) for kind, times in took.items() if len(times) >= 2}
+
+
+def flag_straggler(row: dict, seconds: float | None, median: float | None) -> None:
+    if median is not None and seconds is not None and seconds > BACKUP_FACTOR * median \
+            and seconds - median > STRAGGLER_MIN_SECONDS:
+        row["straggler"] = True
+        row["median"] = round(median, 3)

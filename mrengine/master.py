@@ -39,7 +39,7 @@ from typing import Callable
 from . import comm, fairshare, history, outputs, protocol
 from .errors import ClusterError, MrEngineError, RecordError, StorageError, UsageError
 from .inputs import Split
-from .jobreport import AttemptNote, job_report, with_log_tail
+from .jobreport import AttemptNote, job_report, report_json, with_log_tail
 from .messages import (
     HEARTBEAT_SECONDS, AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, FetchRows, Goodbye, Heartbeat,
     JobRow, JobStatusRequest, Kill, Logs, LogsRequest, MapOutput, Ok, Register, Registered, Reregister, SharedSources,
@@ -270,7 +270,7 @@ class Committer:
     for (a job's part commits before its `_SUCCESS`), and records their outcome under the lock."""
 
     def __init__(self, lock: threading.Condition, on_end: Callable[[MasterJob, str], None],
-                 carry_out: Callable[[MasterJob, list], None], report: Callable[[MasterJob], dict]):
+                 carry_out: Callable[[MasterJob, list], None], report: Callable[[MasterJob], str]):
         self.lock, self._on_end, self._carry_out, self._report = lock, on_end, carry_out, report
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         threading.Thread(target=self._run, name="master-committer", daemon=True).start()
@@ -302,7 +302,7 @@ class Committer:
                 return
             try:
                 with self.lock:  # a snapshot; written below, off the lock
-                    report = {**self._report(job), "state": "succeeded", "finished": round(time.time(), 3)}
+                    report = self._report(job)
             except Exception as exc:  # a bug of ours: the job fails, saying so, rather than never ending
                 log.exception("building the report of job %s", job.id)
                 self._abort(job, ErrorInfo(f"internal error building the job's report: {type(exc).__name__}: {exc}"))
@@ -448,10 +448,11 @@ class Scheduler:
             maps, addresses = job.tasks.maps, {}
             hosts = [addresses.setdefault(self.registry.workers[t.winner.worker].shuffle, len(addresses)) for t in maps]
             job.sources_generation += 1
-            job.shared_sources = (SharedSources(job.sources_generation, list(addresses), [t.index for t in maps], hosts,
-                                                [t.winner.id for t in maps]), FilledRows([t.result for t in maps]))
+            job.shared_sources = (SharedSources(job.sources_generation, list(addresses), hosts,
+                                                [t.attempts.index(t.winner) for t in maps]),
+                                  FilledRows([t.result for t in maps]))
         shared, filled = job.shared_sources
-        return SourcesRef(shared.generation, FetchRows.of(filled.of(partition), len(shared.maps)))
+        return SourcesRef(shared.generation, FetchRows.of(filled.of(partition), len(shared)))
 
     def sources_lacking(self, assign: list[TaskSpec], held: dict[str, int]) -> dict[str, SharedSources]:
         """The shared sources of the assigned reduces' jobs, where the worker holds another generation than they
@@ -618,7 +619,7 @@ class Master:
         self.lock = threading.Condition()
         self.registry = WorkerRegistry()
         self.scheduler = Scheduler(self.registry, backup_after)
-        self.scheduler.committer = Committer(self.lock, self._end, self.scheduler.carry_out, self.report)
+        self.scheduler.committer = Committer(self.lock, self._end, self.scheduler.carry_out, self.success_report)
         self.history: history.Writer | None = None  # where finished jobs' reports go, if anywhere
         self._stopped = threading.Event()
         self._handlers = {
@@ -669,6 +670,10 @@ class Master:
     def report(self, job: MasterJob) -> dict:
         """The job's report (`jobreport`) as of now; call under the lock, render or write it after."""
         return job_report(self.registry.instance, job, time.monotonic())
+
+    def success_report(self, job: MasterJob) -> str:
+        """The `_REPORT.json` text of `job`, succeeded as of now (call under the lock)."""
+        return report_json(self.registry.instance, job, time.monotonic(), state="succeeded", finished=round(time.time(), 3))
 
     def _end(self, job: MasterJob, state: str) -> None:
         if self.scheduler.end(job, state):

@@ -33,7 +33,7 @@ from .inputs import Split
 from .shuffle.kept import bitmap, set_bits
 from .shuffle.runs import Segment
 from .tasklogs import DEFAULT_LEVEL as DEFAULT_LOG_LEVEL
-from .tasks import DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT
+from .tasks import DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT, MAP, attempt_id
 
 MESSAGES: dict[str, type] = {}  # frame type -> message class
 
@@ -262,11 +262,15 @@ class MapSources:
         return self.attempts[self.maps.index(map_index)]
 
 
-def _check_columns(sources: MapSources | SharedSources) -> None:
+def _check_columns(sources: MapSources) -> None:
     rows = len(sources.maps)
     if not len(sources.hosts) == len(sources.attempts) == rows:
         raise ValueError("its columns differ in length")
-    if rows and not 0 <= min(sources.hosts) <= max(sources.hosts) < len(sources.addresses):
+    _check_hosts(sources)
+
+
+def _check_hosts(sources: MapSources | SharedSources) -> None:
+    if sources.hosts and not 0 <= min(sources.hosts) <= max(sources.hosts) < len(sources.addresses):
         raise ValueError("a row names a shuffle server it does not list")
 
 
@@ -277,23 +281,37 @@ class SharedSources:
     The master makes a new generation when a map's winning attempt changes (its worker was lost, or a
     reducer could not fetch its output), and sends it to each worker a reduce of it goes to next.
 
-        >>> shared = SharedSources(2, ["10.0.0.5:7001"], [0, 1, 2], [0, 0, 0], ["m00000.0", "m00001.1", "m00002.0"])
-        >>> shared.for_reduce(FetchRows.of([1, 2], count=3)).fetch, shared.for_reduce(FetchRows(every=True)).fetch
-        ([1, 2], [0, 1, 2])
+    Row i is map task i: its output's shuffle server (an index into `addresses`) and the number of its
+    winning attempt, from which the worker makes the attempt's id, so that M maps take two small ints each.
+
+        >>> shared = SharedSources(2, ["10.0.0.5:7001"], [0, 0, 0], [0, 1, 0])
+        >>> shared.for_reduce(FetchRows.of([1, 2], count=3)).fetch, shared.for_reduce(FetchRows(every=True)).attempts
+        ([1, 2], ['m00000.0', 'm00001.1', 'm00002.0'])
     """
 
     generation: int
     addresses: list[str] = field(default_factory=list)
-    maps: list[int] = field(default_factory=list)
     hosts: list[int] = field(default_factory=list)
-    attempts: list[str] = field(default_factory=list)
+    attempt_numbers: list[int] = field(default_factory=list)
 
     def __post_init__(self):
-        _check_columns(self)
+        if len(self.hosts) != len(self.attempt_numbers):
+            raise ValueError("its columns differ in length")
+        _check_hosts(self)
+        if self.attempt_numbers and min(self.attempt_numbers) < 0:
+            raise ValueError("an attempt number is negative")
+
+    def __len__(self) -> int:
+        return len(self.hosts)
 
     def for_reduce(self, fetch: FetchRows) -> MapSources:
-        """A reduce's full sources, fetching `fetch` (the columns are shared, not copied)."""
-        return MapSources(self.addresses, self.maps, self.hosts, self.attempts, fetch.rows(len(self.maps)))
+        """A reduce's full sources, fetching `fetch` (the columns are made once and shared, not copied)."""
+        maps, attempts = self._columns
+        return MapSources(self.addresses, maps, self.hosts, attempts, fetch.rows(len(self)))
+
+    @functools.cached_property
+    def _columns(self) -> tuple[list[int], list[str]]:
+        return list(range(len(self))), [attempt_id(MAP, i, n) for i, n in enumerate(self.attempt_numbers)]
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 from . import serde
 from .errors import ProtocolError
 
-VERSION = 10  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
+VERSION = 11  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
 #             3: a job's pickled code travels once per worker (heartbeat "jobs"), not with every task
 #             4: every message is a `messages` dataclass, its fields by name (no positional lists)
 #             5: every frame after the handshake is sealed (comm, channel); the handshake says if encrypted
@@ -25,6 +25,8 @@ VERSION = 10  # 2: heartbeats name attempts by (job, attempt); fetch failures na
 #                and a driver's status request may wait for its job's end (`JobStatusRequest.wait`)
 #            10: the map source columns a job's reduces share travel once per worker and generation
 #                (`SharedSources`, heartbeat and reply "sources"); a reduce's spec names one (`SourcesRef`)
+#            11: `SharedSources` rows are the map tasks in order, each its shuffle server and its winning
+#                attempt's number (no map index column, no attempt id strings: a seventh of the bytes)
 HEADER = struct.Struct("!I")
 DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 

@@ -68,6 +68,12 @@ TRANSITIONS = {
 MAP, REDUCE = "map", "reduce"
 
 
+def attempt_id(kind: str, index: int, number: int) -> str:
+    """The id of attempt `number` (from 0) of task `index`: "m00003.1" is map 3's second. A reduce's map
+    sources travel as attempt numbers, from which its worker makes these ids again (`messages.SharedSources`)."""
+    return f"{'m' if kind == MAP else 'r'}{index:05d}.{number}"
+
+
 @dataclass(slots=True)  # one per attempt and task of a job: no per-object dict (docs/PERFORMANCE.md)
 class Attempt:
     id: str
@@ -365,8 +371,7 @@ class JobTasks:
             choice, backup = self._straggler(phase, ev), True
         if choice is None:
             return []
-        kind = "m" if choice.kind == MAP else "r"
-        attempt = Attempt(f"{kind}{choice.index:05d}.{len(choice.attempts)}", choice.kind, choice.index, ev.worker,
+        attempt = Attempt(attempt_id(choice.kind, choice.index, len(choice.attempts)), choice.kind, choice.index, ev.worker,
                           started=ev.now, backup=backup, skip=tuple(sorted(choice.skip)))
         choice.attempts.append(attempt)
         self.attempts[attempt.id] = attempt

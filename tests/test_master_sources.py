@@ -2,6 +2,7 @@
 request handlers make them: a real `Master` (its socket never served) gets registrations, heartbeats and
 goodbyes in-process, as workers would send them."""
 
+import json
 import time
 
 import pytest
@@ -141,6 +142,8 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
     assert status.counters == status.manifest["counters"] == [["t", "n", 60], ["t", "r", 2]]
     with master.lock:
         report = master.report(master.scheduler.jobs[job_id])
+    written = json.loads((tmp_path / "out" / "_REPORT.json").read_text())  # made a row at a time at the commit
+    assert {**written, "elapsed": 0, "finished": 0} == {**report, "elapsed": 0, "finished": 0}
     received = [sum(10 * m + p for m in range(MAPS)) for p in range(REDUCES)]  # each map counted once
     assert [(s["bytes"], s["records"]) for s in report["skew"]] == [(n, n) for n in received]
     winners = [a for t in report["tasks"] for a in t["attempts"] if "bytes_out" in a]
@@ -149,8 +152,8 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
     assert [(a["records_in"], a["bytes_in"]) for a in winners if a["id"].startswith("r")] == [(n, n) for n in received]
 
 
-def shared_sources(generation: int = 3, attempt_1: str = "m00001.3") -> SharedSources:
-    return SharedSources(generation, ["a:1", "b:2"], [0, 1, 2], [1, 0, 1], ["m00000.0", attempt_1, "m00002.0"])
+def shared_sources(generation: int = 3, attempt_1: int = 3) -> SharedSources:
+    return SharedSources(generation, ["a:1", "b:2"], [1, 0, 1], [0, attempt_1, 0])
 
 
 def reduce_spec(ref: SourcesRef) -> TaskSpec:
@@ -162,8 +165,8 @@ def test_map_sources_cross_the_wire_as_a_jobs_shared_columns_and_each_reduces_re
                 sources={"job0001": shared_sources()})
     assert over_the_wire(work) == work
     frame = to_wire(work)
-    assert frame["sources"]["job0001"] == {"generation": 3, "addresses": ["a:1", "b:2"], "maps": [0, 1, 2],
-                                           "hosts": [1, 0, 1], "attempts": ["m00000.0", "m00001.3", "m00002.0"]}
+    assert frame["sources"]["job0001"] == {"generation": 3, "addresses": ["a:1", "b:2"], "hosts": [1, 0, 1],
+                                           "attempt_numbers": [0, 3, 0]}
     assert frame["assign"][0]["sources_ref"] == {"generation": 3, "fetch": {"every": False, "bitmap": b"\x05"}}
     received, held = over_the_wire(work), HeldSources()
     held.update(received.sources)
@@ -188,16 +191,17 @@ def test_a_worker_runs_a_reduce_only_on_the_generation_of_map_sources_its_spec_n
     assert not held.resolve(newer) and newer.sources == MapSources()  # not on generation 3's attempts
     assert not held.resolve(reduce_spec(SourcesRef(3, FetchRows(bitmap=b"\x09"))))  # row 3 of 3 rows
     assert not held.resolve(reduce_spec(SourcesRef(3, FetchRows(bitmap=b"\x01\x00"))))  # a bitmap of 16 rows
-    held.update({"job0001": shared_sources(generation=4, attempt_1="m00001.4")})
+    held.update({"job0001": shared_sources(generation=4, attempt_1=4)})
     assert held.generations() == {"job0001": 4}
     assert held.resolve(newer) and newer.sources.fetch == [0, 1, 2] and newer.sources.attempt_of(1) == "m00001.4"
     held.forget("job0001")
     assert held.generations() == {}
 
 
-@pytest.mark.parametrize("change, why", [({"attempts": ["m00000.0"]}, "columns differ in length"),
+@pytest.mark.parametrize("change, why", [({"attempt_numbers": [0]}, "columns differ in length"),
                                          ({"hosts": [1, 0, 2]}, "shuffle server it does not list"),
-                                         ({"maps": "0,1,2"}, "expected a list")])
+                                         ({"attempt_numbers": [0, -1, 0]}, "attempt number is negative"),
+                                         ({"hosts": "1,0,1"}, "expected a list")])
 def test_malformed_shared_sources_are_a_protocol_error(change, why):
     frame = to_wire(Work(sources={"job0001": shared_sources()}))
     frame["sources"]["job0001"] = {**frame["sources"]["job0001"], **change}
