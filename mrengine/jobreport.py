@@ -1,4 +1,5 @@
-"""A job's report: one JSON-ready dict of what a master job did, for the web UI, the history and `_REPORT.json`.
+"""A job's report: one JSON-ready dict of what a master job did, for the web UI and the history; for
+`_REPORT.json` the same as JSON text, made a task row at a time (`report_json`).
 
 Built from the master's in-memory state while its lock is held, so it copies plain values only and does
 no I/O; whoever renders or writes it does so afterwards, outside the lock. Times in the report are wall
