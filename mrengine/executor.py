@@ -10,6 +10,7 @@ attempts pass over when the attempt's spec lists it in `skip` (`--skip-bad-recor
 from __future__ import annotations
 
 import gc
+import operator
 import os
 import shutil
 import traceback
@@ -231,11 +232,21 @@ def _guarded_combiner(combiner):
 
 
 class _Position:
-    """Where the mapper is, for error messages: the block and the record's index in it."""
+    """Where the mapper is, for error messages: the block, and the iterator its mapper calls draw
+    the block's values from. That iterator's remaining length says which record is being mapped, so
+    the per-record loop runs in C (`map`) and keeps no index of its own."""
 
     block: Any = None
-    index = -1
-    records = 0
+    values: Iterator = iter(())
+    records = 0  # in the blocks before this one
+
+    @property
+    def index(self) -> int:
+        """The index in `block` of the record last handed to the mapper (-1: none yet)."""
+        block, values = self.block, self.values  # read once: progress() reads from another thread
+        if block is None:
+            return -1
+        return len(block.values) - operator.length_hint(values) - 1
 
 
 # The running attempt's mapper position and engine counters, which `progress` reads from another thread.
@@ -250,21 +261,32 @@ def progress() -> int:
 
 
 def _mapper_calls(mapper, blocks: Iterator, pos: _Position, skip: frozenset, engine: Counter) -> Iterator:
-    """mapper(key, value) for every record but those numbered in `skip`; the buffer iterates the results."""
+    """mapper(key, value) for every record but those numbered in `skip`, a block's calls at a time;
+    the buffer iterates the results."""
     blocks = iter(blocks)
     while True:
         pos.block = None  # an error while reading the next block is not the mapper's
         block = next(blocks, None)
         if block is None:
             return
-        pos.block = block
-        for i, (key, value) in enumerate(block.pairs()):
-            pos.index = i
-            if skip and pos.records + i in skip:
-                engine["map_skipped_records"] += 1
-                continue
-            yield mapper(key, value)
+        values = iter(block.values)
+        pos.values, pos.block = values, block
+        if skip:
+            yield _calls_skipping(mapper, block.keys, values, pos.records, skip, engine)
+        else:
+            yield map(mapper, block.keys, values)
         pos.records += len(block.values)
+
+
+def _calls_skipping(mapper, keys: Iterable, values: Iterator, first: int, skip: frozenset,
+                    engine: Counter) -> Iterator:
+    """One block's mapper calls, passing over the records numbered in `skip` (this block's first is
+    numbered `first`)."""
+    for i, (key, value) in enumerate(zip(keys, values)):
+        if first + i in skip:
+            engine["map_skipped_records"] += 1
+            continue
+        yield mapper(key, value)
 
 
 def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: Counter, split: Split,
@@ -274,7 +296,7 @@ def _map_records(step: Step, blocks: Iterator, buffer: MapOutputBuffer, engine: 
     pos = _watched[0] = _Position()
     _watched[1] = engine
     try:
-        buffer.collect(_mapper_calls(step.mapper, blocks, pos, skip, engine))
+        buffer.collect(chain.from_iterable(_mapper_calls(step.mapper, blocks, pos, skip, engine)))
     except MrEngineError:
         raise
     except Exception as exc:
