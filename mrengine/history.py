@@ -1,8 +1,9 @@
 """The job history: one JSON file per finished job in a directory, read back by `mrengine history` and `mrengine ui`.
 
 The default directory is the user's state directory ($XDG_STATE_HOME/mrengine/history, else
-~/.local/state/mrengine/history). A record is a job report (`jobreport.job_report`); it is written to
-a temporary name and renamed, so a reader never sees half a record.
+~/.local/state/mrengine/history). A record is a job report (`jobreport.job_report`, as the JSON
+text `report_json` makes); it is written to a temporary name and renamed, so a reader never sees
+half a record.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ def record_name(record: dict) -> str:
 
 
 def write(directory: str, record: dict) -> str:
+    return write_text(directory, record_name(record), json.dumps(record, separators=(",", ":")).encode())
+
+
+def write_text(directory: str, name: str, text: bytes | bytearray) -> str:
+    """Write a record's JSON `text` as `name` in `directory`."""
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, record_name(record))
+    path = os.path.join(directory, name)
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, separators=(",", ":"))
+    with open(tmp, "wb") as f:
+        f.write(text)
     os.replace(tmp, path)
     return path
 
@@ -75,20 +81,20 @@ class Writer:
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._run, name="history-writer", daemon=True).start()
 
-    def submit(self, record: dict) -> None:
-        self._queue.put(record)
+    def submit(self, name: str, text: bytes | bytearray) -> None:
+        """Write the record `text` (a job's report as JSON) as the file `name` (`record_name`)."""
+        self._queue.put((name, text))
 
     def flush(self) -> None:
         self._queue.join()
 
     def _run(self) -> None:
         while True:
-            record = self._queue.get()
+            name, text = self._queue.get()
             try:
-                write(self.directory, record)
+                write_text(self.directory, name, text)
             except OSError as exc:
-                log.warning("could not write the history record of job %s to %s: %s",
-                                                              record["id"], self.directory, exc)
+                log.warning("could not write the history record %s to %s: %s", name, self.directory, exc)
             finally:
                 self._queue.task_done()
 

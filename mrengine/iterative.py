@@ -45,7 +45,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from . import context, outputs, storage
-from .messages import SplitPlace, StepSpec, StepStatus
+from .messages import SplitPlaces, StepSpec, StepStatus
 from .steps import RunOptions, Summary, counter_lines, step_spec
 from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
@@ -148,7 +148,7 @@ class DriverContext:
         target = outputs.round_dir(self.output, self.session, self.rounds) if collect else output
         if not collect:
             outputs.check_output_dir(output, self._opts.overwrite, so)
-        prefer = [SplitPlace(url, start, end, worker) for (url, start, end), worker in self._locality.items()] if locality else []
+        prefer = SplitPlaces.of(self._locality.items()) if locality else SplitPlaces()
         label = f"{self._job.name} round {self.rounds}"
         try:
             round_spec = replace(step_spec(spec, 0, [storage.absolute_url(p) for p in paths], target, self._opts), prefer=prefer,
@@ -159,8 +159,7 @@ class DriverContext:
             caller = inspect.currentframe().f_back
             raise TaskFailedError(f"{exc.message} (ctx.map_reduce at {caller.f_code.co_filename} line "
                                   f"{caller.f_lineno})", *exc.args[1:]) from None
-        for place in status.map_workers:
-            self._locality[place.key] = place.worker
+        self._locality.update(status.map_workers.items())
         counters = Counter({(g, n): v for g, n, v in status.counters})
         s = self._summary
         s.maps += status.counts.maps

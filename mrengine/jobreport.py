@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -50,27 +49,29 @@ def job_report(master_id: str, job, now: float) -> dict:
     return {**_summary(master_id, job, now, received), "tasks": tasks}
 
 
-def report_json(master_id: str, job, now: float, **changes) -> str:
-    """`job_report` with `changes`, as the JSON text of `_REPORT.json`. Its task rows are made and encoded one
-    at a time, twice (the first pass finds each phase's median for the straggler flags), so that a job of
-    many tasks never holds them all as objects: at 15,000 tasks that was the master's peak memory
-    (docs/PERFORMANCE.md, "Large R")."""
+def report_json(master_id: str, job, now: float, **changes) -> bytearray:
+    """`job_report` with `changes`, as the (ASCII) JSON text of `_REPORT.json`. Its task rows are made and
+    encoded one at a time, twice (the first pass finds each phase's median for the straggler flags),
+    into one growing buffer, so that a job of many tasks never holds them all as objects, nor its text
+    twice: at 15,000 tasks those were the master's peak memory (docs/PERFORMANCE.md, "Large R")."""
     received = _received(job)
     tasks = job.tasks.maps + job.tasks.reduces
     seconds = [task_seconds(_task_row(job, t, now, received)) for t in tasks]
     medians = phase_medians(zip((t.kind for t in tasks), seconds))
-    rows = []
-    for task, took in zip(tasks, seconds):
+    head = json.dumps({**_summary(master_id, job, now, received), **changes}, indent=1, sort_keys=True, default=str)
+    text = bytearray(head[:-2].encode())  # head ends "\n}"
+    text += b',\n "tasks": ['
+    for n, (task, took) in enumerate(zip(tasks, seconds)):
         row = _task_row(job, task, now, received)
         flag_straggler(row, took, medians.get(task.kind))
-        rows.append(json.dumps(row, sort_keys=True, default=str))
-    head = json.dumps({**_summary(master_id, job, now, received), **changes}, indent=1, sort_keys=True, default=str)
-    return head[:-2] + ',\n "tasks": [\n  ' + ",\n  ".join(rows) + "\n ]\n}\n"  # head ends "\n}"
+        text += b"\n  " if n == 0 else b",\n  "
+        text += json.dumps(row, sort_keys=True, default=str).encode()
+    text += b"\n ]\n}\n"
+    return text
 
 
 def _summary(master_id: str, job, now: float, received: list) -> dict:
     """All of the report but its task rows."""
-    wall = time.time() - now  # add to a monotonic time to get wall clock
     spec = job.spec
     end = job.finished or now
     return {
@@ -78,12 +79,17 @@ def _summary(master_id: str, job, now: float, received: list) -> dict:
         "user": spec.user, "job_file": spec.job_file, "inputs": list(spec.inputs), "output": spec.output,
         "runner": "native", "num_reducers": spec.num_reducers, "split_size": spec.split_size,
         "max_attempts": spec.max_attempts, "params": spec.params,
-        "started": round(wall + job.started, 3), "finished": round(wall + job.finished, 3) if job.finished else None,
+        "started": started(job), "finished": round(job.started_at + job.finished - job.started, 3) if job.finished else None,
         "elapsed": round(end - job.started, 3),
         "counts": job.tasks.counts(), "counters": job.counters(),
         "error": asdict(job.error) if job.error else None, "manifest": job.manifest,
         "skew": _skew(job, received),
     }
+
+
+def started(job) -> float:
+    """When the job started, as its reports and its history record's name say (wall clock)."""
+    return round(job.started_at, 3)
 
 
 def _received(job) -> list[tuple[int, int]]:

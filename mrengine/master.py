@@ -39,11 +39,11 @@ from typing import Callable
 from . import comm, fairshare, history, outputs, protocol
 from .errors import ClusterError, MrEngineError, RecordError, StorageError, UsageError
 from .inputs import Split
-from .jobreport import AttemptNote, job_report, report_json, with_log_tail
+from .jobreport import AttemptNote, job_report, report_json, started, with_log_tail
 from .messages import (
     HEARTBEAT_SECONDS, AttemptRef, AttemptReport, AttemptRow, ClusterStatus, ErrorInfo, FetchRows, Goodbye, Heartbeat,
     JobRow, JobStatusRequest, Kill, Logs, LogsRequest, MapOutput, Ok, Register, Registered, Reregister, SharedSources,
-    SourcesRef, SplitPlace, StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work,
+    SourcesRef, SplitPlaces, StatusRequest, StepSpec, StepStatus, Submit, Submitted, TaskCounts, TaskRow, TaskSpec, Work,
     WorkerRow, from_wire, to_wire,
 )
 from .shuffle.heavykeys import RunningTop
@@ -221,8 +221,9 @@ class MasterJob:
     spec: StepSpec
     splits: list[Split]
     tasks: JobTasks
-    started: float
+    started: float  # monotonic
     commit: StepCommit
+    started_at: float  # the same instant by the wall clock, for its reports
     state: str = "running"  # until the committer has finished or undone its output
     finished: float = 0.0
     error: ErrorInfo | None = None
@@ -270,7 +271,7 @@ class Committer:
     for (a job's part commits before its `_SUCCESS`), and records their outcome under the lock."""
 
     def __init__(self, lock: threading.Condition, on_end: Callable[[MasterJob, str], None],
-                 carry_out: Callable[[MasterJob, list], None], report: Callable[[MasterJob], str]):
+                 carry_out: Callable[[MasterJob, list], None], report: Callable[[MasterJob], bytearray]):
         self.lock, self._on_end, self._carry_out, self._report = lock, on_end, carry_out, report
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         threading.Thread(target=self._run, name="master-committer", daemon=True).start()
@@ -320,6 +321,7 @@ class Committer:
             except Exception as exc:
                 self._abort(job, ErrorInfo(f"writing {history.REPORT} failed: {exc}"))
                 return
+            del report  # megabytes of text at many tasks, and the history record is made next
             try:
                 job.commit.job(job.manifest)
             except Exception as exc:
@@ -386,14 +388,15 @@ class Scheduler:
         return any(demand > running for running, demand in (j.tasks.load() for j in self.running()))
 
     def add(self, spec: StepSpec, splits: list[Split]) -> MasterJob:
-        prefer = {p.key: p.worker for p in spec.prefer}
+        prefer = dict(spec.prefer.items())
         preferred = [prefer.get((s.url, s.start, s.end)) for s in splits]
         job_id = f"job{next(self._ids):04d}"
         self._supersede(spec.output, job_id)
         tasks = JobTasks(len(splits), spec.num_reducers, spec.max_attempts, preferred, LOCALITY_WAIT_SECONDS,
                          self.backup_after, spec.skip_bad_records)
         now = time.monotonic()
-        job = self.jobs[job_id] = MasterJob(job_id, spec, splits, tasks, now, StepCommit(spec, job_id), driver_seen=now)
+        job = self.jobs[job_id] = MasterJob(job_id, spec, splits, tasks, now, StepCommit(spec, job_id), time.time(),
+                                                 driver_seen=now)
         log.info("job %s (%s step %d): %d map tasks, %d reduce tasks", job_id, spec.job_name, spec.step, len(splits),
                  spec.num_reducers)
         if not splits and not spec.num_reducers:
@@ -671,7 +674,7 @@ class Master:
         """The job's report (`jobreport`) as of now; call under the lock, render or write it after."""
         return job_report(self.registry.instance, job, time.monotonic())
 
-    def success_report(self, job: MasterJob) -> str:
+    def success_report(self, job: MasterJob) -> bytearray:
         """The `_REPORT.json` text of `job`, succeeded as of now (call under the lock)."""
         return report_json(self.registry.instance, job, time.monotonic(), state="succeeded", finished=round(time.time(), 3))
 
@@ -683,8 +686,9 @@ class Master:
             status = self._status_of(job)
             self._answers += [(request, status) for request in held]
             self.lock.notify_all()  # the long-polls' thread sends them
-        if self.history is not None:  # a snapshot; the writer's thread writes it
-            self.history.submit(job_report(self.registry.instance, job, job.finished))
+        if self.history is not None:  # a snapshot, made a row at a time; the writer's thread writes it
+            name = history.record_name({"id": job.id, "master": self.registry.instance, "started": started(job)})
+            self.history.submit(name, report_json(self.registry.instance, job, job.finished))
 
     def _lose(self, worker: WorkerInfo) -> None:
         self.scheduler.lose(worker)
@@ -854,8 +858,8 @@ class Master:
         """Under the lock: where the job stands, as its driver is told."""
         end = job.finished if job.state != "running" else time.monotonic()
         # Where each split's map ran, for a driver whose next job reads the same splits (see `prefer`).
-        map_workers = [SplitPlace(s.url, s.start, s.end, t.winner.worker) for s, t in zip(job.splits, job.tasks.maps)
-                       if t.winner] if job.state == "succeeded" else []
+        map_workers = SplitPlaces.of(((s.url, s.start, s.end), t.winner.worker) for s, t in zip(job.splits, job.tasks.maps)
+                                     if t.winner) if job.state == "succeeded" else SplitPlaces()
         return StepStatus(job.state, TaskCounts(**job.tasks.counts()), job.counters(), end - job.started,
                           job.error, job.manifest if job.state == "succeeded" else None,
                           len(self.registry.alive()), map_workers, _exclusions(job))

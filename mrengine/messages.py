@@ -26,7 +26,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 from .errors import ProtocolError
 from .inputs import Split
@@ -171,17 +171,45 @@ def _build_dict(build, data: Any) -> dict:
 
 
 @dataclass
-class SplitPlace:
-    """A split (by its url and byte range) and the worker whose map task read it."""
+class SplitPlaces:
+    """Splits, each by its file and byte range, and the worker whose map task read it, as columns: row i
+    is bytes [starts[i], ends[i]) of `urls[files[i]]`, read on `workers[i]`. Each file is named once,
+    so that a job's M splits take three ints and a worker id each, on the wire and in memory.
 
-    url: str
-    start: int
-    end: int
-    worker: str
+        >>> places = SplitPlaces.of([(("a.txt", 0, 10), "w1"), (("a.txt", 10, 20), "w2")])
+        >>> places.urls, places.files, dict(places.items())[("a.txt", 10, 20)]
+        (['a.txt'], [0, 0], 'w2')
+    """
 
-    @property
-    def key(self) -> tuple:
-        return (self.url, self.start, self.end)
+    urls: list[str] = field(default_factory=list)
+    files: list[int] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    workers: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not len(self.files) == len(self.starts) == len(self.ends) == len(self.workers):
+            raise ValueError("its columns differ in length")
+        if self.files and not 0 <= min(self.files) <= max(self.files) < len(self.urls):
+            raise ValueError("a row names a file it does not list")
+
+    @classmethod
+    def of(cls, places: Iterable[tuple[tuple[str, int, int], str]]) -> SplitPlaces:
+        """From ((url, start, end), worker) pairs."""
+        index: dict[str, int] = {}
+        files, starts, ends, workers = [], [], [], []
+        for (url, start, end), worker in places:
+            files.append(index.setdefault(url, len(index)))
+            starts.append(start)
+            ends.append(end)
+            workers.append(worker)
+        return cls(list(index), files, starts, ends, workers)
+
+    def items(self) -> Iterator[tuple[tuple[str, int, int], str]]:
+        """((url, start, end), worker) for each split."""
+        urls = self.urls
+        for file, start, end, worker in zip(self.files, self.starts, self.ends, self.workers):
+            yield (urls[file], start, end), worker
 
 
 @dataclass
@@ -204,7 +232,7 @@ class StepSpec:
     storage_options: dict
     sort_buffer_bytes: int
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    prefer: list[SplitPlace] = field(default_factory=list)  # splits that should run where they ran last round
+    prefer: SplitPlaces = field(default_factory=SplitPlaces)  # splits that should run where they ran last round
     log_level: str = DEFAULT_LOG_LEVEL  # of the log records each attempt's log keeps (`--log-level`)
     # Who ran what, for the job's report and history only: no runner depends on them.
     user: str = ""
@@ -631,7 +659,7 @@ class StepStatus:
     error: ErrorInfo | None = None
     manifest: dict | None = None  # what `_SUCCESS` says, once succeeded
     workers: int = 0
-    map_workers: list[SplitPlace] = field(default_factory=list)  # where each split's map ran (native only)
+    map_workers: SplitPlaces = field(default_factory=SplitPlaces)  # where each split's map ran (native only)
     excluded: list[str] = field(default_factory=list)  # "worker: why" for each worker the job stopped using
     report: dict | None = None  # the step's job report, for runners without a master to keep it (Spark)
 

@@ -331,16 +331,14 @@ def write_skipped(out: str, step: int, entries: list[dict], storage_options: dic
             f.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def write_json(out: str, name: str, value: dict | str, storage_options: dict | None) -> None:
-    """A JSON file `name` in the output directory (the job's `_REPORT.json`): `value`, or its JSON text."""
+def write_json(out: str, name: str, value: dict | bytearray, storage_options: dict | None) -> None:
+    """A JSON file `name` in the output directory (the job's `_REPORT.json`): `value`, or its JSON text in UTF-8."""
     fs, path = _fs(out, storage_options)
     storage.makedirs(fs, path)
-    with fs.open(join(path, name), "w") as f:
-        if isinstance(value, str):
-            f.write(value)
-        else:
-            json.dump(value, f, indent=1, sort_keys=True, default=str)
-            f.write("\n")
+    if isinstance(value, dict):
+        value = (json.dumps(value, indent=1, sort_keys=True, default=str) + "\n").encode()
+    with fs.open(join(path, name), "wb") as f:
+        f.write(value)
 
 
 def abort_job(out: str, job_id: str, published: dict, storage_options: dict | None) -> None:

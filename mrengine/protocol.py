@@ -13,7 +13,7 @@ from typing import Any
 from . import serde
 from .errors import ProtocolError
 
-VERSION = 11  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
+VERSION = 12  # 2: heartbeats name attempts by (job, attempt); fetch failures name the map attempt
 #             3: a job's pickled code travels once per worker (heartbeat "jobs"), not with every task
 #             4: every message is a `messages` dataclass, its fields by name (no positional lists)
 #             5: every frame after the handshake is sealed (comm, channel); the handshake says if encrypted
@@ -27,6 +27,8 @@ VERSION = 11  # 2: heartbeats name attempts by (job, attempt); fetch failures na
 #                (`SharedSources`, heartbeat and reply "sources"); a reduce's spec names one (`SourcesRef`)
 #            11: `SharedSources` rows are the map tasks in order, each its shuffle server and its winning
 #                attempt's number (no map index column, no attempt id strings: a seventh of the bytes)
+#            12: where splits ran (`StepStatus.map_workers`, `StepSpec.prefer`) travels as columns naming
+#                each file once (`SplitPlaces`), not as a map per split
 HEADER = struct.Struct("!I")
 DEFAULT_MAX_FRAME = 256 * 1024 * 1024
 

@@ -12,7 +12,8 @@ from mrengine.errors import ProtocolError
 from mrengine.master import Master
 from mrengine.messages import (
     AttemptReport, FetchFailure, FetchRows, ErrorInfo, Goodbye, Heartbeat, JobStatusRequest, MapOutput, MapSources,
-    PartOutput, Register, SharedSources, SourcesRef, StepSpec, Submit, TaskSpec, Work, from_wire, to_wire,
+    PartOutput, Register, SharedSources, SourcesRef, SplitPlaces, StepSpec, StepStatus, Submit, TaskCounts, TaskSpec, Work,
+    from_wire, to_wire,
 )
 from mrengine.steps import CounterSum, sum_counters
 from mrengine.worker import HeldSources
@@ -143,7 +144,8 @@ def test_reduces_fetch_from_the_maps_winning_now_and_counters_follow_the_winners
     with master.lock:
         report = master.report(master.scheduler.jobs[job_id])
     written = json.loads((tmp_path / "out" / "_REPORT.json").read_text())  # made a row at a time at the commit
-    clock = {"started": 0, "elapsed": 0, "finished": 0}  # wall clock, read anew by each report (to the ms)
+    assert written["started"] == report["started"]  # the job's wall-clock start, kept with it
+    clock = {"elapsed": 0, "finished": 0}  # as of each report's time: the commit's and now
     assert {**written, **clock} == {**report, **clock}
     received = [sum(10 * m + p for m in range(MAPS)) for p in range(REDUCES)]  # each map counted once
     assert [(s["bytes"], s["records"]) for s in report["skew"]] == [(n, n) for n in received]
@@ -233,3 +235,18 @@ def test_a_running_counter_sum_is_the_sum_of_the_lists_in_it_now():
     total.add([["a", "x", 2], ["d", "w", 5]])
     assert total.total() == sum_counters([[["a", "x", 2], ["d", "w", 5]], *lists[1:]])
     assert total.total() == [["a", "x", 7], ["c", "z", 0], ["d", "w", 5]]  # b/y: no list names it any more
+
+
+def test_where_splits_ran_crosses_the_wire_as_columns_naming_each_file_once():
+    places = SplitPlaces.of([(("s3://b/a.txt", 0, 64), "w1"), (("s3://b/a.txt", 64, 90), "w2"), (("/data/b.txt", 0, 7), "w1")])
+    status = StepStatus("succeeded", TaskCounts(maps=3, maps_done=3), map_workers=places)
+    assert over_the_wire(status) == status
+    assert to_wire(status)["map_workers"] == {"urls": ["s3://b/a.txt", "/data/b.txt"], "files": [0, 0, 1],
+                                              "starts": [0, 64, 0], "ends": [64, 90, 7], "workers": ["w1", "w2", "w1"]}
+    assert dict(over_the_wire(status).map_workers.items()) == {("s3://b/a.txt", 0, 64): "w1", ("s3://b/a.txt", 64, 90): "w2",
+                                                              ("/data/b.txt", 0, 7): "w1"}
+    for change, why in [({"ends": [64, 90]}, "columns differ in length"), ({"files": [0, 2, 1]}, "file it does not list")]:
+        frame = to_wire(status)
+        frame["map_workers"] = {**frame["map_workers"], **change}
+        with pytest.raises(ProtocolError, match=f"malformed 'job_status' message: field 'map_workers': .*{why}"):
+            from_wire(frame)
