@@ -59,7 +59,7 @@ import time
 import uuid
 from typing import Callable
 
-from . import comm, protocol
+from . import comm, protocol, storage
 from .errors import ClusterError, ParameterServerError, UsageError
 from .messages import PsFinish, PsFinished, PsJoin, PsParams, PsPush, from_wire, to_wire
 
@@ -269,14 +269,15 @@ def start_for_runner(run_step, params: dict, open_file: Callable, **settings) ->
     return ParameterServer(params, host, secret, open_file=open_file, **settings)
 
 
-def read_checkpoint(url: str) -> tuple[dict, dict]:
+def read_checkpoint(url: str, storage_options: dict | None = None) -> tuple[dict, dict]:
     """A checkpoint's parameters and its metadata: `version`, `seconds` since its server started,
-    `clocks` (task -> updates applied, keys as str), `about`. `url`: a path or any fsspec URL."""
-    import fsspec
+    `clocks` (task -> updates applied, keys as str), `about`. `url`: a path or any fsspec URL, read
+    with `storage_options` as the job's inputs are."""
     import numpy as np
 
+    fs, path = storage.filesystem(url, storage_options)
     try:
-        with fsspec.open(url, "rb") as f, np.load(io.BytesIO(f.read())) as z:
+        with fs.open(path, "rb") as f, np.load(io.BytesIO(f.read())) as z:
             meta = json.loads(str(z["_meta"]))
             return {k: z[k] for k in z.files if k != "_meta"}, {"about": {}, **meta}
     except (OSError, ValueError, KeyError, EOFError) as exc:  # missing, unreadable, or not a checkpoint
