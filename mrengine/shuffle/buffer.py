@@ -331,7 +331,8 @@ class MapOutputBuffer:
             self._groups.clear()
             pairs = list(self._combined(items))
         else:
-            pairs = self._pairs  # sorted in place and emptied by the caller once written
+            made = self._pairs  # emptied in place by the caller once written
+            pairs = made.copy()
             kind = sort_pairs(pairs)
         self._dropped += self._held
         self._held = 0
@@ -360,8 +361,9 @@ class MapOutputBuffer:
         samplers = samplers or [None] * len(parts)
         with open(path, "wb") as out:
             segments = [write_segment(out, pairs, out.tell(), kind, sampler) for pairs, sampler in zip(parts, samplers)]
-        # The pairs go in the order they were made. Freed in key order, they left pymalloc's free lists
-        # shuffled, and the slot process's later tasks ran 20-40 % slower (docs/PERFORMANCE.md).
+        # The pairs go in the order they were made (sorting a copy costs 8 B a pair while a spill is
+        # written). Freed in key order, they left pymalloc's free lists shuffled, and the slot process's
+        # later tasks ran 20-40 % slower (docs/PERFORMANCE.md).
         del parts
         made.clear()
         self._pairs.clear()
