@@ -191,7 +191,7 @@ def main() -> None:
 @click.option("--runner", type=click.Choice(["native", "spark"]), default="native", show_default=True,
               help="native: mrengine's own master and workers; spark: Apache Spark (pip install 'mrengine[spark]').")
 @click.option("--spark-master", default=None, help="Spark master URL for --runner spark: local[N], spark://HOST:PORT, yarn, "
-              "k8s://... (default local[*]).")
+              "k8s://... (default local[*]; under spark-submit, its --master).")
 @click.option("--spark-conf", "spark_conf", type=_Pair(typed=False), multiple=True,
               help="KEY=VALUE Spark setting for --runner spark, e.g. spark.executor.memory=4g (repeatable).")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
@@ -271,7 +271,7 @@ def _on_runner(load, inputs, output: str, opts, *, runner: str, master, secret_f
         from .spark import SparkRunner
 
         job = load()
-        with SparkRunner(spark_master or "local[*]", spark_conf, opts.max_attempts, f"mrengine {job.name}",
+        with SparkRunner(spark_master, spark_conf, opts.max_attempts, f"mrengine {job.name}",
                          verbose) as spark:
             return Recorded(spark, history_dir, "spark").run(job, inputs, output, opts)
     if master:

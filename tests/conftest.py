@@ -145,15 +145,12 @@ SPARK_SESSION_ENV = ("PYSPARK_PYTHON", "SPARK_LOCAL_IP")  # what starting Spark 
 
 
 @contextlib.contextmanager
-def spark_session(master: str, conf: dict):
-    """A `SparkRunner` on `master` in this process, the environment it set put back when it stops, so
+def environment_kept():
+    """Put back, on leaving, the variables of SPARK_SESSION_ENV that starting Spark here sets, so
     later tests' Spark CLI runs start as they would alone."""
-    from mrengine.spark import SparkRunner
-
     saved = {name: os.environ.get(name) for name in SPARK_SESSION_ENV}
     try:
-        with SparkRunner(master, conf) as runner:
-            yield runner
+        yield
     finally:
         for name, value in saved.items():
             if value is None:
@@ -162,13 +159,51 @@ def spark_session(master: str, conf: dict):
                 os.environ[name] = value
 
 
+@contextlib.contextmanager
+def spark_session(master: str, conf: dict):
+    """A `SparkRunner` on `master` in this process, the environment as it was once it has started."""
+    from mrengine.spark import SparkRunner
+
+    with environment_kept():
+        runner = SparkRunner(master, conf).__enter__()  # its context has read PYSPARK_PYTHON by now
+    try:
+        yield runner
+    finally:
+        runner.__exit__(None, None, None)
+
+
 @pytest.fixture(scope="module")
 def spark_runner():
     """One Spark session on local[2] for a module's tests, driven through the `SparkRunner.run` the CLI
-    calls: a JVM's start costs seconds of CPU, a small job on a running one a fraction of that. It
-    stops when the module's last test ends (--dist loadfile keeps a module on one worker)."""
+    calls: a JVM's start costs 6-8 s of CPU, a small job on a running one a fraction of that. It
+    stops when the module's last test ends (--dist loadfile keeps a module on one worker; a process
+    holds one SparkContext at a time)."""
     with spark_session("local[2]", {"spark.ui.enabled": "false"}) as runner:
         yield runner
+
+
+@pytest.fixture(scope="session")
+def spark_submit_env():
+    """The variables spark-submit gives the Python driver it starts (PYSPARK_GATEWAY_PORT and its
+    secret), here of one JVM kept for the tests of this pytest process: a Spark CLI run given them
+    (`run_cli(..., env=spark_submit_env)`) takes that JVM as it would spark-submit's, and leaves it
+    running. Runs on it must not overlap; tests run one at a time (-n runs each module in one process)."""
+    from pyspark import SparkConf
+    from pyspark.java_gateway import launch_gateway
+
+    log_dir = tempfile.mkdtemp(prefix="mrengine-test-spark-jvm-")
+    with environment_kept(), open(os.path.join(log_dir, "jvm.log"), "wb") as log:
+        os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # as a local run's own JVM would bind: loopback only
+        gateway = launch_gateway(SparkConf(loadDefaults=False), popen_kwargs={"stdout": log, "stderr": log})
+    try:
+        yield {"PYSPARK_GATEWAY_PORT": str(gateway.gateway_parameters.port),
+               "PYSPARK_GATEWAY_SECRET": gateway.gateway_parameters.auth_token}
+    finally:
+        with contextlib.suppress(Exception):
+            gateway.shutdown()
+        gateway.proc.stdin.close()  # Spark's launcher ends the JVM when its stdin closes
+        gateway.proc.wait(60)
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 @pytest.fixture

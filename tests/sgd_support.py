@@ -20,11 +20,13 @@ BREAST_CANCER = ROOT / "sample_data" / "breast_cancer"
 RUN_TIMEOUT = 180
 
 
-def mrengine_run(job, inputs, out, *args, workers=2, timeout=RUN_TIMEOUT) -> subprocess.CompletedProcess:
-    """`python -m mrengine run JOB INPUTS -o OUT ARGS` on an embedded cluster; waits at most `timeout`."""
+def mrengine_run(job, inputs, out, *args, workers=2, timeout=RUN_TIMEOUT, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m mrengine run JOB INPUTS -o OUT ARGS` on an embedded cluster; waits at most `timeout`;
+    `env`: variables added to its environment."""
     cmd = [sys.executable, "-m", "mrengine", "run", str(job), *map(str, inputs), "-o", str(out),
            "--workers", str(workers), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **(env or {})})
 
 
 def start_run(job, inputs, out, *args, workers=2, log_dir: Path, env: dict | None = None) -> subprocess.Popen:

@@ -46,11 +46,11 @@ def test_sort_orders_on_spark(spark_runner, tmp_path, text, job):
     native_then_spark(spark_runner, tmp_path, os.path.join(HERE, "jobs", job), text)
 
 
-def test_streaming_on_spark(tmp_path, text):
-    for name, extra in (("native", ("--workers", "2")), ("spark", SPARK)):
+def test_streaming_on_spark(tmp_path, text, spark_submit_env):
+    for name, extra, env in (("native", ("--workers", "2"), None), ("spark", SPARK, spark_submit_env)):
         proc = run_cli("streaming", *extra, "-input", text,
                        "-mapper", f"python3 {os.path.join(HERE, '..', 'jobs', 'streaming', 'wc_mapper.py')}",
                        "-reducer", f"python3 {os.path.join(HERE, '..', 'jobs', 'streaming', 'wc_reducer.py')}",
-                       "-numReduceTasks", "3", "--split-size", SPLIT, "-output", tmp_path / name, timeout=RUN_TIMEOUT)
+                       "-numReduceTasks", "3", "--split-size", SPLIT, "-output", tmp_path / name, timeout=RUN_TIMEOUT, env=env)
         assert proc.returncode == 0, proc.stderr
     assert_same_output(tmp_path / "native", tmp_path / "spark")

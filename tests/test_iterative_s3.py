@@ -18,7 +18,7 @@ SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spa
 
 
 @pytest.mark.parametrize("runner", [pytest.param([], id="native"), pytest.param(SPARK, id="spark", marks=pytest.mark.spark)])
-def test_rounds_read_s3_input_once_and_write_their_files_to_s3(tmp_path, s3_server, s3_bucket, runner):  # noqa: F811
+def test_rounds_read_s3_input_once_and_write_their_files_to_s3(request, tmp_path, s3_server, s3_bucket, runner):  # noqa: F811
     fs = s3_server.fs()
     table = np.random.default_rng(6).standard_normal((2000, 3))
     buf = io.BytesIO()
@@ -27,7 +27,8 @@ def test_rounds_read_s3_input_once_and_write_their_files_to_s3(tmp_path, s3_serv
     options = [f"--storage-option={k}={v}" for k, v in s3_server.storage_options.items()]
     s3_server.clear_requests()
     proc = mrengine_run(FIXTURE_JOBS / "iterative_counts.py", [f"s3://{s3_bucket}/in/table.npy"], f"s3://{s3_bucket}/out",
-                        "--split-size", "8k", *options, *runner, timeout=RUN_TIMEOUT)
+                        "--split-size", "8k", *options, *runner, timeout=RUN_TIMEOUT,
+                        env=request.getfixturevalue("spark_submit_env") if runner else None)
     assert proc.returncode == 0, proc.stderr
     fs = s3_server.fs()
     assert sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{s3_bucket}/out")) == ["_SUCCESS", "rounds.json"]

@@ -129,11 +129,11 @@ def test_an_init_file_of_other_columns_is_refused(tmp_path):
 
 
 @pytest.mark.spark
-def test_kmeans_on_spark_writes_the_native_bytes(tmp_path):
+def test_kmeans_on_spark_writes_the_native_bytes(tmp_path, spark_submit_env):
     args = ["-p", "k=3", "-p", "seed=7", "-p", "features=4", "--split-size", "2k"]
     native = mrengine_run(KMEANS, [IRIS], tmp_path / "native", *args)
     assert native.returncode == 0, native.stderr
-    spark = run_cli("run", KMEANS, IRIS, "-o", tmp_path / "spark", *args, *SPARK, timeout=600)
+    spark = run_cli("run", KMEANS, IRIS, "-o", tmp_path / "spark", *args, *SPARK, timeout=600, env=spark_submit_env)
     assert spark.returncode == 0, spark.stderr
     for name in ("centres.npy", "centres.json"):
         assert (tmp_path / "spark" / name).read_bytes() == (tmp_path / "native" / name).read_bytes()

@@ -162,11 +162,10 @@ def spark_example():
 
 
 @pytest.mark.spark
-def test_spark_variant_gives_what_spark_s_own_example_prints(tmp_path):
+def test_spark_variant_gives_what_spark_s_own_example_prints(tmp_path, spark_submit_env):
     if not os.path.exists(spark_example()):
         pytest.skip(f"this pyspark has no copy of Spark's examples ({spark_example()})")
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable,
-           "PYSPARK_SUBMIT_ARGS": "--master local[2] --conf spark.ui.enabled=false pyspark-shell"}
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, **spark_submit_env}  # run as spark-submit runs it
     proc = subprocess.run([sys.executable, spark_example(), str(SPARK_SAMPLE), "10"], capture_output=True, text=True,
                           env=env, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
@@ -176,11 +175,11 @@ def test_spark_variant_gives_what_spark_s_own_example_prints(tmp_path):
 
 
 @pytest.mark.spark
-def test_pagerank_on_spark_writes_the_native_bytes(tmp_path):
+def test_pagerank_on_spark_writes_the_native_bytes(tmp_path, spark_submit_env):
     args = ["-p", "undirected=true", "-p", "iterations=20", "--split-size", "128"]
     native = mrengine_run(PAGERANK, [KARATE], tmp_path / "native", *args)
     assert native.returncode == 0, native.stderr
-    spark = run_cli("run", PAGERANK, KARATE, "-o", tmp_path / "spark", *args, *SPARK, timeout=600)
+    spark = run_cli("run", PAGERANK, KARATE, "-o", tmp_path / "spark", *args, *SPARK, timeout=600, env=spark_submit_env)
     assert spark.returncode == 0, spark.stderr
     assert (tmp_path / "spark" / "ranks.tsv").read_bytes() == (tmp_path / "native" / "ranks.tsv").read_bytes()
     strip = lambda path: [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]  # noqa: E731

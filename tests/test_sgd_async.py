@@ -134,8 +134,9 @@ def test_a_run_resumed_from_a_checkpoint_of_an_earlier_one(tmp_path, sklearn_acc
 
 
 @pytest.mark.spark
-def test_the_spark_runner_refuses_async_mode_in_one_paragraph(tmp_path):
-    proc = mrengine_run(SGD, [TRAIN], tmp_path / "out", "--runner", "spark", "-p", "mode=async", timeout=300)
+def test_the_spark_runner_refuses_async_mode_in_one_paragraph(tmp_path, spark_submit_env):
+    proc = mrengine_run(SGD, [TRAIN], tmp_path / "out", "--runner", "spark", "-p", "mode=async", timeout=300,
+                        env=spark_submit_env)
     assert proc.returncode == 2
     assert "parameter server" in proc.stderr and "SparkRunner" in proc.stderr and "gradient or average" in proc.stderr
     assert "Traceback" not in proc.stderr

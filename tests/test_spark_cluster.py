@@ -75,7 +75,7 @@ def test_wordcount_and_a_speculative_copy_that_overtakes_a_straggler_on_one_sess
     assert parts_of(tmp_path / "straggled") == parts_of(native_wordcount)  # and nothing else: no stray attempt files
 
 
-def test_a_lost_executor_takes_its_cached_splits_with_it_and_they_are_read_again(cluster, tmp_path):
+def test_a_lost_executor_takes_its_cached_splits_with_it_and_they_are_read_again(cluster, tmp_path, spark_submit_env):
     """A main(ctx) session on the cluster: one worker (and its executor) dies between rounds 2 and 3.
     The splits whose parsed blocks that executor cached are read again in round 3, and only those."""
     data = tmp_path / "table.csv"
@@ -87,7 +87,7 @@ def test_a_lost_executor_takes_its_cached_splits_with_it_and_they_are_read_again
            str(tmp_path / "out"), "--split-size", "32k", "-p", f"gate={gate}", "-p", "pause_after=2", *spark_args(cluster)]
     with open(tmp_path / "stderr", "w") as err:
         proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                env=loopback_env())
+                                env=loopback_env(spark_submit_env))
     victim = None
     try:
         wait_for(lambda: (gate / "between").exists(), RUN_TIMEOUT, "round 2 to end", proc)
@@ -114,14 +114,14 @@ def test_a_lost_executor_takes_its_cached_splits_with_it_and_they_are_read_again
     assert [r["split_cache_hits"] for r in rounds] == [0, splits, splits - lost, splits, splits]
 
 
-def test_killing_a_worker_mid_job_still_gives_the_exact_output(cluster, native_wordcount, tmp_path):
+def test_killing_a_worker_mid_job_still_gives_the_exact_output(cluster, native_wordcount, tmp_path, spark_submit_env):
     marks = tmp_path / "marks"
     marks.mkdir()
     cmd = [sys.executable, "-m", "mrengine", "run", os.path.join(TEST_JOBS, "slow_wordcount.py"), TEXT, "-o", str(tmp_path / "wc"),
            "--split-size", "256k", "-p", f"marks={marks}", "-p", "map_seconds=1", *spark_args(cluster)]
     with open(tmp_path / "stderr", "w") as err:
         proc = subprocess.Popen(cmd, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                env=loopback_env())
+                                env=loopback_env(spark_submit_env))
     try:
         # Wait until map tasks have started in two Python workers (both executors), then kill worker 1 and
         # the executor it launched: its running maps and the map outputs it holds are lost.

@@ -65,6 +65,18 @@ def test_unreachable_master_fails_fast(tmp_path):
     assert f"cannot reach the Spark master spark://127.0.0.1:{port}" in line and "refused" in line
 
 
+def test_a_spark_submit_jvm_that_is_gone_is_named(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_wordcount(tmp_path, env={"PYSPARK_GATEWAY_PORT": str(port), "PYSPARK_GATEWAY_SECRET": "s"}, timeout=60)
+    assert result.returncode == CLUSTER_ERROR
+    line = assert_one_paragraph(result.stderr)
+    assert f"cannot reach the Spark JVM that spark-submit started (PYSPARK_GATEWAY_PORT={port})" in line
+    assert "refused" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_spark_options_need_the_spark_runner(tmp_path):
     result = run_cli("run", WORDCOUNT, TEXT, "-o", tmp_path / "out", "--spark-master", "local[2]")
     assert result.returncode == 2

@@ -40,14 +40,15 @@ def summary_of(stderr: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("mode, through_the_cli", [pytest.param("gradient", True, id="gradient-cli"),
                                                     pytest.param("average", False, id="average-session")])
-def test_sgd_trains_the_native_model(spark_runner, tmp_path, mode, through_the_cli):
+def test_sgd_trains_the_native_model(spark_runner, spark_submit_env, tmp_path, mode, through_the_cli):
     """Gradient mode through `mrengine run --runner spark` end to end, average mode on the module's session."""
     params = {"mode": mode, "epochs": 12, "lr": 1.0, "l2": 1 / 455, "test": str(TEST)}
     args = ["--split-size", "16k", *(arg for name, value in params.items() for arg in ("-p", f"{name}={value}"))]
     native = mrengine_run(SGD, [TRAIN], tmp_path / "native", *args)
     assert native.returncode == 0, native.stderr
     if through_the_cli:
-        spark = run_cli("run", SGD, TRAIN, "-o", tmp_path / "spark", *args, *SPARK, timeout=RUN_TIMEOUT)
+        spark = run_cli("run", SGD, TRAIN, "-o", tmp_path / "spark", *args, *SPARK, timeout=RUN_TIMEOUT,
+                        env=spark_submit_env)
         assert spark.returncode == 0, spark.stderr
         assert "[sgd round 3] map 6/6  reduce 1/1" in spark.stderr
         spark_summary = summary_of(spark.stderr)
@@ -107,15 +108,15 @@ def cli_error_of(spark_runner, job, out, inputs, **options) -> str:
                     'failing.py", line 7, in rows']),
     ("main", False, ["mrengine: error: main raised RuntimeError: the driver gave up", "line 19, in main"]),
 ])
-def test_a_failing_round_names_the_users_line_and_leaves_no_result(spark_runner, tmp_path, what, through_the_cli,
-                                                                   expected):
+def test_a_failing_round_names_the_users_line_and_leaves_no_result(spark_runner, spark_submit_env, tmp_path, what,
+                                                                   through_the_cli, expected):
     """A failed task through the CLI end to end (no Spark traceback before mrengine's message), a failing
     main(ctx) on the module's session."""
     job, good, bad = failing_job(tmp_path)
     out = tmp_path / "out"
     if through_the_cli:
         proc = run_cli("run", job, good, "-o", out, "-p", f"what={what}", "-p", f"bad={bad}", "--max-attempts", "1",
-                       *SPARK, timeout=RUN_TIMEOUT)
+                       *SPARK, timeout=RUN_TIMEOUT, env=spark_submit_env)
         assert proc.returncode == 5, proc.stderr
         assert "Traceback" not in proc.stderr.split("mrengine: error:")[0]  # nothing from Spark before our message
         printed = proc.stderr

@@ -6,16 +6,35 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from conftest import JOBS, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
+from conftest import JOBS, REPO, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
 from spark_helpers import RUN_TIMEOUT, assert_same_output, run_native, run_spark, summary_without_time
 
 pytestmark = pytest.mark.spark
 
 SPLIT = "1m"  # several map tasks per file
 SMALL = os.path.join(TEXT, "kjv-new-testament.txt")  # 1 MB: cut in 256 KiB splits, four map tasks
+
+
+def test_wordcount_under_spark_submit_matches_native(tmp_path):
+    """`spark-submit PATH/mrengine/__main__.py run ... --runner spark`: the run takes the JVM spark-submit
+    started, with its --master, and leaves it for spark-submit to end."""
+    import pyspark
+
+    job = os.path.join(JOBS, "wordcount.py")
+    run_native(job, tmp_path / "native")
+    spark_submit = os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit")
+    result = subprocess.run([spark_submit, "--master", "local[2]", "--conf", "spark.ui.enabled=false",
+                             os.path.join(REPO, "mrengine", "__main__.py"), "run", job, TEXT, "-o", str(tmp_path / "spark"),
+                             "--runner", "spark"], capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    assert result.returncode == 0, result.stderr
+    assert "job wordcount succeeded" in result.stdout  # spark-submit passes its Python's stderr on as its stdout
+    assert_same_output(tmp_path / "native", tmp_path / "spark")
 
 
 def test_wordcount_through_the_cli_matches_native(tmp_path):

@@ -17,14 +17,14 @@ pytestmark = pytest.mark.spark
 SPARK = ["--runner", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.ui.enabled=false"]
 
 
-def test_wordcount_from_s3_to_s3(s3_server, s3_bucket, tmp_path):
+def test_wordcount_from_s3_to_s3(s3_server, s3_bucket, tmp_path, spark_submit_env):
     fs = s3_server.fs()
     for name in sorted(os.listdir(TEXT)):
         fs.put_file(os.path.join(TEXT, name), f"{s3_bucket}/in/{name}")
     job = os.path.join(JOBS, "wordcount.py")
     options = [arg for k, v in s3_server.storage_options.items() for arg in ("--storage-option", f"{k}={v}")]
     result = run_cli("run", job, f"s3://{s3_bucket}/in/*.txt", "-o", f"s3://{s3_bucket}/wc", "--split-size", "1m",
-                     *SPARK, *options, timeout=RUN_TIMEOUT)
+                     *SPARK, *options, timeout=RUN_TIMEOUT, env=spark_submit_env)
     assert result.returncode == 0, result.stderr
     run_native(job, tmp_path / "native", "--split-size", "1m")
     native = files_of(tmp_path / "native")

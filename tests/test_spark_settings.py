@@ -30,3 +30,15 @@ def test_a_report_is_found_in_the_text_spark_wraps_around_it():
             "\tat org.apache.spark.api.python.BasePythonRunner...")
     assert find_report(text) == {"message": "boom", "traceback": "", "task": "map task 0", "attempt": 3}
     assert find_report("java.lang.OutOfMemoryError: Java heap space") is None
+
+
+def test_under_spark_submit_its_settings_sit_between_the_defaults_and_the_users():
+    submitted = {"spark.master": "yarn", "spark.app.name": "__main__.py", "spark.executor.memory": "4g",
+                 "spark.ui.showConsoleProgress": "true", "spark.task.maxFailures": "8"}
+    conf = settings(None, {"spark.executor.memory": "2g"}, 4, "mrengine wc", submitted=submitted)
+    assert conf["spark.master"] == "yarn"  # spark-submit's --master, where --spark-master is not given
+    assert conf["spark.app.name"] == "mrengine wc"  # not the script's file name
+    assert conf["spark.ui.showConsoleProgress"] == "true" and conf["spark.task.maxFailures"] == "8"
+    assert conf["spark.executor.memory"] == "2g"  # --spark-conf wins
+    assert settings("local[2]", {}, 4, "app", submitted=submitted)["spark.master"] == "local[2,8]"
+    assert settings(None, {}, 4, "app", submitted={})["spark.master"] == "local[*,4]"

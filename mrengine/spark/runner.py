@@ -38,7 +38,7 @@ from ..steps import failed_on_all, finish, plan, resolve_input_format
 from ..tasks import DEFAULT_MAX_ATTEMPTS
 from . import tasks
 from .report import step_report
-from .session import DEFAULT_MASTER, Spark, java_message
+from .session import Spark, java_message
 
 POLL_SECONDS = 0.2
 DRAIN_TIMEOUT = 60.0  # seconds to wait for attempts Spark is still killing before cleaning up
@@ -47,7 +47,7 @@ DRAIN_TIMEOUT = 60.0  # seconds to wait for attempts Spark is still killing befo
 class SparkRunner(Runner):
     """`with SparkRunner(master) as runner: summary = runner.run(job, inputs, output, opts)`."""
 
-    def __init__(self, master: str = DEFAULT_MASTER, conf: dict | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    def __init__(self, master: str | None = None, conf: dict | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  app_name: str = "mrengine", verbose: bool = False, progress: Progress | None = None):
         self.spark = Spark(master, conf, max_attempts, app_name, verbose)
         self.progress = progress or Progress()
@@ -166,7 +166,7 @@ class SparkRunner(Runner):
             attempts = report["attempt"] + 1
             return TaskFailedError(f"job {name} failed: {failed_on_all(report['task'], attempts, report['message'])}",
                                    label, attempts, report["traceback"])
-        return ClusterError(f"job {name} failed in Spark: {java_message(exc)}; Spark's log is in {self.spark.log_path}")
+        return ClusterError(f"job {name} failed in Spark: {java_message(exc)}; {self.spark.log_note}")
 
     # ------------------------------------------------------------ the commit
 

@@ -7,6 +7,10 @@ give up on an unreachable master; a connection attempt takes seconds.
 
 Spark's own output (the JVM's log and the executors' Python stderr) goes to a log file, not to the
 user's terminal; an error message names the file. `--verbose` lets it through instead.
+
+Under `spark-submit` the JVM is already running (pyspark finds its gateway in PYSPARK_GATEWAY_PORT):
+the run takes that JVM as it is, with spark-submit's settings below --spark-master and --spark-conf,
+and leaves it running; its output is spark-submit's.
 """
 
 from __future__ import annotations
@@ -86,18 +90,24 @@ def check_master(master: str, timeout: float = CONNECT_TIMEOUT) -> None:
     )
 
 
-def settings(master: str, user_conf: dict, max_attempts: int, app_name: str) -> dict:
-    """The Spark configuration a run starts with; the user's --spark-conf wins over every default."""
+def settings(master: str | None, user_conf: dict, max_attempts: int, app_name: str, submitted: dict | None = None) -> dict:
+    """The Spark configuration a run starts with: mrengine's defaults, under spark-submit's settings
+    (`submitted`; but not its app name, which is only its script's file name), under the user's
+    --spark-conf. `master` (--spark-master, or None) wins over spark-submit's."""
+    submitted = {k: v for k, v in (submitted or {}).items() if k != "spark.app.name"}
     conf = {
-        "spark.master": master,
         "spark.app.name": app_name,
         "spark.ui.showConsoleProgress": "false",  # the runner prints its own progress line
         "spark.task.maxFailures": str(max_attempts),
+        **submitted,
+        "spark.master": master or submitted.get("spark.master", DEFAULT_MASTER),
     }
+    master = conf["spark.master"]
     m = _LOCAL.match(master)
     if m:
         # Local mode ignores spark.task.maxFailures; local[N,F] is how it retries.
-        conf["spark.master"] = f"local[{m.group(2) or 1},{user_conf.get('spark.task.maxFailures', max_attempts)}]"
+        retries = user_conf.get("spark.task.maxFailures", submitted.get("spark.task.maxFailures", max_attempts))
+        conf["spark.master"] = f"local[{m.group(2) or 1},{retries}]"
     conf.update(user_conf)
     return conf
 
@@ -105,10 +115,10 @@ def settings(master: str, user_conf: dict, max_attempts: int, app_name: str) -> 
 class Spark:
     """A SparkContext for one run, as a context manager: `with Spark(...) as spark: spark.sc...`."""
 
-    def __init__(self, master: str = DEFAULT_MASTER, conf: dict | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    def __init__(self, master: str | None = None, conf: dict | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                  app_name: str = "mrengine", verbose: bool = False):
-        self.conf = settings(master, dict(conf or {}), max_attempts, app_name)
-        self.master = master
+        self._settings = (master, dict(conf or {}), max_attempts, app_name)
+        self.conf = settings(*self._settings)  # until a spark-submit JVM's own settings are read
         self.verbose = verbose
         self.sc = None
         self.log_path = ""
@@ -119,8 +129,9 @@ class Spark:
 
     def __enter__(self) -> "Spark":
         pyspark, launch_gateway = _import_pyspark()
-        find_java()
-        check_master(self.master)
+        if not submitted():
+            find_java()
+            check_master(self.conf["spark.master"])
         self._tmp = tempfile.mkdtemp(prefix="mrengine-spark-")
         try:
             self._start(pyspark, launch_gateway)
@@ -133,19 +144,8 @@ class Spark:
         self.stop(keep_log=isinstance(exc, ClusterError))  # the errors whose messages point at the log
 
     def _start(self, pyspark, launch_gateway) -> None:
-        os.environ["PYSPARK_PYTHON"] = self.conf.get("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
-        if self.local:
-            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver, its UI and block manager stay on loopback
+        gateway = self._attach(pyspark, launch_gateway) if submitted() else self._launch(pyspark, launch_gateway)
         conf = pyspark.SparkConf(loadDefaults=False).setAll(list(self.conf.items()))
-        fd, self.log_path = tempfile.mkstemp(prefix="mrengine-spark-", suffix=".log")
-        with os.fdopen(fd, "wb") as log:
-            popen = {} if self.verbose else {"stdout": log, "stderr": log}
-            try:
-                gateway = launch_gateway(conf, popen_kwargs=popen)
-            except Exception:
-                raise ClusterError(f"Spark's JVM did not start: {self._why_jvm_ended()}; "
-                                   f"Spark's log is in {self.log_path}") from None
-        self._proc = gateway.proc
         started: dict = {}
 
         def create() -> None:
@@ -159,7 +159,7 @@ class Spark:
         thread.join(START_TIMEOUT)
         if thread.is_alive():
             raise ClusterError(f"Spark did not start within {START_TIMEOUT:.0f}s on master {self.conf['spark.master']}; "
-                               f"its log is in {self.log_path}")
+                               f"{self.log_note}")
         if "error" in started:
             raise self.error(f"Spark did not start on master {self.conf['spark.master']}", started["error"]) from None
         self.sc = started["sc"]
@@ -169,12 +169,51 @@ class Spark:
         if unregistered or self.sc._jsc.sc().isStopped():
             raise ClusterError(f"Spark stopped as soon as it started: the master {self.conf['spark.master']} did not "
                                f"take the application (is it a Spark master, of version {self.sc.version}?); "
-                               f"Spark's log is in {self.log_path}")
+                               f"{self.log_note}")
         try:
             self.sc.setLogLevel("WARN")
             self.sc.addPyFile(self._package_zip())
         except Exception as exc:
             raise self.error("Spark did not accept mrengine's code", exc) from None
+
+    def _launch(self, pyspark, launch_gateway):
+        """A JVM of this run's own, its output in the log file; its gateway."""
+        self._choose_executor_python()
+        if self.local:
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver, its UI and block manager stay on loopback
+        fd, self.log_path = tempfile.mkstemp(prefix="mrengine-spark-", suffix=".log")
+        with os.fdopen(fd, "wb") as log:
+            popen = {} if self.verbose else {"stdout": log, "stderr": log}
+            try:
+                gateway = launch_gateway(pyspark.SparkConf(loadDefaults=False).setAll(list(self.conf.items())),
+                                         popen_kwargs=popen)
+            except Exception:
+                raise ClusterError(f"Spark's JVM did not start: {self._why_jvm_ended()}; {self.log_note}") from None
+        self._proc = gateway.proc
+        return gateway
+
+    def _attach(self, pyspark, launch_gateway):
+        """The gateway of the JVM spark-submit started; the run's settings then include spark-submit's."""
+        try:
+            gateway = launch_gateway()
+            submitted_conf = dict(pyspark.SparkConf(_jvm=gateway.jvm).getAll())  # spark-submit's, as system properties
+        except Exception as exc:
+            raise ClusterError(f"cannot reach the Spark JVM that spark-submit started (PYSPARK_GATEWAY_PORT="
+                               f"{os.environ['PYSPARK_GATEWAY_PORT']}): {java_message(exc)}; run mrengine under "
+                               "spark-submit, or without PYSPARK_GATEWAY_PORT in its environment") from None
+        self.conf = settings(*self._settings, submitted=submitted_conf)
+        self._choose_executor_python()
+        check_master(self.conf["spark.master"])
+        return gateway
+
+    def _choose_executor_python(self) -> None:
+        # pyspark reads PYSPARK_PYTHON as the context starts: the executors run this Python unless told otherwise.
+        os.environ["PYSPARK_PYTHON"] = self.conf.get("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+
+    @property
+    def log_note(self) -> str:
+        """Where Spark's own output went, for an error message."""
+        return f"Spark's log is in {self.log_path}" if self.log_path else "Spark's log is spark-submit's output"
 
     def _package_zip(self) -> str:
         """mrengine itself as a zip for the executors: a cluster needs only mrengine's dependencies installed."""
@@ -192,7 +231,7 @@ class Spark:
 
     def error(self, what: str, exc: BaseException) -> ClusterError:
         """One paragraph for a failure inside Spark: the Java exception's first line, not its stack."""
-        return ClusterError(f"{what}: {java_message(exc)}; Spark's log is in {self.log_path}")
+        return ClusterError(f"{what}: {java_message(exc)}; {self.log_note}")
 
     def _why_jvm_ended(self) -> str:
         # Its first error line says why (a Java too old for Spark: UnsupportedClassVersionError); the
@@ -241,6 +280,11 @@ class Spark:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.log_path)
             self.log_path = ""
+
+
+def submitted() -> bool:
+    """Whether this process runs under spark-submit, which started a JVM and left its gateway's port here."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def java_message(exc: BaseException) -> str:
