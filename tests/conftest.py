@@ -160,12 +160,16 @@ def environment_kept():
 
 
 @contextlib.contextmanager
-def spark_session(master: str, conf: dict):
-    """A `SparkRunner` on `master` in this process, the environment as it was once it has started."""
+def spark_session(master: str, conf: dict, jvm: dict):
+    """A `SparkRunner` on `master` in this process, on the running JVM `jvm` (the `spark_session_jvm`
+    fixture), the environment as it was once it has started."""
     from mrengine.spark import SparkRunner
 
     with environment_kept():
+        os.environ.update(jvm)
         runner = SparkRunner(master, conf).__enter__()  # its context has read PYSPARK_PYTHON by now
+        for name in jvm:
+            del os.environ[name]
     try:
         yield runner
     finally:
@@ -173,13 +177,20 @@ def spark_session(master: str, conf: dict):
 
 
 @pytest.fixture(scope="module")
-def spark_runner():
+def spark_runner(spark_session_jvm):
     """One Spark session on local[2] for a module's tests, driven through the `SparkRunner.run` the CLI
-    calls: a JVM's start costs 6-8 s of CPU, a small job on a running one a fraction of that. It
-    stops when the module's last test ends (--dist loadfile keeps a module on one worker; a process
-    holds one SparkContext at a time)."""
-    with spark_session("local[2]", {"spark.ui.enabled": "false"}) as runner:
+    calls: a small job on a running session costs a fraction of a second. It stops when the module's
+    last test ends (--dist loadfile keeps a module on one worker; a JVM holds one SparkContext at a time)."""
+    with spark_session("local[2]", {"spark.ui.enabled": "false"}, spark_session_jvm) as runner:
         yield runner
+
+
+@pytest.fixture(scope="session")
+def spark_session_jvm():
+    """A JVM, as spark-submit starts one, for the Spark sessions this pytest process runs itself
+    (`spark_session`): a JVM's start costs 6-8 s of CPU, a context on a warm one about one."""
+    with _spark_jvm() as env:
+        yield env
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +199,13 @@ def spark_submit_env():
     secret), here of one JVM kept for the tests of this pytest process: a Spark CLI run given them
     (`run_cli(..., env=spark_submit_env)`) takes that JVM as it would spark-submit's, and leaves it
     running. Runs on it must not overlap; tests run one at a time (-n runs each module in one process)."""
+    with _spark_jvm() as env:
+        yield env
+
+
+@contextlib.contextmanager
+def _spark_jvm():
+    """A Spark JVM as spark-submit leaves one for its Python driver; the variables that lead pyspark to it."""
     from pyspark import SparkConf
     from pyspark.java_gateway import launch_gateway
 

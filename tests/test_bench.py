@@ -61,12 +61,13 @@ def test_byte_ranges_cover_every_file_once_and_cut_at_line_starts():
         assert counts == whole
 
 
-def bench_rows(tmp_path, cases: list[str], timeout: float) -> dict[str, str]:
-    """Run bench.py on the sample text with `cases`; its table's rows by case name."""
+def bench_rows(tmp_path, cases: list[str], timeout: float, env: dict | None = None) -> dict[str, str]:
+    """Run bench.py on the sample text with `cases` (`env`: variables added to its environment); its
+    table's rows by case name."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--corpus", CORPUS,
          "--cases", ",".join(cases), "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return {line.split()[0]: line for line in result.stdout.splitlines() if line.split()[:1] in [[c] for c in cases]}
@@ -80,10 +81,10 @@ def test_one_run_checks_every_output_against_the_reference(tmp_path):
 
 
 @pytest.mark.spark
-def test_the_spark_rows_check_their_output_too(tmp_path):
+def test_the_spark_rows_check_their_output_too(tmp_path, spark_submit_env):
     """The spark row (spark-fast is the same case of bench.py with another job file, whose output on
-    Spark test_spark_local.py checks: one JVM start fewer)."""
-    rows = bench_rows(tmp_path, ["counter", "spark"], timeout=170)
+    Spark test_spark_local.py checks: one JVM start fewer), on the tests' running JVM."""
+    rows = bench_rows(tmp_path, ["counter", "spark"], timeout=170, env=spark_submit_env)
     assert rows["spark"].endswith("ok")
 
 

@@ -56,15 +56,14 @@ SPECULATION = {"spark.speculation": "true", "spark.speculation.interval": "100ms
 
 
 def test_wordcount_and_a_speculative_copy_that_overtakes_a_straggler_on_one_session(cluster, native_wordcount,
-                                                                                    tmp_path, monkeypatch):
+                                                                                    tmp_path, spark_session_jvm):
     """Both jobs on one Spark session on the cluster (one driver and its two executors, not two of each),
     speculation on: the word count gives the native bytes, and of the straggler job's reduce tasks the copy
     of the stalled one wins and leaves no stray files. `mrengine run --spark-master spark://...` end to
     end is the two tests below, which give the native bytes too."""
-    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")  # the driver on loopback, as loopback_env() for the CLI
     marks = tmp_path / "marks"
     marks.mkdir()
-    with spark_session(cluster.url, {"spark.ui.enabled": "false", **SPECULATION}) as runner:
+    with spark_session(cluster.url, {"spark.ui.enabled": "false", **SPECULATION}, spark_session_jvm) as runner:
         run_spark(runner, WORDCOUNT, tmp_path / "wc", TEXT, split_size=1 << 20)
         assert parts_of(tmp_path / "wc") == parts_of(native_wordcount)
         summary = run_spark(runner, os.path.join(TEST_JOBS, "straggler.py"), tmp_path / "straggled", TEXT,

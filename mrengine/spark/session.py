@@ -123,7 +123,8 @@ class Spark:
         self.sc = None
         self.log_path = ""
         self._tmp = ""
-        self._proc = None
+        self._proc = None  # the JVM this run started
+        self._submitted = None  # or the gateway of the one spark-submit started
 
     # ------------------------------------------------------------ starting
 
@@ -201,6 +202,7 @@ class Spark:
             raise ClusterError(f"cannot reach the Spark JVM that spark-submit started (PYSPARK_GATEWAY_PORT="
                                f"{os.environ['PYSPARK_GATEWAY_PORT']}): {java_message(exc)}; run mrengine under "
                                "spark-submit, or without PYSPARK_GATEWAY_PORT in its environment") from None
+        self._submitted = gateway
         self.conf = settings(*self._settings, submitted=submitted_conf)
         self._choose_executor_python()
         check_master(self.conf["spark.master"])
@@ -252,7 +254,7 @@ class Spark:
     # ------------------------------------------------------------ stopping
 
     def stop(self, keep_log: bool = False) -> None:
-        """Stop the context and its JVM; the log file stays only when something went wrong."""
+        """Stop the context, and its JVM if this run started it; the log file stays only when something went wrong."""
         from pyspark import SparkContext
 
         if self.sc is not None:
@@ -274,6 +276,11 @@ class Spark:
                 self._proc.kill()
                 self._proc.wait(STOP_TIMEOUT)
             self._proc = None
+        if self._submitted is not None:
+            with contextlib.suppress(Exception):
+                self._submitted.close()  # this process's connections only: the JVM is spark-submit's to end
+            SparkContext._gateway = SparkContext._jvm = None  # a later Spark() finds its own JVM
+            self._submitted = None
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
         if self.log_path and not keep_log:
