@@ -1,12 +1,14 @@
-"""What mrjob's own local runner writes for its example jobs on a fixed input: the facts
-tests/test_mrjob_jobs.py holds mrengine's output to, recorded once instead of re-running mrjob's
-runner (seven seconds of subprocesses a job) in every test run.
+"""What mrjob's own runners write for its example jobs and for tests/jobs/mr_features.py on fixed
+inputs: the facts tests/test_mrjob_jobs.py holds mrengine's output to, recorded once instead of
+re-running mrjob's runners (seven seconds of subprocesses a local-runner job, one second an inline
+one) in every test run.
 
 Re-derive them (where `import mrjob.job` works, Python 3.11 or older) with
 
     PYTHONPATH=. python tests/mrjob_facts.py
 
-which runs each example as `python EXAMPLE.py -r local INPUTS... JOB_ARGS...` and rewrites
+which runs each example as `python EXAMPLE.py -r local INPUTS... JOB_ARGS...` and mr_features.py
+with each pair of protocols as `python mr_features.py -r inline INPUT JOB_ARGS...`, and rewrites
 tests/data/mrjob_local_runner.json. The recorded file names the mrjob version it came from.
 """
 
@@ -33,19 +35,48 @@ COMPARED = [
     ("mr_log_sampler", ("--sample-size", "100000")), ("mr_count_lines_by_file", ()),
 ]
 CLASSIFIER = "mr_text_classifier"  # run on mrjob's own docs-to-classify; its keys are compared
+FEATURES = os.path.join(ROOT, "tests", "jobs", "mr_features.py")
+PROTOCOLS = [  # (internal, output, bytes keys and values): mr_features.py's runs, each on the verses
+    ("JSONProtocol", "JSONProtocol", False), ("StandardJSONProtocol", "JSONValueProtocol", False),
+    ("PickleProtocol", "PickleProtocol", False), ("ReprProtocol", "ReprValueProtocol", False),
+    ("RawProtocol", "RawProtocol", False), ("TextProtocol", "TextValueProtocol", False),
+    ("PickleProtocol", "StandardJSONValueProtocol", False), ("JSONProtocol", "PickleValueProtocol", False),
+    ("JSONProtocol", "RawValueProtocol", False), ("ReprProtocol", "ReprProtocol", False),
+    ("BytesProtocol", "BytesProtocol", True), ("BytesProtocol", "BytesValueProtocol", True),
+    ("TextProtocol", "TextProtocol", False),
+]
 SPOT_LINES = 3  # the first and last lines kept in the facts, so that a mismatch shows what changed
 
 
 def bible_files(directory) -> list[str]:
-    """Two files of KJV text, about 300 KB, written into `directory`."""
+    """Two files of KJV text, about 120 KB, written into `directory`."""
     paths = []
     for name in ("kjv-new-testament.txt", "kjv-poetry-and-prophets.txt"):
         with open(os.path.join(ROOT, "sample_data", "text", name), "rb") as f:
-            data = f.read(150_000).rsplit(b"\n", 1)[0] + b"\n"
+            data = f.read(60_000).rsplit(b"\n", 1)[0] + b"\n"
         paths.append(os.path.join(str(directory), name))
         with open(paths[-1], "wb") as f:
             f.write(data)
     return paths
+
+
+def verse_files(directory) -> tuple[str, str]:
+    """mr_features.py's input, the first 400 lines of the New Testament, and its --extra-stop file."""
+    with open(os.path.join(ROOT, "sample_data", "text", "kjv-new-testament.txt"), "rb") as f:
+        verses = b"".join(f.readlines()[:400])
+    paths = os.path.join(str(directory), "matthew.txt"), os.path.join(str(directory), "stop.txt")
+    for path, data in zip(paths, (verses, b"lord\n")):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths
+
+
+def features_args(internal: str, out: str, as_bytes: bool, stop_file: str) -> list[str]:
+    return ["--internal", internal, "--out", out, "--extra-stop", stop_file] + ["--bytes"] * as_bytes
+
+
+def features_key(internal: str, out: str, as_bytes: bool) -> str:
+    return f"mr_features {internal} {out}" + " bytes" * as_bytes
 
 
 def classifier_docs() -> list[str]:
@@ -58,6 +89,24 @@ def facts_of(lines: list[str], input_dir: str) -> dict:
     lines = sorted(line.replace(input_dir, INPUT_DIR) for line in lines)
     digest = hashlib.sha256("".join(line + "\n" for line in lines).encode("utf-8")).hexdigest()
     return {"lines": len(lines), "sha256": digest, "first": lines[:SPOT_LINES], "last": lines[-SPOT_LINES:]}
+
+
+def byte_facts(lines: list[bytes]) -> dict:
+    """`facts_of` for lines of bytes (a protocol may write any), the spot lines shown with escapes."""
+    lines = sorted(lines)
+    shown = [line.decode("utf-8", "backslashreplace") for line in lines]
+    return {"lines": len(lines), "sha256": hashlib.sha256(b"".join(line + b"\n" for line in lines)).hexdigest(),
+            "first": shown[:SPOT_LINES], "last": shown[-SPOT_LINES:]}
+
+
+def mrjob_inline_lines(job: str, inputs, job_args, cwd) -> list[bytes]:
+    """The lines, as bytes, that mrjob's inline runner prints for the job file `job`."""
+    proc = subprocess.run([sys.executable, job, "-r", "inline", *map(str, inputs), *job_args],
+                          capture_output=True, timeout=300, cwd=cwd)
+    if proc.returncode:
+        raise RuntimeError(f"mrjob's inline runner failed on {job}: {proc.stderr.decode()}")
+    lines = proc.stdout.split(b"\n")  # lines as the part files hold them: a value may hold a \r
+    return lines[:-1] if lines[-1] == b"" else lines
 
 
 def mrjob_local_lines(name: str, inputs, job_args, cwd) -> list[str]:
@@ -77,7 +126,12 @@ def record() -> dict:
         jobs = {name: facts_of(mrjob_local_lines(name, inputs, args, tmp), tmp) for name, args in COMPARED}
         keys = [line.split("\t")[0] for line in mrjob_local_lines(CLASSIFIER, classifier_docs(), (), tmp)]
         jobs[CLASSIFIER + " keys"] = facts_of(keys, os.path.join(EXAMPLES, "docs-to-classify"))
-    return {"mrjob": mrjob.__version__, "command": "python EXAMPLE.py -r local INPUTS... JOB_ARGS...", "jobs": jobs}
+        verses, stop = verse_files(tmp)
+        for protocols in PROTOCOLS:
+            lines = mrjob_inline_lines(FEATURES, [verses], features_args(*protocols, stop), tmp)
+            jobs[features_key(*protocols)] = byte_facts(lines)
+    return {"mrjob": mrjob.__version__, "command": "python EXAMPLE.py -r local INPUTS... JOB_ARGS...",
+            "features_command": "python tests/jobs/mr_features.py -r inline INPUT JOB_ARGS...", "jobs": jobs}
 
 
 if __name__ == "__main__":

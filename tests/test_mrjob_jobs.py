@@ -1,25 +1,25 @@
 """mrjob's own example jobs, unchanged, through `mrengine run`: against the results mrjob's own tests
-expect (Yelp/mrjob tests/examples/), and line by line against what mrjob's local runner writes on the
-same input (recorded in tests/data/mrjob_local_runner.json; one test checks the record against the runner).
+expect (Yelp/mrjob tests/examples/), and line by line against what mrjob's local and inline runners
+write on the same input (recorded in tests/data/mrjob_local_runner.json; a test of each checks the
+record against the runner).
 
 The example files are run from the installed mrjob package. On Python 3.12+, where `import mrjob`
 fails, mrengine still runs them (its stand-ins for `pipes` and `distutils`); mrjob's own runner
-cannot, so the tests that run it run where mrjob imports.
+cannot, so the tests that run it run where mrjob imports; the recorded lines hold mrengine to mrjob's
+there too.
 """
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from conftest import mrjob_runner_unavailable, mrjob_unavailable, part_files, run_cli
-from mrjob_facts import (CLASSIFIER, COMPARED, EXAMPLES, FACTS, bible_files, classifier_docs, facts_of,
-                         mrjob_local_lines)
+from mrjob_facts import (CLASSIFIER, COMPARED, EXAMPLES, FACTS, FEATURES, PROTOCOLS, bible_files, byte_facts,
+                         classifier_docs, facts_of, features_args, features_key, mrjob_inline_lines,
+                         mrjob_local_lines, verse_files)
 
 pytestmark = pytest.mark.skipif(mrjob_unavailable() is not None, reason=mrjob_unavailable() or "")
-ROOT = os.path.dirname(os.path.dirname(__file__))
 BUS = b"""
         The wheels on the bus go round and round,
         round and round, round and round
@@ -155,7 +155,7 @@ LIVE = "mr_wc"  # the example whose recorded facts are checked against mrjob's r
 
 @pytest.fixture(scope="module")
 def bible(tmp_path_factory):
-    """Two files of KJV text, about 300 KB."""
+    """Two files of KJV text, about 120 KB."""
     return bible_files(tmp_path_factory.mktemp("kjv"))
 
 
@@ -169,7 +169,7 @@ def assert_recorded(lines: list[str], input_dir: str, name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, job_args", COMPARED, ids=[n for n, _ in COMPARED])
 def test_same_lines_as_mrjobs_local_runner(name, job_args, bible, tmp_path):
-    run_example(name, bible, tmp_path / "out", *job_args, extra=("--split-size", "64k"))
+    run_example(name, bible, tmp_path / "out", *job_args, extra=("--split-size", "20k"))  # three splits a file
     assert_recorded(output_lines(tmp_path / "out"), os.path.dirname(bible[0]), name)
 
 
@@ -189,52 +189,53 @@ def test_text_classifier_gives_mrjobs_keys(tmp_path):
 
 
 # ---------------------------------------------------------------- the job API, protocol by protocol
+# mr_features.py's lines from mrjob's inline runner, each pair of protocols, are recorded beside the
+# local runner's (`python tests/jobs/mr_features.py -r inline INPUT JOB_ARGS...`); one pair is run live.
 
-FEATURES = os.path.join(os.path.dirname(__file__), "jobs", "mr_features.py")
-PROTOCOLS = [  # (internal, output, bytes keys and values)
-    ("JSONProtocol", "JSONProtocol", False), ("StandardJSONProtocol", "JSONValueProtocol", False),
-    ("PickleProtocol", "PickleProtocol", False), ("ReprProtocol", "ReprValueProtocol", False),
-    ("RawProtocol", "RawProtocol", False), ("TextProtocol", "TextValueProtocol", False),
-    ("PickleProtocol", "StandardJSONValueProtocol", False), ("JSONProtocol", "PickleValueProtocol", False),
-    ("JSONProtocol", "RawValueProtocol", False), ("ReprProtocol", "ReprProtocol", False),
-    ("BytesProtocol", "BytesProtocol", True), ("BytesProtocol", "BytesValueProtocol", True),
-    ("TextProtocol", "TextProtocol", False),
-]
+LIVE_PROTOCOLS = PROTOCOLS[0]
 
 
 @pytest.fixture(scope="module")
 def verses(tmp_path_factory):
-    d = tmp_path_factory.mktemp("verses")
-    with open(os.path.join(ROOT, "sample_data", "text", "kjv-new-testament.txt"), "rb") as f:
-        (d / "matthew.txt").write_bytes(b"".join(f.readlines()[:400]))
-    (d / "stop.txt").write_text("lord\n")
-    return d
+    """mr_features.py's input file and its --extra-stop file."""
+    return verse_files(tmp_path_factory.mktemp("verses"))
+
+
+def assert_recorded_bytes(lines: list[bytes], key: str) -> None:
+    ours, theirs = byte_facts(lines), RECORDED[key]
+    assert (ours["lines"], ours["first"], ours["last"]) == (theirs["lines"], theirs["first"], theirs["last"])
+    assert ours["sha256"] == theirs["sha256"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("internal, out, as_bytes", PROTOCOLS, ids=[f"{i}-{o}" for i, o, _ in PROTOCOLS])
 def test_job_api_and_protocols_as_mrjob_runs_them(verses, tmp_path, internal, out, as_bytes):
     """Task hooks, combiner, SORT_VALUES, FILES, add_file_arg, jobconf_from_env, counters, two steps."""
-    if mrjob_runner_unavailable():
-        pytest.skip(mrjob_runner_unavailable())
-    job_args = ["--internal", internal, "--out", out, "--extra-stop", str(verses / "stop.txt")] + ["--bytes"] * as_bytes
-    proc = run_cli("run", FEATURES, verses / "matthew.txt", "-o", tmp_path / "out", "--workers", "2",
-                   "--split-size", "8k", "--", *job_args)
+    matthew, stop = verses
+    proc = run_cli("run", FEATURES, matthew, "-o", tmp_path / "out", "--workers", "2", "--split-size", "8k",
+                   "--", *features_args(internal, out, as_bytes, stop))
     assert proc.returncode == 0, proc.stderr
-    theirs = subprocess.run([sys.executable, FEATURES, "-r", "inline", str(verses / "matthew.txt"), *job_args],
-                            capture_output=True, timeout=300, cwd=tmp_path)
-    assert theirs.returncode == 0, theirs.stderr.decode()
-    ours = b"".join(sorted(line for p in part_files(tmp_path / "out") for line in open(p, "rb")))
-    assert ours == b"".join(sorted(theirs.stdout.splitlines(keepends=True)))
-    words = sum(1 for line in open(verses / "matthew.txt") for w in line.lower().split()
+    ours = [line.rstrip(b"\n") for p in part_files(tmp_path / "out") for line in open(p, "rb")]
+    assert_recorded_bytes(ours, features_key(internal, out, as_bytes))
+    words = sum(1 for line in open(matthew) for w in line.lower().split()
                 if w.isalpha() and w not in ("the", "and", "lord"))
     assert f"features/words = {words}" in proc.stderr
 
 
+@pytest.mark.slow
+def test_mrjobs_inline_runner_still_writes_the_recorded_lines(verses, tmp_path):
+    if mrjob_runner_unavailable():
+        pytest.skip(mrjob_runner_unavailable())
+    matthew, stop = verses
+    lines = mrjob_inline_lines(FEATURES, [matthew], features_args(*LIVE_PROTOCOLS, stop), tmp_path)
+    assert_recorded_bytes(lines, features_key(*LIVE_PROTOCOLS))
+
+
 def test_counters_files_and_file_args_reach_the_tasks(verses, tmp_path):
     """Without mrjob's runner to compare with (Python 3.12+ too): the facts of mr_features' output."""
-    proc = run_cli("run", FEATURES, verses / "matthew.txt", "-o", tmp_path / "out", "--workers", "2", "--split-size", "8k",
-                   "--", "--extra-stop", str(verses / "stop.txt"))
+    matthew, stop = verses
+    proc = run_cli("run", FEATURES, matthew, "-o", tmp_path / "out", "--workers", "2", "--split-size", "8k",
+                   "--", "--extra-stop", stop)
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split("\t") for line in output_lines(tmp_path / "out"))
     assert '"lord=' not in "".join(lines.values()) and '"the=' not in "".join(lines.values())
