@@ -216,7 +216,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
         raise click.BadParameter("--skip-bad-records needs mrengine's own master, which remembers the records each "
                                  "task failed on; Spark retries a task whole and cannot be told which records to "
                                  "pass over", param_hint="--skip-bad-records")
-    from .job import load_job
+    from .job import import_job_libraries, load_job
     from .steps import RunOptions
     from .storage import absolute_url
 
@@ -235,6 +235,7 @@ def run(job_file, inputs, output, workers, reducers, split_size, params, str_par
                              f"rounds' results it reads back itself: catch a bad record in its code instead")
         return job
 
+    import_job_libraries(job_file)  # before an embedded cluster's fork, which then shares them
     try:
         summary = _on_runner(load, inputs, output, opts, runner=runner, master=master, secret_file=secret_file,
                              workers=workers, encrypt=encrypt, verbose=verbose, spark_master=spark_master,
