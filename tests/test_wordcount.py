@@ -43,10 +43,10 @@ def test_summary_and_layout(tmp_path, reference):
     [
         ("wordcount.py", 1, "64MiB"),
         ("wordcount.py", 4, "64MiB"),
-        pytest.param("wordcount.py", 2, "4k", marks=pytest.mark.slow),  # 1,080 splits; edge cases: test_inputs.py
+        pytest.param("wordcount.py", 2, "16k", marks=pytest.mark.slow),  # 270 splits; edge cases: test_inputs.py
         ("wordcount.py", 2, "64k"),
         ("wordcount_fast.py", 2, "1MiB"),
-        pytest.param("wordcount_fast.py", 4, "3000", marks=pytest.mark.slow),
+        pytest.param("wordcount_fast.py", 4, "12000", marks=pytest.mark.slow),  # 368 splits, not powers of two
     ],
 )
 def test_same_bytes_in_every_configuration(tmp_path, baseline, job, workers, split_size):
