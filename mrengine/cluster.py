@@ -9,7 +9,9 @@ the job ends, succeeds or fails. Should the driver itself be killed, they get SI
 They are forked from the driver rather than started as new interpreters: the driver has imported the
 master's and the worker's modules once, before the fork, so a small job does not wait for three more
 processes to import numpy, fsspec and mrengine (most of a 1 KB job's time otherwise). The fork comes
-before the driver loads the job file, so nothing the job's code does at import time reaches them.
+before the driver loads the job file, so nothing the job's code does at import time reaches them;
+only the libraries a job file is written against (mrjob's job API, `job.import_job_libraries`) come
+before it, so that each task process need not import them again.
 """
 
 from __future__ import annotations
