@@ -10,6 +10,7 @@ import signal
 import sys
 
 import click
+from click.core import ParameterSource
 
 from .errors import MrEngineError, TaskFailedError, UsageError
 from .tasks import DEFAULT_MAX_ATTEMPTS, DEFAULT_TASK_TIMEOUT
@@ -272,8 +273,8 @@ def _on_runner(load, inputs, output: str, opts, *, runner: str, master, secret_f
         from .spark import SparkRunner
 
         job = load()
-        with SparkRunner(spark_master, spark_conf, opts.max_attempts, f"mrengine {job.name}",
-                         verbose) as spark:
+        with SparkRunner(spark_master, _spark_settings(spark_conf, opts.max_attempts), opts.max_attempts,
+                         f"mrengine {job.name}", verbose) as spark:
             return Recorded(spark, history_dir, "spark").run(job, inputs, output, opts)
     if master:
         job = load()
@@ -285,6 +286,14 @@ def _on_runner(load, inputs, output: str, opts, *, runner: str, master, secret_f
             if cluster.ui_url:
                 click.echo(f"mrengine: web UI at {cluster.ui_url} while the job runs", err=True)
             return driver.run(job, inputs, output, opts)
+
+
+def _spark_settings(spark_conf: dict, max_attempts: int) -> dict:
+    """--spark-conf's settings, and a --max-attempts given on the command line as spark.task.maxFailures
+    (unless --spark-conf sets that): the user's flag then wins over spark-submit's --conf, as spark-submit's
+    wins over mrengine's default."""
+    given = click.get_current_context().get_parameter_source("max_attempts") is ParameterSource.COMMANDLINE
+    return {"spark.task.maxFailures": str(max_attempts), **spark_conf} if given else spark_conf
 
 
 @main.command("streaming", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

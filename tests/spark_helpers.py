@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from mrengine.job import load_job
@@ -50,3 +51,20 @@ def summary_without_time(stderr: str) -> list[str]:
     """The summary lines a run prints after its progress, minus the elapsed time."""
     lines = [ln for ln in stderr.splitlines() if ln.startswith(("job ", "  "))]
     return [ln.split(" succeeded in ")[0] if ln.startswith("job ") else ln for ln in lines]
+
+
+@contextlib.contextmanager
+def submitted_setting(spark_submit_env: dict, key: str, value: str):
+    """`key=value` as spark-submit's `--conf` leaves it (a system property of its JVM), on the JVM that
+    `spark_submit_env` leads to, until the block ends."""
+    from py4j.java_gateway import GatewayParameters, JavaGateway
+
+    gateway = JavaGateway(gateway_parameters=GatewayParameters(
+        port=int(spark_submit_env["PYSPARK_GATEWAY_PORT"]), auth_token=spark_submit_env["PYSPARK_GATEWAY_SECRET"]))
+    system = gateway.jvm.java.lang.System
+    system.setProperty(key, value)
+    try:
+        yield
+    finally:
+        system.clearProperty(key)
+        gateway.close()

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import JOBS, REPO, SAMPLE_TEXT as TEXT, TEST_JOBS, run_cli
-from spark_helpers import RUN_TIMEOUT, assert_same_output, run_native, run_spark, summary_without_time
+from spark_helpers import RUN_TIMEOUT, assert_same_output, run_native, run_spark, submitted_setting, summary_without_time
 
 pytestmark = pytest.mark.spark
 
@@ -93,3 +93,21 @@ def test_failed_attempts_are_retried_and_counted_once(spark_runner, tmp_path):
     assert summary.counters["flaky", "map lines"] == 31102  # the lines of sample_data/text, once each
     assert_same_output(tmp_path / "native", tmp_path / "spark")  # no stray attempt files either
     assert summary.lines()[2:] == summary_without_time(native.stderr)[2:]  # attempts aside
+
+
+def test_a_max_attempts_given_wins_over_spark_submits_max_failures_and_the_default_does_not(tmp_path, spark_submit_env):
+    """spark-submit's `--conf spark.task.maxFailures=1` holds where the run gives no --max-attempts (a task of
+    tests/jobs/flaky.py failing once fails the job); a --max-attempts given on the command line wins over it."""
+    runs = {}
+    with submitted_setting(spark_submit_env, "spark.task.maxFailures", "1"):
+        for name, given in (("default", ()), ("given", ("--max-attempts", "2"))):
+            (tmp_path / f"{name}-marks").mkdir()
+            runs[name] = run_cli("run", os.path.join(TEST_JOBS, "flaky.py"), SMALL, "-o", tmp_path / name,
+                                 "--split-size", "256k", "-p", f"marks={tmp_path / f'{name}-marks'}", *given,
+                                 "--runner", "spark", "--spark-master", "local[2]", timeout=RUN_TIMEOUT,
+                                 env=spark_submit_env)
+    assert runs["default"].returncode != 0
+    assert "failed on all 1 attempts" in runs["default"].stderr and "first attempt fails" in runs["default"].stderr
+    assert not (tmp_path / "default" / "_SUCCESS").exists()
+    assert runs["given"].returncode == 0, runs["given"].stderr
+    assert (tmp_path / "given" / "_SUCCESS").exists()
