@@ -16,6 +16,8 @@ from collections import Counter
 
 import pytest
 
+pytest_plugins = ["module_order"]  # the modules, longest first, for xdist
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_TEXT = os.path.join(REPO, "sample_data", "text")
 JOBS = os.path.join(REPO, "jobs")
