@@ -2,8 +2,8 @@
 
 xdist's `--dist loadfile` hands each process a whole module at a time, in collection order; it would
 otherwise put the modules with the most tests first, and the Spark and cluster modules, which have
-few tests and run longest, would come last and run on alone while the other processes sit idle.
-Longest first keeps every process busy to the end. The seconds are each module's summed test
+few tests and run longest, would come last, and the run would end waiting on one of them. Longest
+first leaves the short modules for the end, where they even out the processes' finishing times. The seconds are each module's summed test
 durations from one whole run, recorded with `pytest --record-module-seconds`; a module not yet in
 the record runs after those that are.
 """
