@@ -47,13 +47,12 @@ class _Recorder:
         self.seconds[module_of(report.nodeid)] += report.duration
 
     def pytest_sessionfinish(self, session):
-        if getattr(session.config, "workerinput", None) is not None:
-            return  # an xdist process: the controller writes the record
         with open(RECORD, "w", encoding="utf-8") as f:
             json.dump({m: round(s, 1) for m, s in self.seconds.most_common()}, f, indent=1)
             f.write("\n")
 
 
 def pytest_configure(config):
-    if config.getoption("--record-module-seconds"):
+    # In the xdist controller (or a run without xdist), which gets every process's reports.
+    if config.getoption("--record-module-seconds") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_Recorder(), "module-seconds-recorder")
