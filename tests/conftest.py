@@ -16,6 +16,8 @@ from collections import Counter
 
 import pytest
 
+import spark_jvm_setup
+
 pytest_plugins = ["module_order"]  # the modules, longest first, for xdist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,6 +27,7 @@ TEST_JOBS = os.path.join(REPO, "tests", "jobs")
 PACKAGE = os.path.join(REPO, "mrengine", "")  # a traceback frame of mrengine's own code names a file below this
 
 
+@functools.cache
 def _spark_unavailable() -> str | None:
     """Why the Spark runner cannot run here, or None when it can."""
     if importlib.util.find_spec("pyspark") is None:
@@ -58,22 +61,6 @@ def mrjob_runner_unavailable() -> str | None:
     return error and f"mrjob's own runner does not run on Python {version} ({error})"
 
 
-# A test's Spark run is seconds long, and most of a short JVM's CPU goes to its optimising JIT
-# compiler and its parallel collector's threads, which the two cores then share with the test's
-# other processes. The quick compiler alone and the serial collector halve a test run's CPU.
-SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1 -XX:CICompilerCount=1 -XX:+UseSerialGC"
-
-
-def _spark_test_defaults() -> str:
-    """A SPARK_CONF_DIR whose spark-defaults.conf starts every Spark JVM of the tests as a short-lived one
-    (spark-submit reads it below every setting a run makes, so no test's own settings are changed)."""
-    conf_dir = tempfile.mkdtemp(prefix="mrengine-test-spark-conf-")
-    with open(os.path.join(conf_dir, "spark-defaults.conf"), "w", encoding="utf-8") as f:
-        f.write(f"spark.driver.extraJavaOptions {SHORT_LIVED_JVM}\n"
-                f"spark.executor.extraJavaOptions {SHORT_LIVED_JVM}\n")
-    return conf_dir
-
-
 _MADE_DIRS: list[str] = []  # what this process made for the whole run (xdist's workers inherit the controller's)
 
 
@@ -91,7 +78,9 @@ def pytest_configure(config):
         compileall.compile_dir(os.path.join(REPO, "mrengine"), quiet=1)
     # Jobs the tests run leave history records (in the user's state directory by default): keep them out of ~.
     _dir_for_the_run("XDG_STATE_HOME", lambda: tempfile.mkdtemp(prefix="mrengine-test-state-"))
-    _dir_for_the_run("SPARK_CONF_DIR", _spark_test_defaults)
+    if spark_jvm_setup.ARCHIVE_DIR not in os.environ:  # the controller's (xdist's workers inherit it, and then add the archive)
+        os.environ["SPARK_SUBMIT_OPTS"] = spark_jvm_setup.submit_opts(spark_jvm_setup.SHORT_LIVED_JVM)
+    _dir_for_the_run(spark_jvm_setup.ARCHIVE_DIR, lambda: tempfile.mkdtemp(prefix="mrengine-test-spark-classes-"))
     config.addinivalue_line("markers", "spark: runs jobs on a real Apache Spark (needs pyspark and Java 17+)")
 
 
@@ -111,6 +100,12 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.slow)
         if reason:
             item.add_marker(pytest.mark.skip(reason=f"Spark runner tests: {reason}"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before its fixtures start a JVM
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("spark") and not _spark_unavailable():
+        spark_jvm_setup.use_class_archive()
 
 
 def run_cli(*args, timeout=300, env=None, **kwargs) -> subprocess.CompletedProcess:

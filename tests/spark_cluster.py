@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 
-from conftest import SHORT_LIVED_JVM
+import spark_jvm_setup
 
 START_TIMEOUT = 120.0  # seconds for the master to listen or a worker to register (2 busy cores: JVMs start slowly)
 STOP_TIMEOUT = 15.0
@@ -34,7 +34,7 @@ def spark_class() -> str:
 
 def loopback_env(extra: dict | None = None) -> dict:
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_DAEMON_MEMORY="256m",
-               SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=false", SPARK_DAEMON_JAVA_OPTS=SHORT_LIVED_JVM)
+               SPARK_MASTER_OPTS="-Dspark.master.rest.enabled=false", SPARK_DAEMON_JAVA_OPTS=spark_jvm_setup.jvm_options())
     env.update(extra or {})
     return env
 
