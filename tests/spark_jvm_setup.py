@@ -7,8 +7,8 @@ other processes: the quick compiler alone and the serial collector halve a test 
 Of what is left, a third is loading and verifying Spark's classes. The JDK's class-data sharing maps
 them from an archive instead: the first Spark test of the run makes one (`use_class_archive`: a
 small Spark run whose JVM writes the classes it loaded when it exits), and every Spark JVM started
-after that maps it. A JVM whose class path is not the archive's (a standalone cluster's executors)
-quietly loads its classes as before.
+after that maps it (drivers, a standalone cluster's daemons and executors: one class path). A JVM
+whose class path differed would quietly load its classes as before.
 
 The options reach the drivers' JVMs through SPARK_SUBMIT_OPTS, which spark-submit adds to the JVM it
 starts (a local run's executors are threads in it), and a cluster's executors through the drivers'
