@@ -69,7 +69,10 @@ class StandaloneCluster:
 
     def _spawn(self, name: str, args: list[str], host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
         log = os.path.join(self.tmp, f"{name}.log")
-        env = loopback_env({"SPARK_LOCAL_IP": host, "SPARK_WORKER_DIR": os.path.join(self.tmp, f"{name}-work")})
+        # The executors' scratch (block managers, shuffle files) under tmp_dir too: an executor killed
+        # with its worker cannot remove its own, which would stay in /tmp.
+        env = loopback_env({"SPARK_LOCAL_IP": host, "SPARK_WORKER_DIR": os.path.join(self.tmp, f"{name}-work"),
+                            "SPARK_LOCAL_DIRS": os.path.join(self.tmp, f"{name}-local")})
         with open(log, "wb") as out:
             proc = subprocess.Popen([spark_class(), *args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     env=env, start_new_session=True)
