@@ -69,10 +69,13 @@ class StandaloneCluster:
 
     def _spawn(self, name: str, args: list[str], host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
         log = os.path.join(self.tmp, f"{name}.log")
-        # The executors' scratch (block managers, shuffle files) under tmp_dir too: an executor killed
-        # with its worker cannot remove its own, which would stay in /tmp.
+        # The executors' scratch (block managers, shuffle files) and temporary files (lz4-java's native
+        # library, which a JVM deletes only as it exits normally) under tmp_dir too: an executor killed
+        # with its worker cannot remove its own, which would stay in /tmp. A worker's executors
+        # inherit its environment, and every JVM reads JAVA_TOOL_OPTIONS.
         env = loopback_env({"SPARK_LOCAL_IP": host, "SPARK_WORKER_DIR": os.path.join(self.tmp, f"{name}-work"),
-                            "SPARK_LOCAL_DIRS": os.path.join(self.tmp, f"{name}-local")})
+                            "SPARK_LOCAL_DIRS": os.path.join(self.tmp, f"{name}-local"),
+                            "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={self.tmp}"})
         with open(log, "wb") as out:
             proc = subprocess.Popen([spark_class(), *args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     env=env, start_new_session=True)
