@@ -191,6 +191,8 @@ def main(ctx):
         raise ValueError(f"staleness must be a whole number of updates (0 or more) or 'inf', not {staleness!r}")
     if p.get("resume") and mode != "async":
         raise ValueError(f"resume= starts a parameter server from a checkpoint: it needs mode=async, not mode={mode}")
+    if mode == "async":
+        ctx.require_parameter_server()  # before the statistics round, which may be long on a big input
 
     def run(inputs, **kw):
         totals = dict(ctx.map_reduce(inputs, reducer=add, combiner=add, **kw))

@@ -50,7 +50,7 @@ from .steps import RunOptions, Summary, counter_lines, step_spec
 from .errors import MrEngineError, TaskFailedError
 from .inputs import MsgpackInput, Split
 from .job import JobSpec, _check_formats, _step_from, user_traceback
-from .paramserver import start_for_runner
+from .paramserver import endpoint_for_runner, start_for_runner
 
 ENGINE = "mrengine"
 
@@ -182,6 +182,11 @@ class DriverContext:
         `clocks` resume from a checkpoint (`paramserver.read_checkpoint`); `about` goes into each one."""
         return start_for_runner(self._run_step, params, self.open, staleness=staleness, checkpoint_every=checkpoint_every,
                                 tasks=tasks, version=version, clocks=clocks, about=about)
+
+    def require_parameter_server(self) -> None:
+        """Refuse now, before any round has run, if this runner cannot host `parameter_server`: a job that
+        will need one calls this first, so a user on such a runner is told at once, not after its first rounds."""
+        endpoint_for_runner(self._run_step)
 
     def open(self, name: str, mode: str = "w"):
         """A new file `name` (a relative path) in the output directory, e.g. `with ctx.open("model.json", "w") as f`.

@@ -254,8 +254,14 @@ class ParameterServer:
 
 def start_for_runner(run_step, params: dict, open_file: Callable, **settings) -> ParameterServer:
     """A server for a `main(ctx)` session whose rounds run through `run_step`, on the interface and with
-    the secret of that runner's cluster; a runner without them (Spark, the in-process test runner) is
-    refused in one paragraph."""
+    the secret of that runner's cluster (`endpoint_for_runner`)."""
+    host, secret = endpoint_for_runner(run_step)
+    return ParameterServer(params, host, secret, open_file=open_file, **settings)
+
+
+def endpoint_for_runner(run_step) -> tuple[str, bytes]:
+    """(host, secret) for a parameter server of the session whose rounds run through `run_step`; a runner
+    without them (Spark, the in-process test runner) is refused in one paragraph."""
     runner = run_step.__self__  # the runner.Runner whose bound run_step the session drives
     endpoint = runner.param_server_endpoint()
     if endpoint is None:
@@ -265,8 +271,7 @@ def start_for_runner(run_step, params: dict, open_file: Callable, **settings) ->
                          f"task processes hold no such secret and no connection back to the driver. Run without "
                          f"--runner spark (an embedded cluster, or --master HOST:PORT), or train in gradient or "
                          f"average mode there")
-    host, secret = endpoint
-    return ParameterServer(params, host, secret, open_file=open_file, **settings)
+    return endpoint
 
 
 def read_checkpoint(url: str, storage_options: dict | None = None) -> tuple[dict, dict]:

@@ -140,4 +140,5 @@ def test_the_spark_runner_refuses_async_mode_in_one_paragraph(tmp_path, spark_su
     assert proc.returncode == 2
     assert "parameter server" in proc.stderr and "SparkRunner" in proc.stderr and "gradient or average" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "rows," not in proc.stdout, proc.stdout  # refused before the statistics round ("N rows, F features")
     assert not (tmp_path / "out" / "_SUCCESS").exists()
