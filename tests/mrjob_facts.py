@@ -14,6 +14,8 @@ tests/data/mrjob_local_runner.json. The recorded file names the mrjob version it
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import importlib.util
 import json
@@ -109,10 +111,25 @@ def mrjob_inline_lines(job: str, inputs, job_args, cwd) -> list[bytes]:
     return lines[:-1] if lines[-1] == b"" else lines
 
 
+@contextlib.contextmanager
+def mrjob_lock_files_removed(job_name: str):
+    """Removes, on leaving, the lock files mrjob's local runner left for the jobs named `job_name` run
+    inside: it writes one a job into /tmp itself (mrjob/bin.py), whatever TMPDIR says, and never removes it."""
+    pattern = f"/tmp/wrapper.lock.{glob.escape(job_name)}.*"
+    before = set(glob.glob(pattern))
+    try:
+        yield
+    finally:
+        for path in set(glob.glob(pattern)) - before:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
 def mrjob_local_lines(name: str, inputs, job_args, cwd) -> list[str]:
     """The lines mrjob's local runner prints for the example `name`."""
-    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "-r", "local", *map(str, inputs),
-                           *job_args], capture_output=True, timeout=600, cwd=cwd)
+    with mrjob_lock_files_removed(name):
+        proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, f"{name}.py"), "-r", "local", *map(str, inputs),
+                               *job_args], capture_output=True, timeout=600, cwd=cwd)
     if proc.returncode:
         raise RuntimeError(f"mrjob's runner failed on {name}: {proc.stderr.decode()}")
     return proc.stdout.decode("utf-8").splitlines()
